@@ -1,0 +1,40 @@
+# onebyone — stages chained by artifact: build/MODEL/model.onnx → (later stages add theirs) → verify.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/onebyone
+MODEL  ?= digits_resnet
+BUNDLE := build/$(MODEL)
+STAMP  := $(VENV)/.installed
+SOURCES := $(shell find export optimize runtime -name '*.py' 2>/dev/null)
+
+.PHONY: setup export demo test test-fast lint clean
+
+setup: $(STAMP)
+
+# Install torch's CPU wheel first unless a torch is importable, so pip never pulls the CUDA build on a CPU machine.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(BUNDLE)/model.onnx: $(STAMP) $(SOURCES)
+	$(CLI) export $(MODEL) -o $(BUNDLE)
+
+export: $(BUNDLE)/model.onnx
+
+demo: $(BUNDLE)/model.onnx
+	$(CLI) verify $(BUNDLE)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build

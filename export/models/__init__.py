@@ -1,0 +1,1 @@
+"""Bottleneck networks with torchvision-compatible module and parameter names."""

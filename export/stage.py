@@ -1,0 +1,147 @@
+"""The export stage: a model (zoo name or factory, optional weights) → a bundle with model.onnx, golden.npz and
+manifest.json, verified against torch before anything is published."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from export.onnx_export import ExportOptions, export_onnx, external_data_files
+from export.weights import load_weights
+from export.zoo import ModelSpec, instantiate
+from runtime import __version__
+from runtime.bundle import (
+    GOLDEN_NAME,
+    MANIFEST_NAME,
+    TOLERANCES,
+    ArtifactRecord,
+    Manifest,
+    ModelInfo,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
+from runtime.errors import UserError
+from runtime.files import publish, sha256_file, staging_dir
+from runtime.golden import Golden, Parity, check_onnx
+from runtime.progress import progress
+
+GOLDEN_SEED = 0
+GOLDEN_DYNAMIC_BATCH = 2  # golden batch for dynamic-batch exports: more than one, to exercise the batch axis
+
+
+class ExportMismatch(Exception):
+    """The exported ONNX disagrees with torch beyond tolerance: nothing was written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    bundle: Path
+    onnx_path: Path
+    parity: Parity
+    removed_stale: list[str]
+
+
+def split_destination(output: Path) -> tuple[Path, str]:
+    """`-o DIR` → (DIR, "model.onnx"); `-o DIR/name.onnx` → (DIR, "name.onnx")."""
+    if output.suffix == ".onnx":
+        return output.parent, output.name
+    return output, "model.onnx"
+
+
+def golden_inputs(spec: ModelSpec, batch: int) -> np.ndarray:
+    """Real samples when the model has data (digits), else standard-normal inputs from a fixed seed."""
+    if spec.sample_inputs is not None:
+        return np.ascontiguousarray(spec.sample_inputs(batch), dtype=np.float32)
+    return np.random.default_rng(GOLDEN_SEED).standard_normal((batch, *spec.input_shape), dtype=np.float32)
+
+
+def make_golden(model: torch.nn.Module, spec: ModelSpec, options: ExportOptions) -> Golden:
+    inputs = golden_inputs(spec, options.batch or GOLDEN_DYNAMIC_BATCH)
+    with torch.no_grad():
+        outputs = model(torch.from_numpy(inputs))
+    outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
+    return Golden(inputs={options.input_name: inputs},
+                  outputs={name: out.numpy() for name, out in zip(spec.output_names, outputs, strict=True)})
+
+
+def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights: Path | None = None) -> ExportResult:
+    """Export, verify against torch on the golden inputs, then publish model, golden samples and manifest.
+
+    Files are built in a staging directory and renamed into place only after the check passes, manifest last.
+    """
+    bundle, onnx_name = split_destination(output)
+    with staging_dir(bundle) as stage:
+        model = instantiate(spec)  # before the bar: building may show its own progress (digits_resnet trains)
+        if weights is not None:
+            load_weights(model, weights)
+        staged_onnx = stage / onnx_name
+        with progress() as bar:
+            task = bar.add_task(f"exporting {spec.name}", total=3)
+            export_onnx(model, spec, staged_onnx, options)
+            bar.advance(task)
+            golden = make_golden(model, spec, options)
+            golden.save(stage / GOLDEN_NAME)
+            bar.advance(task)
+            parity = check_onnx(staged_onnx, golden, TOLERANCES["fp32"])
+            bar.advance(task)
+        if not parity.ok:
+            raise ExportMismatch(f"the exported ONNX does not match torch on the golden inputs: {parity.describe()}")
+        manifest = _manifest(spec, options, weights, stage, onnx_name, parity)
+        removed = _remove_stale(bundle, manifest)
+        for staged in [staged_onnx, *external_data_files(staged_onnx), stage / GOLDEN_NAME]:
+            publish(staged, bundle / staged.name)
+        write_manifest(bundle, manifest)
+    return ExportResult(bundle=bundle, onnx_path=bundle / onnx_name, parity=parity, removed_stale=removed)
+
+
+def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, stage: Path, onnx_name: str,
+              parity: Parity) -> Manifest:
+    staged_onnx = stage / onnx_name
+    made_by = {
+        "stage": "export",
+        "exporter": options.exporter,
+        "opset": options.opset,
+        "dynamic_batch": options.batch is None,
+        "keep_batchnorm": options.keep_batchnorm,
+        "tools": {"onebyone": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                  "onnxruntime": onnxruntime.__version__},
+    }
+    artifacts = {
+        onnx_name: ArtifactRecord.for_file(staged_onnx, kind="onnx", made_by=made_by, precision="fp32",
+                                           tolerance=parity.tolerance, parity=parity.as_record()),
+        GOLDEN_NAME: ArtifactRecord.for_file(
+            stage / GOLDEN_NAME, kind="golden",
+            made_by={"stage": "export", "source": "sample data" if spec.sample_inputs else f"N(0,1) seed {GOLDEN_SEED}",
+                     "outputs_from": "torch"}),
+    }
+    for data_file in external_data_files(staged_onnx):
+        artifacts[data_file.name] = ArtifactRecord.for_file(data_file, kind="onnx-external-data",
+                                                            made_by={"stage": "export", "belongs_to": onnx_name})
+    model_info = ModelInfo(
+        name=spec.name, source=spec.source,
+        weights={"path": str(weights), "sha256": sha256_file(weights)} if weights else None,
+        input_name=options.input_name, output_names=list(spec.output_names), input_shape=list(spec.input_shape),
+        batch=options.batch, preprocess=dataclasses.asdict(spec.preprocess) if spec.preprocess else None,
+        task=spec.task)
+    return Manifest(model=model_info, artifacts=artifacts)
+
+
+def _remove_stale(bundle: Path, manifest: Manifest) -> list[str]:
+    """A re-export invalidates everything derived from the old model: delete the files the old manifest listed
+    that the new one does not (an old model.int8.onnx beside a new model.onnx would be a trap)."""
+    if not manifest_path(bundle).is_file():
+        return []
+    try:
+        previous = read_manifest(bundle)
+    except UserError:
+        return []
+    stale = sorted(set(previous.artifacts) - set(manifest.artifacts) - {MANIFEST_NAME})
+    for name in stale:
+        (bundle / name).unlink(missing_ok=True)
+    return stale

@@ -1,0 +1,121 @@
+"""The built-in model zoo and resolution of user factories (`package.module:factory`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.models import digits, inception, mobilenet, resnet
+from runtime.errors import UserError
+from runtime.preprocess import IMAGENET, Preprocess
+
+INIT_SEED = 0  # random-init zoo models are reproducible: same seed, same weights
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What onebyone knows about a network beyond its module: input layout, preprocessing, sample data."""
+
+    name: str
+    source: str  # "zoo:NAME" or "package.module:factory"
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, int, int]  # C, H, W
+    preprocess: Preprocess | None
+    description: str
+    task: str = "classification"  # or "features" (no class scores: top-k makes no sense)
+    output_names: tuple[str, ...] = ("logits",)
+    sample_inputs: Callable[[int], np.ndarray] | None = None  # real data for golden samples, when the model has it
+
+
+def _digits_test_images(count: int) -> np.ndarray:
+    return digits.digits_splits()["test"].images[:count]
+
+
+ZOO: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("resnet50", "zoo:resnet50", resnet.resnet50, (3, 224, 224), IMAGENET, "ResNet-50 (v1.5)"),
+        ModelSpec("resnet101", "zoo:resnet101", resnet.resnet101, (3, 224, 224), IMAGENET, "ResNet-101 (v1.5)"),
+        ModelSpec("resnet152", "zoo:resnet152", resnet.resnet152, (3, 224, 224), IMAGENET, "ResNet-152 (v1.5)"),
+        ModelSpec("resnet50_v1", "zoo:resnet50_v1", resnet.resnet50_v1, (3, 224, 224), IMAGENET,
+                  "ResNet-50 as published: stride in the first 1x1 conv"),
+        ModelSpec("resnext50_32x4d", "zoo:resnext50_32x4d", resnet.resnext50_32x4d, (3, 224, 224), IMAGENET,
+                  "ResNeXt-50 32x4d: grouped 3x3"),
+        ModelSpec("wide_resnet50_2", "zoo:wide_resnet50_2", resnet.wide_resnet50_2, (3, 224, 224), IMAGENET,
+                  "Wide ResNet-50-2: twice the bottleneck width"),
+        ModelSpec("mobilenet_v2", "zoo:mobilenet_v2", mobilenet.mobilenet_v2, (3, 224, 224), IMAGENET,
+                  "MobileNetV2: inverted bottleneck, depthwise 3x3, linear 1x1 projection"),
+        ModelSpec("inception_block", "zoo:inception_block", inception.inception_block, (192, 28, 28), None,
+                  "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
+        ModelSpec("digits_resnet", "zoo:digits_resnet", digits.trained_digits_resnet, (1, 8, 8), digits.PREPROCESS,
+                  "bottleneck ResNet trained on sklearn's 8x8 digits", sample_inputs=_digits_test_images),
+    ]
+}
+
+DEFAULT_MODEL = "digits_resnet"
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """'3,224,224' → (3, 224, 224); anything else is a UserError."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(part) for part in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) <= 0:
+        raise UserError(f"--input-shape {text!r} is not C,H,W with three positive integers (e.g. 3,224,224)")
+    return shape  # type: ignore[return-value]
+
+
+def _import_factory(reference: str) -> Callable[[], nn.Module]:
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise UserError(f"{reference!r} is not of the form package.module:factory")
+    if os.getcwd() not in sys.path:  # like `python -m`, find the user's modules in the working directory
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # the user's module may fail with any exception while importing
+        raise UserError(f"cannot import {module_name!r} for {reference!r}: {type(err).__name__}: {err}; "
+                        "is it on PYTHONPATH or in the working directory?") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise UserError(f"{module_name!r} has no callable {attribute!r}; pass package.module:factory where "
+                        "factory() returns a torch.nn.Module")
+    return factory
+
+
+def resolve(name: str, input_shape: tuple[int, int, int] | None = None) -> ModelSpec:
+    """A zoo name or `package.module:factory` → its spec. `input_shape` overrides the spec's."""
+    if ":" in name:
+        spec = ModelSpec(name=name.rpartition(":")[2], source=name, build=_import_factory(name),
+                         input_shape=input_shape or (3, 224, 224), preprocess=None, description=f"factory {name}")
+    elif name in ZOO:
+        spec = ZOO[name]
+    else:
+        raise UserError(f"unknown model {name!r}; valid models: {', '.join(ZOO)} — or package.module:factory")
+    return dataclasses.replace(spec, input_shape=input_shape) if input_shape else spec
+
+
+def instantiate(spec: ModelSpec) -> nn.Module:
+    """Build the module in eval mode; random initialisation is seeded so every run gives the same weights."""
+    with torch.random.fork_rng():
+        torch.manual_seed(INIT_SEED)
+        try:
+            model = spec.build()
+        except UserError:
+            raise
+        except Exception as err:
+            if spec.source.startswith("zoo:"):
+                raise
+            raise UserError(f"{spec.source}() failed: {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{spec.source}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model.eval()

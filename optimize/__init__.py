@@ -1,0 +1,1 @@
+"""Graph passes and precision conversion of exported ONNX models (see DESIGN.md)."""

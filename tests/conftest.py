@@ -1,0 +1,61 @@
+"""Shared fixtures: zoo exports are made once per session; digits_resnet trains once and is cached under build/."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.onnx_export import ExportOptions
+from export.stage import ExportResult, export_bundle
+from export.zoo import resolve
+from runtime.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., ExportResult]:
+    """export(name, **options) → the bundle, exported once per (name, options) per session."""
+    cache: dict[tuple, ExportResult] = {}
+
+    def export(name: str, **options: object) -> ExportResult:
+        key = (name, tuple(sorted(options.items())))
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(name)
+            cache[key] = export_bundle(resolve(name), folder, ExportOptions(**options))
+        return cache[key]
+
+    return export
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """Fresh random inputs each run; the seed is printed on failure so a run can be reproduced."""
+    seed = secrets.randbits(32)
+    print(f"rng seed {seed}")
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `onebyone ARGS...` in-process → (exit code, stdout, stderr). Uncaught exceptions fail the test."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse usage errors
+            code = int(exit_.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every file below `folder` (hidden temp files included), as relative paths."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

@@ -1,0 +1,88 @@
+"""The zoo's networks match torchvision's architectures: parameter counts and state_dict names."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from export.models.mobilenet import InvertedResidual
+from export.models.resnet import Bottleneck
+from export.zoo import ZOO, instantiate, resolve
+
+# torchvision's published parameter counts (torchvision.models docs, "num_params").
+TORCHVISION_PARAMS = {
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904,
+    "wide_resnet50_2": 68_883_240,
+    "mobilenet_v2": 3_504_872,
+    "resnet50_v1": 25_557_032,  # moving the stride between convs changes no parameter
+}
+
+TORCHVISION_KEYS = {
+    "resnet50": ["conv1.weight", "bn1.running_mean", "layer1.0.downsample.1.weight", "layer1.0.downsample.0.weight",
+                 "layer2.3.conv2.weight", "layer3.5.bn2.num_batches_tracked", "layer4.2.bn3.running_var",
+                 "fc.weight", "fc.bias"],
+    "resnet152": ["layer3.35.conv3.weight", "layer2.7.bn1.bias"],
+    "mobilenet_v2": ["features.0.0.weight", "features.0.1.running_var", "features.1.conv.0.0.weight",
+                     "features.1.conv.1.weight", "features.1.conv.2.bias", "features.2.conv.0.0.weight",
+                     "features.2.conv.2.weight", "features.17.conv.3.running_mean", "features.18.1.weight",
+                     "classifier.1.weight", "classifier.1.bias"],
+    "inception_block": ["branch1.conv.weight", "branch1.bn.running_var", "branch2.0.conv.weight",
+                        "branch2.1.bn.weight", "branch3.1.conv.weight", "branch4.1.conv.weight"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
+def test_parameter_counts_equal_torchvision(name):
+    model = instantiate(ZOO[name])
+    assert sum(p.numel() for p in model.parameters()) == TORCHVISION_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_KEYS))
+def test_state_dict_uses_torchvision_names(name):
+    keys = set(instantiate(ZOO[name]).state_dict())
+    missing = [key for key in TORCHVISION_KEYS[name] if key not in keys]
+    assert not missing, f"{name} lacks torchvision keys {missing}"
+
+
+def test_resnet50_v1_strides_in_first_1x1_and_v15_in_3x3():
+    v1, v15 = instantiate(ZOO["resnet50_v1"]), instantiate(ZOO["resnet50"])
+    for stage in ("layer2", "layer3", "layer4"):
+        first_v1, first_v15 = getattr(v1, stage)[0], getattr(v15, stage)[0]
+        assert first_v1.conv1.stride == (2, 2) and first_v1.conv2.stride == (1, 1)
+        assert first_v15.conv1.stride == (1, 1) and first_v15.conv2.stride == (2, 2)
+        assert first_v1.downsample[0].stride == first_v1.conv1.stride  # siblings: same input, same stride
+
+
+def test_resnext_and_wide_resnet_widths():
+    resnext, wide = instantiate(ZOO["resnext50_32x4d"]), instantiate(ZOO["wide_resnet50_2"])
+    assert resnext.layer1[0].conv2.groups == 32 and resnext.layer1[0].conv2.in_channels == 128
+    assert wide.layer1[0].conv2.in_channels == 128 and wide.layer1[0].conv3.out_channels == 256
+
+
+def test_mobilenet_v2_blocks_are_inverted_bottlenecks():
+    model = instantiate(ZOO["mobilenet_v2"])
+    blocks = [m for m in model.modules() if isinstance(m, InvertedResidual)]
+    assert len(blocks) == 17
+    for block in blocks:
+        project = [m for m in block.conv if isinstance(m, nn.Conv2d)][-1]
+        depthwise = block.conv[-3][0]
+        assert project.kernel_size == (1, 1), "projection is a linear 1x1 conv"
+        assert depthwise.groups == depthwise.in_channels == depthwise.out_channels, "3x3 is depthwise"
+
+
+def test_random_init_is_reproducible():
+    first, second = instantiate(ZOO["resnet50"]), instantiate(ZOO["resnet50"])
+    assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True))
+
+
+def test_every_resnet_block_is_a_bottleneck():
+    for name in ("resnet50", "resnet50_v1", "resnext50_32x4d", "wide_resnet50_2"):
+        model = instantiate(ZOO[name])
+        assert sum(isinstance(m, Bottleneck) for m in model.modules()) == 16
+
+
+def test_input_shape_override():
+    assert resolve("resnet50", (3, 160, 160)).input_shape == (3, 160, 160)
