@@ -45,7 +45,7 @@ def register(stages: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from export.stage import ExportMismatch, export_bundle
 
-    input_shape = parse_input_shape(args.input_shape) if args.input_shape else None
+    input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
     spec = resolve(args.model, input_shape)
     if args.weights is not None and not args.weights.is_file():
         raise UserError(f"weights file {args.weights} does not exist")

@@ -20,7 +20,12 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 import torch
-from onnx_ir.passes.common import IdentityEliminationPass, ShapeInferencePass
+from onnx_ir.passes.common import (
+    DeduplicateInitializersPass,
+    IdentityEliminationPass,
+    LiftConstantsToInitializersPass,
+    ShapeInferencePass,
+)
 from torch import nn
 
 from export.zoo import ModelSpec
@@ -97,8 +102,9 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: Path, options: ExportOp
 def _annotate(path: Path, spec: ModelSpec, options: ExportOptions) -> None:
     """Add onebyone metadata and inferred shapes with onnx-ir, re-save (external data if large), run the checker.
 
-    Identity nodes are removed: the TorchScript exporter deduplicates equal folded tensors (e.g. the zero biases of
-    freshly initialised BatchNorms) behind Identity nodes, which are clutter for every later stage.
+    Exporter clutter is cleaned so every later stage sees only computation: Constant nodes (e.g. ReLU6's Clip
+    bounds) become deduplicated initializers, and Identity nodes go (the TorchScript exporter hides equal folded
+    tensors, such as the zero biases of freshly initialised BatchNorms, behind them).
     """
     model = ir.load(path)
     metadata = {
@@ -111,8 +117,12 @@ def _annotate(path: Path, spec: ModelSpec, options: ExportOptions) -> None:
     if spec.preprocess is not None:
         metadata["onebyone.preprocess"] = spec.preprocess.to_json()
     model.metadata_props.update(metadata)
-    IdentityEliminationPass()(model)
-    ShapeInferencePass()(model)
+    ir.passes.Sequential(
+        LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        IdentityEliminationPass(),
+        DeduplicateInitializersPass(),
+        ShapeInferencePass(),
+    )(model)
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
     for stale in path.parent.glob(f"{path.name}*.data"):
         stale.unlink()

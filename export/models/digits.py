@@ -49,10 +49,11 @@ class Recipe:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Normalized images (N, 1, 8, 8) float32 and labels (N,) int64."""
+    """Normalized images (N, 1, 8, 8) float32, labels (N,) int64, and their row numbers in sklearn's dataset."""
 
     images: np.ndarray
     labels: np.ndarray
+    indices: np.ndarray
 
 
 def digits_splits() -> dict[str, Split]:
@@ -67,7 +68,7 @@ def digits_splits() -> dict[str, Split]:
     index = np.arange(len(labels))
     rest, test = train_test_split(index, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED)
     train, calib = train_test_split(rest, test_size=CALIB_SIZE, stratify=labels[rest], random_state=SPLIT_SEED)
-    return {name: Split(images[idx], labels[idx]) for name, idx in (("train", train), ("calib", calib),
+    return {name: Split(images[idx], labels[idx], idx) for name, idx in (("train", train), ("calib", calib),
                                                                       ("test", test))}
 
 

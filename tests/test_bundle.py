@@ -1,0 +1,94 @@
+"""Bundles: `onebyone verify` catches tampering; re-export clears stale artifacts; big models use external data."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+import export.onnx_export
+from export.onnx_export import ExportOptions
+from export.stage import export_bundle
+from export.zoo import ZOO
+from runtime.bundle import GOLDEN_NAME, MANIFEST_NAME, TOLERANCES, ArtifactRecord, read_manifest, write_manifest
+from runtime.errors import UserError
+from runtime.golden import Golden, check_onnx, compare
+from tests.conftest import files_under
+
+
+@pytest.fixture
+def bundle(exported, tmp_path):
+    """A private copy of the digits bundle that a test may damage."""
+    return shutil.copytree(exported("digits_resnet").bundle, tmp_path / "bundle")
+
+
+def test_verify_passes_on_a_fresh_bundle(bundle, cli):
+    code, out, _ = cli("verify", bundle)
+    assert code == 0 and "model.onnx" in out and "PASS" in out
+
+
+def test_verify_reports_tampered_golden_outputs_with_the_measured_error(bundle, cli):
+    golden = Golden.load(bundle / GOLDEN_NAME)
+    golden.outputs["logits"][0, 3] += 0.5
+    golden.save(bundle / GOLDEN_NAME)
+    code, out, _ = cli("verify", bundle)
+    assert code == 1 and "FAIL" in out
+    parity = check_onnx(bundle / "model.onnx", golden, TOLERANCES["fp32"])
+    assert 0.49 < parity.max_abs_diff < 0.51 and f"{parity.max_abs_diff:.3g}" in out
+
+
+def test_verify_reports_a_modified_model_file(bundle, cli):
+    model = onnx.load(str(bundle / "model.onnx"))
+    model.doc_string = "edited by hand"
+    onnx.save(model, str(bundle / "model.onnx"))
+    code, out, _ = cli("verify", bundle)
+    assert code == 1 and "modified" in out
+
+
+def test_verify_of_a_directory_without_manifest(tmp_path, cli):
+    code, _, err = cli("verify", tmp_path)
+    assert code == 2 and "not a onebyone bundle" in err
+
+
+def test_corrupt_manifest_is_a_user_error(bundle, cli):
+    (bundle / MANIFEST_NAME).write_text("{not json")
+    code, _, err = cli("verify", bundle)
+    assert code == 2 and "not a valid onebyone manifest" in err
+
+
+def test_reexport_removes_artifacts_derived_from_the_old_model(bundle, cli):
+    derived = bundle / "model.opt.onnx"
+    shutil.copy(bundle / "model.onnx", derived)
+    manifest = read_manifest(bundle)
+    manifest.artifacts[derived.name] = ArtifactRecord.for_file(derived, kind="onnx", made_by={"stage": "optimize"},
+                                                               precision="fp32", tolerance=TOLERANCES["fp32"])
+    write_manifest(bundle, manifest)
+    code, out, _ = cli("export", "digits_resnet", "-o", bundle)
+    assert code == 0 and "removed stale artifact" in out
+    assert not derived.exists() and set(read_manifest(bundle).artifacts) == {"model.onnx", GOLDEN_NAME}
+
+
+def test_large_models_are_written_with_external_data(tmp_path, monkeypatch, cli):
+    monkeypatch.setattr(export.onnx_export, "EXTERNAL_DATA_BYTES", 1000)  # digits_resnet's weights exceed this
+    result = export_bundle(ZOO["digits_resnet"], tmp_path / "b", ExportOptions())
+    assert files_under(result.bundle) == sorted([GOLDEN_NAME, MANIFEST_NAME, "model.onnx", "model.onnx.data"])
+    assert (result.bundle / "model.onnx").stat().st_size < 100_000 < (result.bundle / "model.onnx.data").stat().st_size
+    assert read_manifest(result.bundle).artifacts["model.onnx.data"].kind == "onnx-external-data"
+    assert cli("verify", result.bundle)[0] == 0
+
+
+def test_compare_counts_every_element_and_flags_non_finite():
+    reference = {"y": np.ones((2, 3), dtype=np.float32)}
+    candidate = {"y": np.ones((2, 3), dtype=np.float32)}
+    candidate["y"][1, 2] = np.nan
+    parity = compare(reference, candidate, TOLERANCES["fp32"])
+    assert not parity.ok and parity.max_abs_diff == float("inf")
+    candidate["y"][1, 2] = 1.0 + 2e-4
+    parity = compare(reference, candidate, TOLERANCES["fp32"])
+    assert not parity.ok and parity.max_abs_diff == pytest.approx(2e-4, rel=1e-3)
+    with pytest.raises(UserError, match="has shape"):
+        compare(reference, {"y": np.ones((3, 2), dtype=np.float32)}, TOLERANCES["fp32"])
+    with pytest.raises(UserError, match="no output"):
+        compare(reference, {"z": np.ones((2, 3), dtype=np.float32)}, TOLERANCES["fp32"])

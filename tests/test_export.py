@@ -1,0 +1,139 @@
+"""Exports match torch, carry their metadata, and have the op counts their architecture implies."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from export.models.inception import Inception
+from export.models.mobilenet import InvertedResidual, MobileNetV2
+from export.models.resnet import Bottleneck, ResNet
+from export.zoo import ZOO, instantiate
+from runtime.bundle import GOLDEN_NAME, read_manifest
+from runtime.files import sha256_file
+from runtime.golden import Golden, reference_session
+
+FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, over every output element
+LARGE = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"}
+ZOO_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name for name in sorted(ZOO)]
+
+
+def count(model: nn.Module, kind: type) -> int:
+    return sum(isinstance(m, kind) for m in model.modules())
+
+
+def expected_ops(model: nn.Module, keep_batchnorm: bool = False) -> Counter:
+    """Op counts of a clean export, derived from the module structure (not from a previous export)."""
+    convs = count(model, nn.Conv2d)
+    if isinstance(model, ResNet):
+        blocks = count(model, Bottleneck)  # each block: 3 Relu (relu module applied thrice), 1 residual Add
+        ops = Counter(Conv=convs, Relu=1 + 3 * blocks, Add=blocks, GlobalAveragePool=1, Flatten=1, Gemm=1,
+                      MaxPool=count(model, nn.MaxPool2d))
+    elif isinstance(model, MobileNetV2):
+        residual = sum(m.use_res_connect for m in model.modules() if isinstance(m, InvertedResidual))
+        ops = Counter(Conv=convs, Clip=count(model, nn.ReLU6), Add=residual, GlobalAveragePool=1, Flatten=1, Gemm=1)
+    elif isinstance(model, Inception):
+        ops = Counter(Conv=convs, Relu=convs, MaxPool=1, Concat=1)
+    else:
+        raise AssertionError(f"no op-count rule for {type(model).__name__}")
+    if keep_batchnorm:
+        ops["BatchNormalization"] = count(model, nn.BatchNorm2d)
+    return +ops
+
+
+def op_counts(path) -> Counter:
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+def assert_matches_torch(onnx_path, model: nn.Module, input_shape, rng, batches=(1, 3)) -> None:
+    session = reference_session(onnx_path)
+    for batch in batches:
+        x = rng.standard_normal((batch, *input_shape), dtype=np.float32)
+        got = session.run(None, {"input": x})[0]
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        assert got.shape == ref.shape, f"batch {batch}: ORT shape {got.shape} vs torch {ref.shape}"
+        assert np.isfinite(got).all(), f"batch {batch}: non-finite outputs"
+        error, scale = float(np.abs(got - ref).max()), float(np.abs(ref).max())
+        assert error <= FP32_REL_TOL * scale, f"batch {batch}: max|diff| {error} > {FP32_REL_TOL} x {scale}"
+
+
+@pytest.mark.parametrize("name", ZOO_PARAMS)
+def test_dynamic_batch_export_matches_torch(name, exported, rng):
+    result = exported(name)
+    spec = ZOO[name]
+    graph_input = onnx.load(str(result.onnx_path)).graph.input[0]
+    assert graph_input.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert_matches_torch(result.onnx_path, instantiate(spec), spec.input_shape, rng)
+
+
+@pytest.mark.parametrize("name", ZOO_PARAMS)
+def test_default_export_op_counts(name, exported):
+    assert op_counts(exported(name).onnx_path) == expected_ops(instantiate(ZOO[name]))
+
+
+@pytest.mark.parametrize("name", ["digits_resnet", "resnet50", "mobilenet_v2", "inception_block",
+                                  pytest.param("resnext50_32x4d", marks=pytest.mark.slow)])
+def test_keep_batchnorm_export_has_batchnorm_and_matches_torch(name, exported, rng):
+    result = exported(name, keep_batchnorm=True)
+    model = instantiate(ZOO[name])
+    assert op_counts(result.onnx_path) == expected_ops(model, keep_batchnorm=True)
+    assert_matches_torch(result.onnx_path, model, ZOO[name].input_shape, rng)
+
+
+@pytest.mark.parametrize("keep_batchnorm", [False, True])
+def test_dynamo_exporter_matches_torch(keep_batchnorm, exported, rng):
+    result = exported("digits_resnet", exporter="dynamo", keep_batchnorm=keep_batchnorm)
+    model = instantiate(ZOO["digits_resnet"])
+    assert op_counts(result.onnx_path)["BatchNormalization"] == (count(model, nn.BatchNorm2d) if keep_batchnorm else 0)
+    assert_matches_torch(result.onnx_path, model, ZOO["digits_resnet"].input_shape, rng)
+
+
+def test_fixed_batch_export(exported, rng):
+    result = exported("digits_resnet", batch=4)
+    dims = [d.dim_value for d in onnx.load(str(result.onnx_path)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [4, 1, 8, 8]
+    assert Golden.load(result.bundle / GOLDEN_NAME).inputs["input"].shape == (4, 1, 8, 8)
+    assert_matches_torch(result.onnx_path, instantiate(ZOO["digits_resnet"]), (1, 8, 8), rng, batches=(4,))
+
+
+def test_model_is_annotated_shape_inferred_and_checker_clean(exported):
+    path = exported("resnet50").onnx_path
+    onnx.checker.check_model(str(path), full_check=True)
+    proto = onnx.load(str(path))
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    assert metadata["onebyone.model"] == "resnet50"
+    assert json.loads(metadata["onebyone.input_shape"]) == [3, 224, 224]
+    assert json.loads(metadata["onebyone.preprocess"])["mean"] == [0.485, 0.456, 0.406]
+    assert metadata["onebyone.version"]
+    assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["logits"]
+    typed = {info.name for info in proto.graph.value_info}
+    untyped = [out for node in proto.graph.node for out in node.output if out not in typed and out != "logits"]
+    assert not untyped, f"tensors without inferred shapes: {untyped[:5]}"
+
+
+def test_manifest_describes_the_bundle(exported):
+    result = exported("digits_resnet")
+    manifest = read_manifest(result.bundle)
+    record = manifest.artifacts["model.onnx"]
+    assert record.sha256 == sha256_file(result.onnx_path)
+    assert record.bytes == result.onnx_path.stat().st_size
+    assert record.precision == "fp32" and record.tolerance.rel_max_abs == FP32_REL_TOL
+    assert record.parity["ok"] and record.parity["relative"] <= FP32_REL_TOL
+    assert manifest.artifacts[GOLDEN_NAME].sha256 == sha256_file(result.bundle / GOLDEN_NAME)
+    assert manifest.model.input_shape == [1, 8, 8] and manifest.model.batch is None
+    assert manifest.model.preprocess["mode"] == "L"
+
+
+def test_golden_outputs_are_the_torch_outputs_of_the_golden_inputs(exported):
+    result = exported("inception_block")
+    golden = Golden.load(result.bundle / GOLDEN_NAME)
+    with torch.no_grad():
+        expected = instantiate(ZOO["inception_block"])(torch.from_numpy(golden.inputs["input"])).numpy()
+    np.testing.assert_array_equal(golden.outputs["features"], expected)
