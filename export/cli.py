@@ -59,5 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for name in result.removed_stale:
         stdout.print(f"removed stale artifact {result.bundle / name} (derived from the previous export)")
-    stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.parity.describe()}")
+    stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.check.describe()}")
+    if result.torch_accuracy is not None:
+        stdout.print(f"held-out top-1: torch {result.torch_accuracy:.2%}, ONNX {result.check.accuracy:.2%}")
     return 0

@@ -26,9 +26,11 @@ from runtime.bundle import (
     read_manifest,
     write_manifest,
 )
+from runtime.check import ArtifactCheck, check_artifact
 from runtime.errors import UserError
 from runtime.files import publish, sha256_file, staging_dir
-from runtime.golden import Golden, Parity, check_onnx
+from runtime.golden import Golden
+from runtime.labelled import LABELLED_NAME
 from runtime.progress import progress
 
 GOLDEN_SEED = 0
@@ -43,7 +45,8 @@ class ExportMismatch(Exception):
 class ExportResult:
     bundle: Path
     onnx_path: Path
-    parity: Parity
+    check: ArtifactCheck
+    torch_accuracy: float | None  # the torch model's top-1 on the same labelled data, when the model has some
     removed_stale: list[str]
 
 
@@ -81,27 +84,36 @@ def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights
         if weights is not None:
             load_weights(model, weights)
         staged_onnx = stage / onnx_name
+        staged = [staged_onnx, stage / GOLDEN_NAME]
         with progress() as bar:
             task = bar.add_task(f"exporting {spec.name}", total=3)
             export_onnx(model, spec, staged_onnx, options)
             bar.advance(task)
             golden = make_golden(model, spec, options)
             golden.save(stage / GOLDEN_NAME)
+            labelled, torch_accuracy = None, None
+            if spec.labelled_data is not None:
+                labelled = spec.labelled_data()
+                labelled.save(stage / LABELLED_NAME)
+                staged.append(stage / LABELLED_NAME)
+                with torch.no_grad():
+                    torch_accuracy = labelled.accuracy(model(torch.from_numpy(labelled.inputs)).numpy())
             bar.advance(task)
-            parity = check_onnx(staged_onnx, golden, TOLERANCES["fp32"])
+            check = check_artifact(staged_onnx, golden, TOLERANCES["fp32"], labelled)
             bar.advance(task)
-        if not parity.ok:
-            raise ExportMismatch(f"the exported ONNX does not match torch on the golden inputs: {parity.describe()}")
-        manifest = _manifest(spec, options, weights, stage, onnx_name, parity)
+        if not check.ok:
+            raise ExportMismatch(f"the exported ONNX does not match torch on the golden inputs: {check.describe()}")
+        manifest = _manifest(spec, options, weights, stage, onnx_name, check)
         removed = _remove_stale(bundle, manifest)
-        for staged in [staged_onnx, *external_data_files(staged_onnx), stage / GOLDEN_NAME]:
-            publish(staged, bundle / staged.name)
+        for path in [*staged, *external_data_files(staged_onnx)]:
+            publish(path, bundle / path.name)
         write_manifest(bundle, manifest)
-    return ExportResult(bundle=bundle, onnx_path=bundle / onnx_name, parity=parity, removed_stale=removed)
+    return ExportResult(bundle=bundle, onnx_path=bundle / onnx_name, check=check, torch_accuracy=torch_accuracy,
+                        removed_stale=removed)
 
 
 def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, stage: Path, onnx_name: str,
-              parity: Parity) -> Manifest:
+              check: ArtifactCheck) -> Manifest:
     staged_onnx = stage / onnx_name
     made_by = {
         "stage": "export",
@@ -114,12 +126,15 @@ def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, sta
     }
     artifacts = {
         onnx_name: ArtifactRecord.for_file(staged_onnx, kind="onnx", made_by=made_by, precision="fp32",
-                                           tolerance=parity.tolerance, parity=parity.as_record()),
+                                           tolerance=check.parity.tolerance, parity=check.as_record()),
         GOLDEN_NAME: ArtifactRecord.for_file(
             stage / GOLDEN_NAME, kind="golden",
             made_by={"stage": "export", "source": "sample data" if spec.sample_inputs else f"N(0,1) seed {GOLDEN_SEED}",
                      "outputs_from": "torch"}),
     }
+    if (stage / LABELLED_NAME).is_file():
+        artifacts[LABELLED_NAME] = ArtifactRecord.for_file(stage / LABELLED_NAME, kind="labelled-data",
+                                                           made_by={"stage": "export", "source": spec.source})
     for data_file in external_data_files(staged_onnx):
         artifacts[data_file.name] = ArtifactRecord.for_file(data_file, kind="onnx-external-data",
                                                             made_by={"stage": "export", "belongs_to": onnx_name})

@@ -14,6 +14,7 @@ from torch import nn
 
 from export.models import digits, inception, mobilenet, resnet
 from runtime.errors import UserError
+from runtime.labelled import LabelledSet
 from runtime.preprocess import IMAGENET, Preprocess
 
 INIT_SEED = 0  # random-init zoo models are reproducible: same seed, same weights
@@ -32,10 +33,16 @@ class ModelSpec:
     task: str = "classification"  # or "features" (no class scores: top-k makes no sense)
     output_names: tuple[str, ...] = ("logits",)
     sample_inputs: Callable[[int], np.ndarray] | None = None  # real data for golden samples, when the model has it
+    labelled_data: Callable[[], LabelledSet] | None = None  # held-out labelled data, when the model has it
 
 
 def _digits_test_images(count: int) -> np.ndarray:
     return digits.digits_splits()["test"].images[:count]
+
+
+def _digits_test_set() -> LabelledSet:
+    test = digits.digits_splits()["test"]
+    return LabelledSet(test.images, test.labels, f"sklearn digits, held-out test split ({len(test.labels)} images)")
 
 
 ZOO: dict[str, ModelSpec] = {
@@ -55,7 +62,8 @@ ZOO: dict[str, ModelSpec] = {
         ModelSpec("inception_block", "zoo:inception_block", inception.inception_block, (192, 28, 28), None,
                   "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
         ModelSpec("digits_resnet", "zoo:digits_resnet", digits.trained_digits_resnet, (1, 8, 8), digits.PREPROCESS,
-                  "bottleneck ResNet trained on sklearn's 8x8 digits", sample_inputs=_digits_test_images),
+                  "bottleneck ResNet trained on sklearn's 8x8 digits", sample_inputs=_digits_test_images,
+                  labelled_data=_digits_test_set),
     ]
 }
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from rich.console import Console
 
 from runtime.bundle import GOLDEN_NAME, read_manifest
+from runtime.check import check_artifact
 from runtime.files import sha256_file
-from runtime.golden import Golden, check_onnx
+from runtime.golden import Golden
+from runtime.labelled import LABELLED_NAME, LabelledSet
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -21,9 +23,13 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one parity line per ONNX artifact; exit 1 if any artifact was modified or is out of tolerance."""
+    """Print one parity line per ONNX artifact (with top-1 accuracy when the bundle carries labelled data);
+    exit 1 if any artifact was modified since it was recorded, or is out of tolerance."""
     manifest = read_manifest(args.bundle)
     golden = Golden.load(args.bundle / GOLDEN_NAME)
+    labelled = LabelledSet.load(args.bundle / LABELLED_NAME) if LABELLED_NAME in manifest.artifacts else None
+    if labelled is not None:
+        stdout.print(f"labelled data: {labelled.description}")
     failures = 0
     for name, record in manifest.artifacts.items():
         if record.kind != "onnx":
@@ -33,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             stdout.print(f"{name:<24} FAIL  missing or modified since it was recorded in the manifest")
             failures += 1
             continue
-        parity = check_onnx(path, golden, record.tolerance)
-        stdout.print(f"{name:<24} {record.precision:<5} {parity.describe()}")
-        failures += not parity.ok
+        result = check_artifact(path, golden, record.tolerance, labelled)
+        stdout.print(f"{name:<24} {record.precision:<5} {result.describe()}")
+        failures += not result.ok
     return 1 if failures else 0

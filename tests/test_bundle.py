@@ -13,8 +13,10 @@ from export.onnx_export import ExportOptions
 from export.stage import export_bundle
 from export.zoo import ZOO
 from runtime.bundle import GOLDEN_NAME, MANIFEST_NAME, TOLERANCES, ArtifactRecord, read_manifest, write_manifest
+from runtime.check import check_artifact
 from runtime.errors import UserError
-from runtime.golden import Golden, check_onnx, compare
+from runtime.golden import Golden, compare
+from runtime.labelled import LABELLED_NAME
 from tests.conftest import files_under
 
 
@@ -27,6 +29,7 @@ def bundle(exported, tmp_path):
 def test_verify_passes_on_a_fresh_bundle(bundle, cli):
     code, out, _ = cli("verify", bundle)
     assert code == 0 and "model.onnx" in out and "PASS" in out
+    assert "held-out test split (360 images)" in out and "top-1 " in out
 
 
 def test_verify_reports_tampered_golden_outputs_with_the_measured_error(bundle, cli):
@@ -35,7 +38,7 @@ def test_verify_reports_tampered_golden_outputs_with_the_measured_error(bundle, 
     golden.save(bundle / GOLDEN_NAME)
     code, out, _ = cli("verify", bundle)
     assert code == 1 and "FAIL" in out
-    parity = check_onnx(bundle / "model.onnx", golden, TOLERANCES["fp32"])
+    parity = check_artifact(bundle / "model.onnx", golden, TOLERANCES["fp32"]).parity
     assert 0.49 < parity.max_abs_diff < 0.51 and f"{parity.max_abs_diff:.3g}" in out
 
 
@@ -67,13 +70,15 @@ def test_reexport_removes_artifacts_derived_from_the_old_model(bundle, cli):
     write_manifest(bundle, manifest)
     code, out, _ = cli("export", "digits_resnet", "-o", bundle)
     assert code == 0 and "removed stale artifact" in out
-    assert not derived.exists() and set(read_manifest(bundle).artifacts) == {"model.onnx", GOLDEN_NAME}
+    assert not derived.exists()
+    assert set(read_manifest(bundle).artifacts) == {"model.onnx", GOLDEN_NAME, LABELLED_NAME}
 
 
 def test_large_models_are_written_with_external_data(tmp_path, monkeypatch, cli):
     monkeypatch.setattr(export.onnx_export, "EXTERNAL_DATA_BYTES", 1000)  # digits_resnet's weights exceed this
     result = export_bundle(ZOO["digits_resnet"], tmp_path / "b", ExportOptions())
-    assert files_under(result.bundle) == sorted([GOLDEN_NAME, MANIFEST_NAME, "model.onnx", "model.onnx.data"])
+    assert files_under(result.bundle) == sorted([GOLDEN_NAME, LABELLED_NAME, MANIFEST_NAME, "model.onnx",
+                                                 "model.onnx.data"])
     assert (result.bundle / "model.onnx").stat().st_size < 100_000 < (result.bundle / "model.onnx.data").stat().st_size
     assert read_manifest(result.bundle).artifacts["model.onnx.data"].kind == "onnx-external-data"
     assert cli("verify", result.bundle)[0] == 0

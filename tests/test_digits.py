@@ -6,6 +6,7 @@ import numpy as np
 
 from export.models.digits import CALIB_SIZE, accuracy, digits_splits, training_report
 from export.zoo import ZOO, instantiate
+from runtime.bundle import read_manifest
 from runtime.golden import run_onnx
 
 MIN_TEST_ACCURACY = 0.97
@@ -33,6 +34,9 @@ def test_held_out_accuracy_in_torch_and_onnx(exported):
     logits = run_onnx(exported("digits_resnet").onnx_path, {"input": test.images})["logits"]
     onnx_accuracy = float(np.mean(logits.argmax(1) == test.labels))
     assert onnx_accuracy >= MIN_TEST_ACCURACY, f"ONNX test accuracy {onnx_accuracy:.4f}"
+    result = exported("digits_resnet")
+    assert result.torch_accuracy == torch_accuracy and result.check.accuracy == onnx_accuracy
+    assert read_manifest(result.bundle).artifacts["model.onnx"].parity["accuracy"] == onnx_accuracy
     report = training_report()
     assert report is not None and report["test_accuracy"] == torch_accuracy
     assert report["test_samples"] == len(test.labels)
