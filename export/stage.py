@@ -69,6 +69,9 @@ def make_golden(model: torch.nn.Module, spec: ModelSpec, options: ExportOptions)
     with torch.no_grad():
         outputs = model(torch.from_numpy(inputs))
     outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
+    if len(outputs) != len(spec.output_names) or not all(isinstance(out, torch.Tensor) for out in outputs):
+        raise UserError(f"{spec.source} returns {len(outputs)} outputs; onebyone exports models with one output "
+                        f"tensor ({', '.join(spec.output_names)}): class scores or a feature map")
     return Golden(inputs={options.input_name: inputs},
                   outputs={name: out.numpy() for name, out in zip(spec.output_names, outputs, strict=True)})
 

@@ -58,6 +58,12 @@ def user_module(tmp_path, monkeypatch):
                     return x + torch.rand_like(x)
             return Noisy()
 
+        def two_outputs():
+            class Pair(nn.Module):
+                def forward(self, x):
+                    return x, x * 2
+            return Pair()
+
         def not_a_module():
             return 42
 
@@ -82,6 +88,7 @@ def test_user_factory_exports_and_matches_torch(user_module, cli):
     ("usernets:missing", "has no callable 'missing'"),
     ("usernets:not_a_module", "returned int, not a torch.nn.Module"),
     ("usernets:broken", "factory exploded"),
+    ("usernets:two_outputs", "returns 2 outputs"),
     ("usernets:", "not of the form package.module:factory"),
 ])
 def test_bad_factories(factory, message, user_module, cli):
