@@ -1,4 +1,4 @@
-# onebyone — stages chained by artifact: build/MODEL/model.onnx → (later stages add theirs) → verify.
+# onebyone — stages chained by artifact: build/MODEL/model.onnx → model.opt.onnx → (later stages) → verify.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +8,7 @@ BUNDLE := build/$(MODEL)
 STAMP  := $(VENV)/.installed
 SOURCES := $(shell find export optimize runtime -name '*.py' 2>/dev/null)
 
-.PHONY: setup export demo test test-fast lint clean
+.PHONY: setup export optimize demo test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -22,9 +22,14 @@ $(STAMP): pyproject.toml
 $(BUNDLE)/model.onnx: $(STAMP) $(SOURCES)
 	$(CLI) export $(MODEL) -o $(BUNDLE)
 
+$(BUNDLE)/model.opt.onnx: $(BUNDLE)/model.onnx
+	$(CLI) optimize $< -o $@ --verify --report $(BUNDLE)/optimize-report.json
+
 export: $(BUNDLE)/model.onnx
 
-demo: $(BUNDLE)/model.onnx
+optimize: $(BUNDLE)/model.opt.onnx
+
+demo: $(BUNDLE)/model.opt.onnx
 	$(CLI) verify $(BUNDLE)
 
 test: $(STAMP)

@@ -80,17 +80,22 @@ def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], 
     return Parity(max_abs_diff=max_diff, max_abs_ref=max_ref, tolerance=tolerance)
 
 
-def reference_session(onnx_path: Path) -> object:
-    """An ONNX Runtime CPU session with every graph optimization disabled: the file's own semantics, nothing fused."""
+def reference_session(onnx_path: Path | bytes) -> object:
+    """An ONNX Runtime CPU session with every graph optimization disabled: the file's own semantics, nothing fused.
+
+    Takes a file path or a serialized model.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        model = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises its own exception classes for unreadable or invalid models
-        raise UserError(f"ONNX Runtime cannot load {onnx_path}: {err}") from None
+        origin = "the model" if isinstance(onnx_path, bytes) else onnx_path
+        raise UserError(f"ONNX Runtime cannot load {origin}: {err}") from None
 
 
 def run_session(session: object, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

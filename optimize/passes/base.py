@@ -1,0 +1,29 @@
+"""The base of every onebyone graph pass."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import onnx_ir as ir
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """A rewrite the pass could not prove safe, so did not make."""
+
+    node: str
+    reason: str
+
+
+class GraphPass(ir.passes.InPlacePass):
+    """An in-place onnx-ir pass with a name (as used by `--passes`) and a list of refused rewrites."""
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals: list[Refusal] = []
+
+    def refuse(self, node: ir.Node, reason: str) -> None:
+        self.refusals.append(Refusal(node=node.name or node.op_type, reason=reason))

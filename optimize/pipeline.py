@@ -1,0 +1,73 @@
+"""Running graph passes in order, with a report per pass and optional numerical verification after each."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import onnx_ir as ir
+
+from optimize.graph import op_counts
+from optimize.passes.base import GraphPass, Refusal
+from optimize.passes.cleanup import Cleanup
+from optimize.passes.fold_batchnorm import FoldBatchNorm
+from optimize.verify import Verifier
+from runtime.errors import UserError
+
+PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (FoldBatchNorm, Cleanup)}
+
+# What each deployment target runs by default. TensorRT and ORT fuse Conv+activation themselves, so every target
+# starts from the same algebraic rewrites; target-specific fusions join these lists as they are written.
+TARGETS: dict[str, tuple[str, ...]] = {
+    "generic": ("cleanup", "fold_batchnorm", "cleanup"),
+    "ort": ("cleanup", "fold_batchnorm", "cleanup"),
+    "trt": ("cleanup", "fold_batchnorm", "cleanup"),
+}
+
+
+class VerificationFailed(Exception):
+    """A pass changed the model's outputs beyond tolerance."""
+
+
+@dataclasses.dataclass
+class PassReport:
+    name: str
+    changed: bool
+    seconds: float
+    ops_before: dict[str, int]
+    ops_after: dict[str, int]
+    refusals: list[Refusal]
+    verification: dict[str, Any] | None = None
+
+
+def select_passes(target: str, names: list[str] | None) -> list[GraphPass]:
+    """The passes to run: `names` in the order given, else the target's default list."""
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r}; valid targets: {', '.join(TARGETS)}")
+    chosen = names if names is not None else list(TARGETS[target])
+    unknown = [name for name in chosen if name not in PASSES]
+    if unknown or not chosen:
+        raise UserError(f"unknown pass(es) {', '.join(unknown) or '(none given)'}; valid passes: {', '.join(PASSES)}")
+    return [PASSES[name]() for name in chosen]
+
+
+def run_passes(model: ir.Model, passes: list[GraphPass], verifier: Verifier | None = None) -> list[PassReport]:
+    """Apply `passes` in place, in order. With a verifier, ORT runs before and after each pass on the same inputs,
+    and the first pass whose outputs differ beyond tolerance raises VerificationFailed naming it."""
+    reports = []
+    reference = verifier.outputs(model) if verifier else None
+    for graph_pass in passes:
+        ops_before = op_counts(model.graph)
+        started = time.perf_counter()
+        changed = graph_pass(model).modified
+        report = PassReport(name=graph_pass.name, changed=changed, seconds=time.perf_counter() - started,
+                            ops_before=ops_before, ops_after=op_counts(model.graph), refusals=graph_pass.refusals)
+        if verifier is not None and reference is not None and changed:
+            parity = verifier.compare(reference, model)
+            report.verification = parity.as_record() | {"seed": verifier.seed}
+            if not parity.ok:
+                raise VerificationFailed(f"pass {graph_pass.name!r} changed the outputs: {parity.describe()} "
+                                         f"(inputs seed {verifier.seed})")
+        reports.append(report)
+    return reports

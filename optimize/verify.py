@@ -1,0 +1,43 @@
+"""Numerical verification of a rewrite: ONNX Runtime (all optimizations off) before and after, same fresh inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from runtime.bundle import Tolerance
+from runtime.errors import UserError
+from runtime.golden import Parity, compare, reference_session, run_session
+
+VERIFY_TOLERANCE = Tolerance(rel_max_abs=1e-5)  # FP32 rewrites: max|after − before| ≤ 1e-5 · max|before|
+DYNAMIC_DIM = 2  # size given to symbolic dimensions (the batch) in verification inputs
+
+
+def random_inputs(graph: ir.Graph, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Standard-normal inputs for every graph input; symbolic dimensions get size 2."""
+    inputs = {}
+    for value in graph.inputs:
+        if value.shape is None or value.dtype is None:
+            raise UserError(f"graph input {value.name!r} has no static rank or type; cannot generate inputs")
+        shape = [d if isinstance(d, int) else DYNAMIC_DIM for d in value.shape]
+        inputs[value.name] = rng.standard_normal(shape).astype(value.dtype.numpy())
+    return inputs
+
+
+def run_model(model: ir.Model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return run_session(reference_session(ir.to_proto(model).SerializeToString()), inputs)
+
+
+class Verifier:
+    """Holds one set of fresh random inputs and compares a model's outputs before and after a rewrite."""
+
+    def __init__(self, model: ir.Model, tolerance: Tolerance = VERIFY_TOLERANCE, seed: int | None = None) -> None:
+        self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**32)
+        self.inputs = random_inputs(model.graph, np.random.default_rng(self.seed))
+        self.tolerance = tolerance
+
+    def outputs(self, model: ir.Model) -> dict[str, np.ndarray]:
+        return run_model(model, self.inputs)
+
+    def compare(self, before: dict[str, np.ndarray], model: ir.Model) -> Parity:
+        return compare(before, self.outputs(model), self.tolerance)

@@ -1,0 +1,87 @@
+"""`onebyone optimize`: the whole zoo loses its BatchNorms and still matches torch; bad input is refused cleanly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import onnx
+import pytest
+from onnx import helper
+from torch import nn
+
+from export.zoo import ZOO, instantiate
+from runtime.bundle import read_manifest
+from tests.conftest import files_under
+from tests.test_export import ZOO_PARAMS, assert_matches_torch, count, op_counts
+
+
+@pytest.mark.parametrize("name", ZOO_PARAMS)
+def test_zoo_with_batchnorm_optimizes_to_no_batchnorm_and_matches_torch(name, exported, tmp_path, cli, rng):
+    bundle = shutil.copytree(exported(name, keep_batchnorm=True).bundle, tmp_path / "bundle")
+    code, out, err = cli("optimize", bundle / "model.onnx", "--verify", "--report", tmp_path / "report.json")
+    assert code == 0, err + out
+    optimized = bundle / "model.opt.onnx"
+    model = instantiate(ZOO[name])
+    counts = op_counts(optimized)
+    assert "BatchNormalization" not in counts and counts["Conv"] == count(model, nn.Conv2d)
+    assert_matches_torch(optimized, model, ZOO[name].input_shape, rng)
+    report = json.loads((tmp_path / "report.json").read_text())
+    folded = next(p for p in report["passes"] if p["name"] == "fold_batchnorm")
+    assert folded["ops_before"]["BatchNormalization"] == count(model, nn.BatchNorm2d)
+    assert folded["verification"]["ok"] and not folded["refusals"]
+    record = read_manifest(bundle).artifacts["model.opt.onnx"]
+    assert record.parity["ok"] and record.made_by["stage"] == "optimize"
+    assert cli("verify", bundle)[0] == 0
+
+
+def test_tensor_names_survive_optimization(exported, tmp_path, cli):
+    bundle = shutil.copytree(exported("digits_resnet", keep_batchnorm=True).bundle, tmp_path / "bundle")
+    assert cli("optimize", bundle / "model.onnx")[0] == 0
+    before = onnx.load(str(bundle / "model.onnx")).graph
+    after = onnx.load(str(bundle / "model.opt.onnx")).graph
+    bn_outputs = {n.output[0] for n in before.node if n.op_type == "BatchNormalization"}
+    conv_outputs = {n.output[0] for n in after.node if n.op_type == "Conv"}
+    assert bn_outputs <= conv_outputs, "each folded Conv's output carries the BatchNorm output's name"
+    assert [i.name for i in after.input] == ["input"] and [o.name for o in after.output] == ["logits"]
+
+
+def test_optimize_outside_a_bundle(tmp_path, exported, cli):
+    source = tmp_path / "plain.onnx"
+    shutil.copy(exported("inception_block", keep_batchnorm=True).onnx_path, source)
+    code, out, _ = cli("optimize", source, "-o", tmp_path / "out.onnx", "--passes", "fold_batchnorm,cleanup")
+    assert code == 0 and "not in a bundle" in out
+    assert "BatchNormalization" not in op_counts(tmp_path / "out.onnx")
+
+
+def bad_file(kind, tmp_path, exported):
+    path = tmp_path / "bad.onnx"
+    good = exported("digits_resnet").onnx_path.read_bytes()
+    if kind == "text":
+        path.write_text("definitely not protobuf")
+    elif kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "invalid":
+        node = helper.make_node("Relu", ["undefined_tensor"], ["y"])
+        graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+        path.write_bytes(helper.make_model(graph).SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize(("kind", "message"), [("text", "not a readable ONNX file"),
+                                               ("truncated", "not a readable ONNX file"),
+                                               ("invalid", "not a valid ONNX model")])
+def test_bad_models_are_refused(kind, message, tmp_path, exported, cli):
+    path = bad_file(kind, tmp_path, exported)
+    code, out, err = cli("optimize", path, "-o", tmp_path / "out" / "o.onnx")
+    assert code == 2 and message in err and "Traceback" not in out + err
+    assert files_under(tmp_path / "out") == []
+
+
+def test_unknown_pass_and_missing_file(tmp_path, exported, cli):
+    code, _, err = cli("optimize", exported("digits_resnet").onnx_path, "--passes", "fold_batchnorm,fuse_all",
+                       "-o", tmp_path / "o.onnx")
+    assert code == 2 and "unknown pass(es) fuse_all" in err and "fold_batchnorm" in err
+    code, _, err = cli("optimize", tmp_path / "missing.onnx")
+    assert code == 2 and "does not exist" in err
+    assert files_under(tmp_path) == []
