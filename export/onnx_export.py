@@ -124,8 +124,6 @@ def _annotate(path: Path, spec: ModelSpec, options: ExportOptions) -> None:
         ShapeInferencePass(),
     )(model)
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    for stale in path.parent.glob(f"{path.name}*.data"):
-        stale.unlink()
     if weight_bytes > EXTERNAL_DATA_BYTES:
         ir.save(model, path, external_data=f"{path.name}.data")
     else:
