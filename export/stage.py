@@ -58,9 +58,9 @@ def split_destination(output: Path) -> tuple[Path, str]:
 
 
 def golden_inputs(spec: ModelSpec, batch: int) -> np.ndarray:
-    """Real samples when the model has data (digits), else standard-normal inputs from a fixed seed."""
-    if spec.sample_inputs is not None:
-        return np.ascontiguousarray(spec.sample_inputs(batch), dtype=np.float32)
+    """The first labelled samples when the model has data (digits), else standard-normal inputs from a fixed seed."""
+    if spec.labelled_data is not None:
+        return np.ascontiguousarray(spec.labelled_data().inputs[:batch], dtype=np.float32)
     return np.random.default_rng(GOLDEN_SEED).standard_normal((batch, *spec.input_shape), dtype=np.float32)
 
 
@@ -132,8 +132,8 @@ def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, sta
                                            tolerance=check.parity.tolerance, parity=check.as_record()),
         GOLDEN_NAME: ArtifactRecord.for_file(
             stage / GOLDEN_NAME, kind="golden",
-            made_by={"stage": "export", "source": "sample data" if spec.sample_inputs else f"N(0,1) seed {GOLDEN_SEED}",
-                     "outputs_from": "torch"}),
+            made_by={"stage": "export", "outputs_from": "torch",
+                     "source": "labelled data" if spec.labelled_data else f"N(0,1) seed {GOLDEN_SEED}"}),
     }
     if (stage / LABELLED_NAME).is_file():
         artifacts[LABELLED_NAME] = ArtifactRecord.for_file(stage / LABELLED_NAME, kind="labelled-data",

@@ -8,7 +8,6 @@ import os
 import sys
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -32,12 +31,7 @@ class ModelSpec:
     description: str
     task: str = "classification"  # or "features" (no class scores: top-k makes no sense)
     output_names: tuple[str, ...] = ("logits",)
-    sample_inputs: Callable[[int], np.ndarray] | None = None  # real data for golden samples, when the model has it
-    labelled_data: Callable[[], LabelledSet] | None = None  # held-out labelled data, when the model has it
-
-
-def _digits_test_images(count: int) -> np.ndarray:
-    return digits.digits_splits()["test"].images[:count]
+    labelled_data: Callable[[], LabelledSet] | None = None  # held-out labelled data (also the golden samples)
 
 
 def _digits_test_set() -> LabelledSet:
@@ -62,8 +56,7 @@ ZOO: dict[str, ModelSpec] = {
         ModelSpec("inception_block", "zoo:inception_block", inception.inception_block, (192, 28, 28), None,
                   "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
         ModelSpec("digits_resnet", "zoo:digits_resnet", digits.trained_digits_resnet, (1, 8, 8), digits.PREPROCESS,
-                  "bottleneck ResNet trained on sklearn's 8x8 digits", sample_inputs=_digits_test_images,
-                  labelled_data=_digits_test_set),
+                  "bottleneck ResNet trained on sklearn's 8x8 digits", labelled_data=_digits_test_set),
     ]
 }
 

@@ -12,11 +12,11 @@ from rich.console import Console
 
 from optimize.pipeline import PASSES, TARGETS, VerificationFailed, run_passes, select_passes
 from optimize.verify import Verifier
-from runtime.bundle import GOLDEN_NAME, TOLERANCES, ArtifactRecord, read_manifest, write_manifest
+from runtime.bundle import GOLDEN_NAME, TOLERANCES, ArtifactRecord, manifest_path, read_manifest, write_manifest
 from runtime.check import check_artifact
 from runtime.files import atomic_write, publish, staging_dir
 from runtime.golden import Golden
-from runtime.labelled import LABELLED_NAME, LabelledSet
+from runtime.labelled import LabelledSet
 from runtime.onnx_file import load_model
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -73,7 +73,7 @@ def _write(model: ir.Model, source: Path, output: Path, made_by: dict) -> str | 
     """Save `output`; when `source` is a bundle artifact and `output` sits beside it, check the result against
     the bundle's golden outputs first (publishing nothing if it fails) and record it in the manifest."""
     bundle = source.parent
-    in_bundle = (bundle / "manifest.json").is_file() and output.parent.resolve() == bundle.resolve()
+    in_bundle = manifest_path(bundle).is_file() and output.parent.resolve() == bundle.resolve()
     manifest = read_manifest(bundle) if in_bundle else None
     if manifest is not None and source.name not in manifest.artifacts:
         manifest = None
@@ -83,7 +83,7 @@ def _write(model: ir.Model, source: Path, output: Path, made_by: dict) -> str | 
         if manifest is None:
             publish(staged, output)
             return f"{output}  written (not in a bundle: no golden check)"
-        labelled = LabelledSet.load(bundle / LABELLED_NAME) if LABELLED_NAME in manifest.artifacts else None
+        labelled = LabelledSet.of_bundle(bundle, manifest)
         source_record = manifest.artifacts[source.name]
         check = check_artifact(staged, Golden.load(bundle / GOLDEN_NAME), TOLERANCES["fp32"], labelled)
         if not check.ok:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.bundle import Manifest
 from runtime.errors import UserError
 
 LABELLED_NAME = "labelled.npz"
@@ -31,6 +32,11 @@ class LabelledSet:
                 return cls(inputs=data["inputs"], labels=data["labels"], description=str(data["description"]))
         except (OSError, ValueError, KeyError) as err:
             raise UserError(f"cannot read labelled data {path}: {err}; re-run `onebyone export`") from None
+
+    @classmethod
+    def of_bundle(cls, bundle_dir: Path, manifest: Manifest) -> LabelledSet | None:
+        """The bundle's labelled data, when its manifest lists some."""
+        return cls.load(bundle_dir / LABELLED_NAME) if LABELLED_NAME in manifest.artifacts else None
 
     def accuracy(self, logits: np.ndarray) -> float:
         """Top-1 accuracy of class scores (N, classes) against the labels."""

@@ -11,7 +11,7 @@ from runtime.bundle import GOLDEN_NAME, read_manifest
 from runtime.check import check_artifact
 from runtime.files import sha256_file
 from runtime.golden import Golden
-from runtime.labelled import LABELLED_NAME, LabelledSet
+from runtime.labelled import LabelledSet
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     exit 1 if any artifact was modified since it was recorded, or is out of tolerance."""
     manifest = read_manifest(args.bundle)
     golden = Golden.load(args.bundle / GOLDEN_NAME)
-    labelled = LabelledSet.load(args.bundle / LABELLED_NAME) if LABELLED_NAME in manifest.artifacts else None
+    labelled = LabelledSet.of_bundle(args.bundle, manifest)
     if labelled is not None:
         stdout.print(f"labelled data: {labelled.description}")
     failures = 0
