@@ -53,20 +53,29 @@ def set_constant_input(graph: ir.Graph, node: ir.Node, index: int, array: np.nda
     if old is None and index >= len(node.inputs):
         node.resize_inputs(index + 1)
     node.replace_input_with(index, add_initializer(graph, base_name, array))
-    if old is not None and old.is_initializer() and not old.uses() and not old.is_graph_output():
-        graph.initializers.pop(old.name)
+    drop_if_unused(graph, old)
+
+
+def drop_if_unused(graph: ir.Graph, value: ir.Value | None) -> None:
+    """Remove `value` from the graph's initializers when it is one and nothing reads it any more."""
+    if value is not None and value.is_initializer() and not value.uses() and not value.is_graph_output():
+        graph.initializers.pop(value.name)
 
 
 def take_over(graph: ir.Graph, old_node: ir.Node, new_value: ir.Value) -> None:
     """Remove `old_node` (single output) and let `new_value` stand in its place: every use, graph output and name.
+    Initializers only `old_node` read go with it.
 
     Keeping the name is what lets parity reports map tensors across the files a pipeline writes.
     """
     old_value = old_node.outputs[0]
     name = old_value.name
+    old_inputs = list(old_node.inputs)
     old_value.replace_all_uses_with(new_value, replace_graph_outputs=True)
     graph.remove(old_node, safe=True)
     new_value.name = name
+    for value in old_inputs:
+        drop_if_unused(graph, value)
 
 
 def single_consumer(value: ir.Value, consumer: ir.Node) -> bool:

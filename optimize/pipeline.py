@@ -11,18 +11,27 @@ import onnx_ir as ir
 from optimize.graph import op_counts
 from optimize.passes.base import GraphPass, Refusal
 from optimize.passes.cleanup import Cleanup
+from optimize.passes.conv_as_gemm import ConvAsGemm
+from optimize.passes.fold_affine import FoldAffine
 from optimize.passes.fold_batchnorm import FoldBatchNorm
+from optimize.passes.fuse_conv_activation import FuseConvActivation
+from optimize.passes.gemm_as_conv import GemmAsConv
+from optimize.passes.merge_conv_chain import MergeConvChain
+from optimize.passes.merge_siblings import MergeSiblings
 from optimize.verify import Verifier
 from runtime.errors import UserError
 
-PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (FoldBatchNorm, Cleanup)}
+PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (
+    Cleanup, FoldBatchNorm, FoldAffine, MergeConvChain, MergeSiblings, GemmAsConv, ConvAsGemm, FuseConvActivation)}
 
-# What each deployment target runs by default. TensorRT and ORT fuse Conv+activation themselves, so every target
-# starts from the same algebraic rewrites; target-specific fusions join these lists as they are written.
+# What each deployment target runs by default (README "Targets" says why; `make bench` measures it). A merged
+# sibling Conv is followed by a Split, which costs ORT's CPU kernels and TensorRT their Conv+Add+Relu fusion, so
+# only `generic` (the smallest graph, for runtimes without fusions of their own) merges siblings.
+PORTABLE = ("cleanup", "fold_batchnorm", "fold_affine", "merge_conv_chain")
 TARGETS: dict[str, tuple[str, ...]] = {
-    "generic": ("cleanup", "fold_batchnorm", "cleanup"),
-    "ort": ("cleanup", "fold_batchnorm", "cleanup"),
-    "trt": ("cleanup", "fold_batchnorm", "cleanup"),
+    "generic": (*PORTABLE, "merge_siblings", "cleanup"),
+    "ort": (*PORTABLE, "cleanup", "fuse_conv_activation"),
+    "trt": (*PORTABLE, "cleanup"),
 }
 
 
