@@ -8,7 +8,7 @@ BUNDLE := build/$(MODEL)
 STAMP  := $(VENV)/.installed
 SOURCES := $(shell find export optimize runtime -name '*.py' 2>/dev/null)
 
-.PHONY: setup export optimize demo test test-fast lint clean
+.PHONY: setup export optimize demo bench test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,17 @@ optimize: $(BUNDLE)/model.opt.onnx
 
 demo: $(BUNDLE)/model.opt.onnx
 	$(CLI) verify $(BUNDLE)
+
+# Throughput side by side (raw export vs optimize targets on ONNX Runtime CPU): bench/results.json, bench/README.md.
+comma := ,
+BENCH_MODELS := resnet50,resnet50_v1,inception_block
+BENCH_EXPORTS := $(foreach m,$(subst $(comma), ,$(BENCH_MODELS)),build/bench/$(m)/model.onnx)
+
+build/bench/%/model.onnx: $(STAMP) $(SOURCES)
+	$(CLI) export $* -o build/bench/$*
+
+bench: $(BENCH_EXPORTS)
+	$(PY) -m optimize.bench --models $(BENCH_MODELS) --build build/bench --out bench
 
 test: $(STAMP)
 	$(PY) -m pytest

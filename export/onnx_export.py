@@ -31,10 +31,10 @@ from torch import nn
 from export.zoo import ModelSpec
 from runtime import __version__
 from runtime.errors import UserError
+from runtime.onnx_file import save_model
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 18  # parsed by TensorRT 10 and 11, ONNX Runtime >= 1.14 and the onnxscript rewriter
-EXTERNAL_DATA_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with headroom for the graph itself
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,14 +123,6 @@ def _annotate(path: Path, spec: ModelSpec, options: ExportOptions) -> None:
         DeduplicateInitializersPass(),
         ShapeInferencePass(),
     )(model)
-    weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    if weight_bytes > EXTERNAL_DATA_BYTES:
-        ir.save(model, path, external_data=f"{path.name}.data")
-    else:
-        ir.save(model, path)
+    save_model(model, path)
     onnx.checker.check_model(str(path), full_check=True)
 
-
-def external_data_files(path: Path) -> list[Path]:
-    """The external-data files an exported ONNX file refers to (empty when weights are inline)."""
-    return sorted(path.parent.glob(f"{path.name}.data"))

@@ -11,7 +11,7 @@ import onnx
 import onnxruntime
 import torch
 
-from export.onnx_export import ExportOptions, export_onnx, external_data_files
+from export.onnx_export import ExportOptions, export_onnx
 from export.weights import load_weights
 from export.zoo import ModelSpec, instantiate
 from runtime import __version__
@@ -31,6 +31,7 @@ from runtime.errors import UserError
 from runtime.files import publish, sha256_file, staging_dir
 from runtime.golden import Golden
 from runtime.labelled import LABELLED_NAME
+from runtime.onnx_file import external_data_files
 from runtime.progress import progress
 
 GOLDEN_SEED = 0

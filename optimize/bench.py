@@ -2,7 +2,7 @@
 targets, side by side in one run, each as a ratio to the raw export at ORT_ENABLE_ALL (what a user gets without
 onebyone). Writes `bench/results.json` and `bench/README.md`.
 
-    python -m optimize.bench --models resnet50,inception_block --batches 1,8
+    python -m optimize.bench --models resnet50,resnet50_v1,inception_block --batches 1,8
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -36,11 +37,13 @@ class Variant:
     level: str
 
 
+ORT_PASSES = "cleanup,fold_batchnorm,fold_affine,merge_conv_chain,cleanup,fuse_conv_activation"
 VARIANTS = (
     Variant("raw export", None, "all"),
     Variant("--target generic", ("--target", "generic"), "all"),
     Variant("--target ort", ("--target", "ort"), "all"),
     Variant("merge_siblings alone", ("--passes", "cleanup,merge_siblings,cleanup"), "all"),
+    Variant("--target ort + gemm_as_conv", ("--passes", f"{ORT_PASSES},gemm_as_conv"), "all"),
     Variant("raw export", None, "basic"),
     Variant("--target ort", ("--target", "ort"), "basic"),
 )
@@ -50,13 +53,12 @@ stdout = Console(highlight=False)
 
 
 def artifact(bundle: Path, variant: Variant) -> Path:
-    """The variant's ONNX file in `bundle`, made by the CLI when missing."""
+    """The variant's ONNX file in `bundle`, made afresh by the CLI (so it reflects the passes as they are now)."""
     source = bundle / "model.onnx"
     if variant.optimize_args is None:
         return source
-    slug = "-".join(arg.strip("-").replace(",", "+") for arg in variant.optimize_args)
-    path = bundle / f"model.{slug}.onnx"
-    if not path.is_file() and cli.main(["optimize", str(source), "-o", str(path), *variant.optimize_args]) != 0:
+    path = bundle / f"model.{re.sub(r'[^a-z0-9_+]+', '-', variant.label.lower()).strip('-')}.onnx"
+    if cli.main(["optimize", str(source), "-o", str(path), *variant.optimize_args]) != 0:
         raise UserError(f"`onebyone optimize` failed for {variant.label}")
     return path
 
@@ -71,7 +73,8 @@ def bench_model(model: str, build: Path, batches: list[int], seconds: float) -> 
     bundle = build / model
     if not (bundle / "model.onnx").is_file() and cli.main(["export", model, "-o", str(bundle)]) != 0:
         raise UserError(f"`onebyone export {model}` failed")
-    sessions = {variant: session(artifact(bundle, variant), variant.level) for variant in VARIANTS}
+    paths = {variant.label: artifact(bundle, variant) for variant in VARIANTS}
+    sessions = {variant: session(paths[variant.label], variant.level) for variant in VARIANTS}
     first = next(iter(sessions.values())).get_inputs()[0]
     rows = []
     for batch in batches:
@@ -89,7 +92,7 @@ def bench_model(model: str, build: Path, batches: list[int], seconds: float) -> 
             error = float(np.abs(outputs[variant] - reference).max() / np.abs(reference).max())
             rows.append({"model": model, "variant": variant.label, "ort_level": variant.level,
                          "optimize_args": list(variant.optimize_args or []), **timing.as_record(),
-                         "vs_raw_all": timing.throughput / baseline.throughput, "max_rel_diff_vs_raw": error})
+                         "vs_raw_all": timing.speedup_over(baseline), "max_rel_diff_vs_raw": error})
     return rows
 
 
@@ -113,9 +116,9 @@ def table_markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optimize.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="resnet50,inception_block")
+    parser.add_argument("--models", default="resnet50,resnet50_v1,inception_block")
     parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--seconds", type=float, default=30.0, help="time budget per model and batch size")
+    parser.add_argument("--seconds", type=float, default=40.0, help="time budget per model and batch size")
     parser.add_argument("--build", type=Path, default=Path("build/bench"))
     parser.add_argument("--out", type=Path, default=Path("bench"))
     args = parser.parse_args(argv)
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_write(args.out / "README.md") as tmp:
         tmp.write_text(f"# Benchmarks\n\nMade by `make bench` on {record['machine']['processor']} "
                        f"({record['machine']['cpus']} CPUs), onnxruntime {ort.__version__}, CPU execution "
-                       "provider. Ratios are throughputs against the raw export at ORT_ENABLE_ALL in the same run."
+                       "provider. × raw is the throughput ratio to the raw export at ORT_ENABLE_ALL: the median over "
+                       "rounds of the two latencies measured back to back in the same round."
                        f"\n\n{table_markdown(rows)}\n")
     table = Table("model", "batch", "artifact", "ORT level", "median ms", "samples/s", "× raw (ALL)")
     for r in rows:

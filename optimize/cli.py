@@ -17,7 +17,7 @@ from runtime.check import check_artifact
 from runtime.files import atomic_write, publish, staging_dir
 from runtime.golden import Golden
 from runtime.labelled import LabelledSet
-from runtime.onnx_file import load_model
+from runtime.onnx_file import load_model, save_model
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -79,9 +79,10 @@ def _write(model: ir.Model, source: Path, output: Path, made_by: dict) -> str | 
         manifest = None
     with staging_dir(output.parent) as stage:
         staged = stage / output.name
-        ir.save(model, staged)
+        written = save_model(model, staged)
         if manifest is None:
-            publish(staged, output)
+            for path in written:
+                publish(path, output.parent / path.name)
             return f"{output}  written (not in a bundle: no golden check)"
         labelled = LabelledSet.of_bundle(bundle, manifest)
         source_record = manifest.artifacts[source.name]
@@ -92,6 +93,10 @@ def _write(model: ir.Model, source: Path, output: Path, made_by: dict) -> str | 
         manifest.artifacts[output.name] = ArtifactRecord.for_file(
             staged, kind="onnx", precision=source_record.precision, tolerance=TOLERANCES["fp32"],
             parity=check.as_record(), made_by=made_by)
-        publish(staged, output)
+        for data_file in written[:-1]:
+            manifest.artifacts[data_file.name] = ArtifactRecord.for_file(
+                data_file, kind="onnx-external-data", made_by={"stage": "optimize", "belongs_to": output.name})
+        for path in written:
+            publish(path, bundle / path.name)
         write_manifest(bundle, manifest)
     return f"{output}  fp32  ORT vs torch: {check.describe()}"

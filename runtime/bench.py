@@ -15,7 +15,7 @@ from runtime.progress import progress
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """Latencies of one candidate at one batch size, in milliseconds."""
+    """Latencies of one candidate at one batch size, in milliseconds, in the order of the rounds."""
 
     batch: int
     latencies_ms: list[float]
@@ -31,6 +31,11 @@ class Timing:
     def throughput(self) -> float:
         """Samples per second at the median latency."""
         return self.batch * 1000.0 / self.median_ms
+
+    def speedup_over(self, baseline: Timing) -> float:
+        """Throughput relative to `baseline`: the median over rounds of baseline latency / this latency, each pair
+        measured back to back in one round, so load that comes and goes cancels out of the ratio."""
+        return float(np.median(np.array(baseline.latencies_ms) / np.array(self.latencies_ms)))
 
     def as_record(self) -> dict[str, float | int]:
         return {"batch": self.batch, "runs": len(self.latencies_ms), "median_ms": self.median_ms,

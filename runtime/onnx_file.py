@@ -9,6 +9,8 @@ import onnx_ir as ir
 
 from runtime.errors import UserError
 
+EXTERNAL_DATA_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with headroom for the graph itself
+
 
 def load_model(path: Path) -> ir.Model:
     """Load and check an ONNX file (external data included); any problem is a UserError."""
@@ -25,3 +27,19 @@ def load_model(path: Path) -> ir.Model:
         first = str(err).strip().splitlines()[0]
         raise UserError(f"{path} is not a valid ONNX model (onnx.checker: {first}); re-export it") from None
     return ir.load(path)
+
+
+def save_model(model: ir.Model, path: Path) -> list[Path]:
+    """Save `model`; weights go to `<name>.data` beside it when they would break protobuf's 2 GiB limit.
+    Returns the files written, the external-data file first (publish it before the file that refers to it)."""
+    weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    if weight_bytes > EXTERNAL_DATA_BYTES:
+        ir.save(model, path, external_data=f"{path.name}.data")
+    else:
+        ir.save(model, path)
+    return [*external_data_files(path), path]
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """The external-data files an ONNX file written by `save_model` refers to (empty when weights are inline)."""
+    return sorted(path.parent.glob(f"{path.name}.data"))

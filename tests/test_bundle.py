@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-import export.onnx_export
+import runtime.onnx_file
 from export.onnx_export import ExportOptions
 from export.stage import export_bundle
 from export.zoo import ZOO
@@ -74,14 +74,18 @@ def test_reexport_removes_artifacts_derived_from_the_old_model(bundle, cli):
     assert set(read_manifest(bundle).artifacts) == {"model.onnx", GOLDEN_NAME, LABELLED_NAME}
 
 
-def test_large_models_are_written_with_external_data(tmp_path, monkeypatch, cli):
-    monkeypatch.setattr(export.onnx_export, "EXTERNAL_DATA_BYTES", 1000)  # digits_resnet's weights exceed this
+def test_large_models_are_written_and_optimized_with_external_data(tmp_path, monkeypatch, cli):
+    monkeypatch.setattr(runtime.onnx_file, "EXTERNAL_DATA_BYTES", 1000)  # digits_resnet's weights exceed this
     result = export_bundle(ZOO["digits_resnet"], tmp_path / "b", ExportOptions())
     assert files_under(result.bundle) == sorted([GOLDEN_NAME, LABELLED_NAME, MANIFEST_NAME, "model.onnx",
                                                  "model.onnx.data"])
     assert (result.bundle / "model.onnx").stat().st_size < 100_000 < (result.bundle / "model.onnx.data").stat().st_size
     assert read_manifest(result.bundle).artifacts["model.onnx.data"].kind == "onnx-external-data"
-    assert cli("verify", result.bundle)[0] == 0
+    assert cli("optimize", result.bundle / "model.onnx")[0] == 0
+    assert (result.bundle / "model.opt.onnx.data").stat().st_size > 100_000
+    assert read_manifest(result.bundle).artifacts["model.opt.onnx.data"].made_by["belongs_to"] == "model.opt.onnx"
+    code, out, _ = cli("verify", result.bundle)
+    assert code == 0 and "model.opt.onnx" in out
 
 
 def test_compare_counts_every_element_and_flags_non_finite():
