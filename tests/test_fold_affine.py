@@ -97,3 +97,16 @@ def test_shared_weight_keeps_the_other_conv_unchanged(rng):
     changed, error = apply_and_compare(m, FoldAffine(), rng)  # y2 is compared too
     assert changed and ops(m) == ["Conv", "Conv"] and error <= REL_TOL
     assert [n.inputs[1].name for n in m.graph if n.name == "other"] == ["conv.W"]
+
+
+def test_a_refusal_is_reported_once_while_other_folds_iterate(rng):
+    init = conv_params(rng) | {"s": rng.uniform(0.5, 2, CHANNEL), "t": rng.normal(0, 1, CHANNEL),
+                               "p": rng.normal(0, 1, (1, 6, 7, 7))}
+    nodes = [conv("x", "c", pads=1), helper.make_node("Mul", ["c", "s"], ["m"]),
+             helper.make_node("Add", ["m", "t"], ["a"]),
+             helper.make_node("Mul", ["a", "p"], ["y"])]
+    m = model(nodes, [tensor_input("x", [1, 4, 7, 7])], ["y"], init)
+    fold = FoldAffine()
+    changed, error = apply_and_compare(m, fold, rng)
+    assert changed and ops(m) == ["Conv", "Mul"] and error <= REL_TOL
+    assert len(fold.refusals) == 1 and "not per-channel" in fold.refusals[0].reason

@@ -26,4 +26,7 @@ class GraphPass(ir.passes.InPlacePass):
         self.refusals: list[Refusal] = []
 
     def refuse(self, node: ir.Node, reason: str) -> None:
-        self.refusals.append(Refusal(node=node.name or node.op_type, reason=reason))
+        """Record a refused rewrite once, however often a pass that iterates to a fixed point meets it."""
+        refusal = Refusal(node=node.name or node.op_type, reason=reason)
+        if refusal not in self.refusals:
+            self.refusals.append(refusal)
