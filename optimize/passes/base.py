@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import ClassVar
 
 import onnx_ir as ir
@@ -30,3 +31,14 @@ class GraphPass(ir.passes.InPlacePass):
         refusal = Refusal(node=node.name or node.op_type, reason=reason)
         if refusal not in self.refusals:
             self.refusals.append(refusal)
+
+    @staticmethod
+    def rewrite_each(model: ir.Model, op_types: tuple[str, ...], rewrite: Callable[[ir.Node], bool]) -> bool:
+        """Offer every standard-domain node of `op_types` to `rewrite`, in graph order, skipping nodes an earlier
+        rewrite removed; True when any rewrite changed the graph."""
+        graph = model.graph
+        changed = False
+        for node in [n for n in graph if n.op_type in op_types and n.domain == ""]:
+            if node.graph is graph:
+                changed |= rewrite(node)
+        return changed

@@ -19,10 +19,7 @@ class ConvAsGemm(GraphPass):
     name = "conv_as_gemm"
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
-        changed = False
-        for node in [n for n in graph if n.op_type == "Conv" and n.domain == ""]:
-            changed |= self._rewrite(graph, node)
+        changed = self.rewrite_each(model, ("Conv",), lambda conv: self._rewrite(model.graph, conv))
         return ir.passes.PassResult(model, changed)
 
     @staticmethod

@@ -52,14 +52,9 @@ class FoldAffine(GraphPass):
     name = "fold_affine"
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
         changed = False
-        progress = True
-        while progress:  # a Conv followed by Mul then Add folds the Mul first, then the Add
-            progress = False
-            for node in [n for n in graph if n.op_type in ARITHMETIC and n.domain == ""]:
-                if node.graph is graph and self._fold(graph, node):
-                    progress = changed = True
+        while self.rewrite_each(model, ARITHMETIC, lambda node: self._fold(model.graph, node)):
+            changed = True  # a Conv followed by Mul then Add folds the Mul first, then the Add
         return ir.passes.PassResult(model, changed)
 
     def _fold(self, graph: ir.Graph, node: ir.Node) -> bool:

@@ -36,11 +36,8 @@ class FoldBatchNorm(GraphPass):
     name = "fold_batchnorm"
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
         opset = opset_version(model)
-        changed = False
-        for bn in [node for node in graph if node.op_type == "BatchNormalization" and node.domain == ""]:
-            changed |= self._fold(graph, bn, opset)
+        changed = self.rewrite_each(model, ("BatchNormalization",), lambda bn: self._fold(model.graph, bn, opset))
         return ir.passes.PassResult(model, changed)
 
     def _fold(self, graph: ir.Graph, bn: ir.Node, opset: int) -> bool:

@@ -35,11 +35,8 @@ class FuseConvActivation(GraphPass):
     name = "fuse_conv_activation"
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
         opset = opset_version(model)
-        changed = False
-        for conv in [n for n in graph if n.op_type == "Conv" and n.domain == ""]:
-            changed |= self._fuse(graph, conv, opset)
+        changed = self.rewrite_each(model, ("Conv",), lambda conv: self._fuse(model.graph, conv, opset))
         if changed:
             model.opset_imports.setdefault(MS_DOMAIN, 1)
         return ir.passes.PassResult(model, changed)

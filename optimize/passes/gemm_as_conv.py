@@ -29,10 +29,7 @@ class GemmAsConv(GraphPass):
     name = "gemm_as_conv"
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
-        changed = False
-        for node in [n for n in graph if n.op_type in ("Gemm", "MatMul") and n.domain == ""]:
-            changed |= self._rewrite(graph, node)
+        changed = self.rewrite_each(model, ("Gemm", "MatMul"), lambda node: self._rewrite(model.graph, node))
         return ir.passes.PassResult(model, changed)
 
     def _rewrite(self, graph: ir.Graph, node: ir.Node) -> bool:

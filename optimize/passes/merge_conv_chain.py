@@ -42,11 +42,7 @@ class MergeConvChain(GraphPass):
     name = "merge_conv_chain"
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        graph = model.graph
-        changed = False
-        for second in [n for n in graph if n.op_type == "Conv" and n.domain == ""]:
-            if second.graph is graph:
-                changed |= self._merge(graph, second)
+        changed = self.rewrite_each(model, ("Conv",), lambda second: self._merge(model.graph, second))
         return ir.passes.PassResult(model, changed)
 
     def _merge(self, graph: ir.Graph, second: ir.Node) -> bool:
