@@ -81,8 +81,8 @@ def bench_model(model: str, build: Path, batches: list[int], seconds: float) -> 
         shape = [batch if not isinstance(d, int) else d for d in first.shape]
         feed = {first.name: np.random.default_rng(batch).standard_normal(shape).astype(np.float32)}
         outputs = {variant: s.run(None, feed)[0] for variant, s in sessions.items()}
-        started = _probe_seconds(sessions[BASELINE], feed)
-        rounds = max(5, int(seconds / (started * len(sessions))))
+        one_run = _probe_seconds(sessions[BASELINE], feed)
+        rounds = max(5, int(seconds / (one_run * len(sessions))))
         timings = time_interleaved({v.label + v.level: _runner(s, feed) for v, s in sessions.items()}, batch,
                                    rounds, label=model)
         baseline: Timing = timings[BASELINE.label + BASELINE.level]
