@@ -81,3 +81,30 @@ def take_over(graph: ir.Graph, old_node: ir.Node, new_value: ir.Value) -> None:
 def single_consumer(value: ir.Value, consumer: ir.Node) -> bool:
     """True when `consumer` is the only reader of `value` and it is not a graph output."""
     return not value.is_graph_output() and all(use.node is consumer for use in value.uses())
+
+
+def sole_reader(value: ir.Value, op_type: str) -> ir.Node | None:
+    """The standard-domain `op_type` node that is `value`'s only reader, if there is one."""
+    uses = list(value.uses())
+    if value.is_graph_output() or len(uses) != 1:
+        return None
+    node = uses[0].node
+    return node if node.op_type == op_type and node.domain == "" else None
+
+
+def is_pointwise(conv: ir.Node, weight: np.ndarray) -> bool:
+    """A 1x1 Conv with stride 1, no padding and group 1: a matrix over channels applied at every pixel."""
+    attrs = conv.attributes
+    return (all(size == 1 for size in weight.shape[2:]) and attrs.get_int("group", 1) == 1
+            and all(s == 1 for s in attrs.get_ints("strides", ())) and not any(attrs.get_ints("pads", ()))
+            and attrs.get_string("auto_pad", "NOTSET") in ("NOTSET", "VALID"))
+
+
+def constant_weights(conv: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
+    """(W, b) as float64 when both are constants (b = 0 when the Conv has none), else None."""
+    weight = constant(conv.inputs[1])
+    has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
+    bias = constant(conv.inputs[2]) if has_bias else None
+    if weight is None or (has_bias and bias is None):
+        return None
+    return weight.astype(np.float64), np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from optimize.graph import add_initializer, constant, drop_if_unused, take_over, unique_name
+from optimize.graph import (
+    add_initializer,
+    constant,
+    constant_weights,
+    drop_if_unused,
+    is_pointwise,
+    sole_reader,
+    take_over,
+    unique_name,
+)
 from optimize.passes.base import GraphPass
-from optimize.passes.fuse_conv_activation import sole_reader
-from optimize.passes.merge_conv_chain import constant_weights, is_pointwise
 
 
 class ConvAsGemm(GraphPass):

@@ -7,7 +7,15 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import constant, drop_if_unused, set_constant_input, single_consumer, take_over
+from optimize.graph import (
+    constant,
+    constant_weights,
+    drop_if_unused,
+    set_constant_input,
+    single_consumer,
+    sole_reader,
+    take_over,
+)
 from optimize.passes.base import GraphPass
 
 ARITHMETIC = ("Mul", "Add", "Sub", "Div")
@@ -116,7 +124,7 @@ class FoldAffine(GraphPass):
     @staticmethod
     def _fold_after(graph: ir.Graph, conv: ir.Node, node: ir.Node, affine: Affine) -> None:
         weight = constant(conv.inputs[1])
-        bias = _bias(conv, weight.shape[0])
+        bias = constant_weights(conv)[1]
         a, c = affine.per_channel(weight.shape[0])
         base = conv.name or "Conv"
         set_constant_input(graph, conv, 1, (weight * a.reshape(-1, *[1] * (weight.ndim - 1))).astype(weight.dtype),
@@ -142,35 +150,25 @@ class FoldAffine(GraphPass):
         shift = (w * c[channel].reshape(*channel.shape, *spatial)).reshape(weight.shape[0], -1).sum(axis=1)
         base = conv.name or "Conv"
         set_constant_input(graph, conv, 1, new_weight.astype(weight.dtype), f"{base}.weight_affine")
-        set_constant_input(graph, conv, 2, (_bias(conv, weight.shape[0]) + shift).astype(weight.dtype),
+        set_constant_input(graph, conv, 2, (constant_weights(conv)[1] + shift).astype(weight.dtype),
                            f"{base}.bias_affine")
         return None
 
 
 def _is_foldable_conv(node: ir.Node) -> bool:
     """A standard Conv whose weight (and bias, if any) are constants."""
-    if node.op_type != "Conv" or node.domain != "" or constant(node.inputs[1]) is None:
-        return False
-    return len(node.inputs) < 3 or node.inputs[2] is None or constant(node.inputs[2]) is not None
+    return node.op_type == "Conv" and node.domain == "" and constant_weights(node) is not None
 
 
 def _sole_conv_reader(value: ir.Value) -> ir.Node | None:
     """The foldable Conv reading `value` as its data input, when it is the value's only reader."""
-    uses = list(value.uses())
-    if value.is_graph_output() or len(uses) != 1:
-        return None
-    reader, index = uses[0]
-    return reader if index == 0 and _is_foldable_conv(reader) else None
+    reader = sole_reader(value, "Conv")
+    return reader if reader is not None and reader.inputs[0] is value and _is_foldable_conv(reader) else None
 
 
 def _touches_conv(data: ir.Value, node: ir.Node) -> bool:
     producer = data.producer()
     return (producer is not None and _is_foldable_conv(producer)) or _sole_conv_reader(node.outputs[0]) is not None
-
-
-def _bias(conv: ir.Node, channels: int) -> np.ndarray:
-    bias = constant(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] is not None else None
-    return np.zeros(channels) if bias is None else bias.astype(np.float64)
 
 
 def _padded(conv: ir.Node) -> bool:

@@ -5,19 +5,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import constant, opset_version, take_over
+from optimize.graph import constant, opset_version, sole_reader, take_over
 from optimize.passes.base import GraphPass
 
 MS_DOMAIN = "com.microsoft"
-
-
-def sole_reader(value: ir.Value, op_type: str) -> ir.Node | None:
-    """The standard-domain `op_type` node that is `value`'s only reader, if there is one."""
-    uses = list(value.uses())
-    if value.is_graph_output() or len(uses) != 1:
-        return None
-    node = uses[0].node
-    return node if node.op_type == op_type and node.domain == "" else None
 
 
 class FuseConvActivation(GraphPass):
@@ -81,7 +72,8 @@ class FuseConvActivation(GraphPass):
         if opset < 11:
             return [clip.attributes.get_float("min", float(np.finfo(np.float32).min)),
                     clip.attributes.get_float("max", float(np.finfo(np.float32).max))]
-        bounds = [constant(v) if v is not None else None for v in [*clip.inputs[1:3], None, None][:2]]
+        inputs = [*clip.inputs, None, None]
+        bounds = [constant(inputs[1]), constant(inputs[2])]
         if any(b is None for b in bounds):
             self.refuse(clip, "Clip without constant min and max")
             return None

@@ -5,26 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import constant, set_constant_input, single_consumer, take_over
+from optimize.graph import constant, constant_weights, is_pointwise, set_constant_input, single_consumer, take_over
 from optimize.passes.base import GraphPass
-
-
-def is_pointwise(conv: ir.Node, weight: np.ndarray) -> bool:
-    """A 1x1 Conv with stride 1, no padding and group 1: a matrix over channels applied at every pixel."""
-    attrs = conv.attributes
-    return (all(size == 1 for size in weight.shape[2:]) and attrs.get_int("group", 1) == 1
-            and all(s == 1 for s in attrs.get_ints("strides", ())) and not any(attrs.get_ints("pads", ()))
-            and attrs.get_string("auto_pad", "NOTSET") in ("NOTSET", "VALID"))
-
-
-def constant_weights(conv: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
-    """(W, b) as float64 when both are constants (b = 0 when the Conv has none), else None."""
-    weight = constant(conv.inputs[1])
-    has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
-    bias = constant(conv.inputs[2]) if has_bias else None
-    if weight is None or (has_bias and bias is None):
-        return None
-    return weight.astype(np.float64), np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
 
 
 class MergeConvChain(GraphPass):

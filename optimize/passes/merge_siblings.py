@@ -7,9 +7,8 @@ from collections import defaultdict
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import add_initializer, constant, opset_version, take_over, unique_name
+from optimize.graph import add_initializer, constant, constant_weights, opset_version, take_over, unique_name
 from optimize.passes.base import GraphPass
-from optimize.passes.merge_conv_chain import constant_weights
 
 SiblingKey = tuple[object, ...]
 
