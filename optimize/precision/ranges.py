@@ -52,6 +52,8 @@ def divergences(histogram: np.ndarray, levels: int = INT8_LEVELS) -> np.ndarray:
 
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
     """KL(p‖q) of two non-negative count vectors after normalising each; inf where q = 0 but p > 0."""
+    if q.sum() == 0:
+        return float("inf")
     p, q = p / p.sum(), q / q.sum()
     support = p > 0
     if (q[support] == 0).any():

@@ -1,0 +1,63 @@
+"""Publishing a derived ONNX file: atomically, checked against the bundle's golden outputs, recorded in the manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+from rich.console import Console
+
+from runtime.bundle import GOLDEN_NAME, ArtifactRecord, Tolerance, manifest_path, read_manifest, write_manifest
+from runtime.check import check_artifact
+from runtime.files import publish, staging_dir
+from runtime.golden import Golden
+from runtime.labelled import LabelledSet
+from runtime.onnx_file import save_model
+
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Companion:
+    """A file made with the model (calibration table, cache) that is published and recorded with it."""
+
+    staged: Path
+    kind: str
+
+
+def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, tolerance: Tolerance,
+                   made_by: dict[str, Any], companions: list[Companion] = ()) -> str | None:
+    """Save `output` (and its companions beside it). When `source` is a bundle artifact and `output` sits beside
+    it, check the result against the bundle's golden outputs first — publishing nothing if it fails — and record
+    everything in the manifest. Returns the line to show the user, or None when the check failed."""
+    bundle = source.parent
+    in_bundle = manifest_path(bundle).is_file() and output.parent.resolve() == bundle.resolve()
+    manifest = read_manifest(bundle) if in_bundle else None
+    if manifest is not None and source.name not in manifest.artifacts:
+        manifest = None
+    with staging_dir(output.parent) as stage:
+        staged = stage / output.name
+        written = save_model(model, staged)
+        if manifest is None:
+            for path in [*(c.staged for c in companions), *written]:
+                publish(path, output.parent / path.name)
+            return f"{output}  written (not in a bundle: no golden check)"
+        labelled = LabelledSet.of_bundle(bundle, manifest)
+        check = check_artifact(staged, Golden.load(bundle / GOLDEN_NAME), tolerance, labelled)
+        if not check.ok:
+            stdout.print(f"[bold red]{output} fails its golden check:[/] {check.describe()}; nothing was written")
+            return None
+        manifest.artifacts[output.name] = ArtifactRecord.for_file(
+            staged, kind="onnx", precision=precision, tolerance=tolerance, parity=check.as_record(), made_by=made_by)
+        for data_file in written[:-1]:
+            manifest.artifacts[data_file.name] = ArtifactRecord.for_file(
+                data_file, kind="onnx-external-data", made_by={"stage": made_by["stage"], "belongs_to": output.name})
+        for companion in companions:
+            manifest.artifacts[companion.staged.name] = ArtifactRecord.for_file(
+                companion.staged, kind=companion.kind, made_by={"stage": made_by["stage"], "belongs_to": output.name})
+        for path in [*(c.staged for c in companions), *written]:
+            publish(path, bundle / path.name)
+        write_manifest(bundle, manifest)
+    return f"{output}  {precision}  ORT vs torch: {check.describe()}"

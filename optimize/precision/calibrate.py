@@ -1,0 +1,130 @@
+"""Streaming calibration: run the float graph batch by batch with every activation exposed, and keep per-tensor
+statistics (min, max, |x| histogram) whose size does not depend on the number of samples.
+
+The result is `calib.json`: the statistics themselves (so any method can be applied later without re-running the
+data), the ranges of the chosen method, the sample count and the sha256 of the model they belong to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from optimize.precision.histogram import BINS, TensorStatistics
+from optimize.precision.ranges import METHODS, amax
+from optimize.precision.sources import CalibrationData
+from runtime.errors import UserError
+from runtime.files import atomic_write
+from runtime.progress import progress
+
+CALIB_FORMAT = "onebyone.calib/1"
+FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE, ir.DataType.BFLOAT16)
+
+
+@dataclasses.dataclass
+class Calibration:
+    """Per-tensor statistics of one model over `samples` calibration samples."""
+
+    model_sha256: str
+    source: str
+    samples: int
+    statistics: dict[str, TensorStatistics]
+
+    def ranges(self, method: str, percentile: float) -> dict[str, float]:
+        """amax per tensor for a calibration method."""
+        if method not in METHODS:
+            raise UserError(f"unknown calibration method {method!r}; valid: {', '.join(METHODS)}")
+        return {name: amax(stats, method, percentile) for name, stats in self.statistics.items()}
+
+    def save(self, path: Path, method: str, percentile: float) -> None:
+        """Write calib.json: a readable header, then one line per tensor (min, max, amax, histogram)."""
+        ranges = self.ranges(method, percentile)
+        header = {"format": CALIB_FORMAT, "model_sha256": self.model_sha256, "source": self.source,
+                  "samples": self.samples, "method": method, "percentile": percentile, "bins": BINS}
+        lines = [f"  {json.dumps(key)}: {json.dumps(value)}," for key, value in header.items()]
+        tensors = [f"    {json.dumps(name)}: " + json.dumps(
+            {"min": stats.minimum, "max": stats.maximum, "amax": ranges[name], "top": stats.top,
+             "histogram": stats.counts.tolist()}) for name, stats in self.statistics.items()]
+        with atomic_write(path) as tmp:
+            tmp.write_text("{\n" + "\n".join(lines) + '\n  "tensors": {\n' + ",\n".join(tensors) + "\n  }\n}\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("format") != CALIB_FORMAT:
+                raise ValueError(f"format is {raw.get('format')!r}, expected {CALIB_FORMAT!r}")
+            statistics = {name: TensorStatistics(minimum=entry["min"], maximum=entry["max"], top=entry["top"],
+                                                 counts=np.asarray(entry["histogram"], dtype=np.int64))
+                          for name, entry in raw["tensors"].items()}
+            if any(len(stats.counts) != BINS for stats in statistics.values()):
+                raise ValueError(f"histograms must have {BINS} bins")
+            return cls(model_sha256=raw["model_sha256"], source=raw["source"], samples=int(raw["samples"]),
+                       statistics=statistics)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise UserError(f"{path} is not a onebyone calibration file ({err}); re-run calibration with "
+                            "--calib DATA") from None
+
+
+def activation_names(model: ir.Model) -> list[str]:
+    """Every float tensor the graph computes or takes as input, excluding constants, in topological order."""
+    names = [v.name for v in model.graph.inputs if v.dtype in FLOAT_TYPES]
+    for node in model.graph:
+        names += [v.name for v in node.outputs if v.dtype in FLOAT_TYPES and not v.is_initializer()
+                  and node.op_type != "Constant"]
+    return names
+
+
+def with_types(model: ir.Model) -> ir.Model:
+    """A copy of `model` with ONNX shape inference's types and shapes on every value it can infer."""
+    return ir.from_proto(onnx.shape_inference.infer_shapes(ir.to_proto(model)))
+
+
+def exposing(model: ir.Model, names: list[str]) -> bytes:
+    """A serialized copy of `model` whose graph outputs are its own plus every tensor in `names`."""
+    copy = with_types(model)
+    values = {v.name: v for node in copy.graph for v in node.outputs} | {v.name: v for v in copy.graph.inputs}
+    present = {v.name for v in copy.graph.outputs}
+    for name in names:
+        if name not in present:
+            copy.graph.outputs.append(values[name])
+    return ir.to_proto(copy).SerializeToString()
+
+
+def collect(model: ir.Model, model_sha256: str, data: CalibrationData, batch_size: int) -> Calibration:
+    """Run `data` through ONNX Runtime in batches and accumulate statistics for every activation of `model`.
+
+    Peak memory is one batch of every activation plus fixed-size histograms, whatever the number of samples.
+    """
+    import onnxruntime as ort
+
+    if len(model.graph.inputs) != 1:
+        raise UserError(f"calibration feeds one input; the model has {len(model.graph.inputs)}")
+    input_name = model.graph.inputs[0].name
+    names = activation_names(with_types(model))
+    computed = [name for name in names if name != input_name]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    session = ort.InferenceSession(exposing(model, computed), options, providers=["CPUExecutionProvider"])
+    statistics = {name: TensorStatistics() for name in names}
+    seen = 0
+    with progress() as bar:
+        task = bar.add_task(f"calibrating {len(names)} tensors", total=data.count)
+        for batch in data.batches(batch_size):
+            outputs = zip(computed, session.run(computed, {input_name: batch}), strict=True)
+            for name, values in [(input_name, batch), *outputs] if input_name in statistics else outputs:
+                try:
+                    statistics[name].update(values)
+                except ValueError:
+                    raise UserError(f"tensor {name!r} holds NaN or Inf on calibration samples "
+                                    f"{seen}…{seen + len(batch) - 1}: the model overflows on this data; "
+                                    "fix its weights or inputs before quantizing") from None
+            seen += len(batch)
+            bar.update(task, advance=len(batch))
+    return Calibration(model_sha256=model_sha256, source=data.description, samples=seen, statistics=statistics)

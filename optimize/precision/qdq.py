@@ -1,0 +1,263 @@
+"""Q/DQ insertion: explicit INT8 quantization written into the graph from calibrated ranges.
+
+Activation tensor T with range r gets one pair `T → QuantizeLinear → DequantizeLinear → T_dequantized` that the
+chosen readers of T read instead of T; T keeps its name (and float value) for every other reader.
+
+    Q(x) = saturate(round(x / s) + z),   DQ(q) = (q − z) · s
+
+Flavours, from the same ranges:
+- `trt`: symmetric S8, z = 0, s = amax / 127 per tensor; pairs on the data inputs of Conv/ConvTranspose/Gemm/
+  MatMul and on the residual input of a two-tensor Add only (TensorRT fuses the other input, a weighted op's
+  output, into that op's epilogue). Relu stays; nothing quantizes a weighted op's output otherwise.
+- `ort`: U8 activations over [lo, hi] = [min(0, max(min, −amax)), max(0, min(max, amax))], s = (hi − lo) / 255,
+  z = round(−lo / s); pairs on every tensor a quantizable op reads, so ONNX Runtime's QDQ fusions turn
+  DQ→Conv→(Relu→)Q into QLinearConv (a Relu before a Q with z = 0 is its saturation), DQ→Add→Q into QLinearAdd
+  and so on. Reshape-like ops and MaxPool share their input's (s, z): ORT then drops their Q/DQ entirely.
+
+Weights (both flavours): per output channel c, s_c = max|W_c| / 127, W_q = round(W / s_c) as an INT8 initializer
+read through a DequantizeLinear on the channel axis (0 for Conv and transB Gemm, 1 for ConvTranspose, Gemm
+without transB and MatMul). `ort` also stores the bias as INT32 with s = s_x · s_c, as ORT's QLinearConv requires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+from optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
+from runtime.errors import UserError
+
+FLAVOURS = ("trt", "ort")
+INT8_MAX = 127
+UINT8_MAX = 255
+WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+SHARES_INPUT_RANGE = frozenset({"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose"})
+ORT_QUANTIZED = WEIGHTED | SHARES_INPUT_RANGE | {"Add", "AveragePool", "GlobalAveragePool", "Concat"}
+MIN_QDQ_OPSET = 13  # per-channel DequantizeLinear (axis) arrived in opset 13
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorRange:
+    """Calibrated range of one activation: the amax of the chosen method and the observed min/max."""
+
+    amax: float
+    minimum: float
+    maximum: float
+
+
+@dataclasses.dataclass
+class QuantizeReport:
+    activations: int = 0  # tensors given a Q/DQ pair
+    weights: int = 0  # weight initializers stored as INT8
+    float_nodes: dict[str, str] = dataclasses.field(default_factory=dict)  # weighted node → why it stays float
+
+
+def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str]) -> QuantizeReport:
+    """Quantize `model` in place; nodes named in `exclude` keep float inputs and weights."""
+    if flavour not in FLAVOURS:
+        raise UserError(f"unknown flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
+    if opset_version(model) < MIN_QDQ_OPSET:
+        raise UserError(f"INT8 Q/DQ needs ONNX opset ≥ {MIN_QDQ_OPSET} (per-channel weights); the model has opset "
+                        f"{opset_version(model)}: re-export it with a newer opset")
+    graph = model.graph
+    report = QuantizeReport(float_nodes={name: "excluded by the user" for name in sorted(exclude)})
+    sites = (_trt_sites if flavour == "trt" else _ort_sites)(graph, exclude)
+    quantized: dict[str, tuple[ir.Value, ir.Value]] = {}  # tensor name → its (scale, zero point) initializers
+    input_scales: dict[ir.Value, np.float32] = {}  # DequantizeLinear output → the scale it dequantizes with
+    for value in _in_order(graph, sites):
+        if value.name not in ranges:
+            raise UserError(f"the calibration has no range for tensor {value.name!r}: it was made for another "
+                            "model; calibrate this one (--calib DATA)")
+        shared = _shared_parameters(value, quantized) if flavour == "ort" else None
+        scale, zero_point = shared or _activation_parameters(graph, value.name, ranges[value.name], flavour)
+        quantized[value.name] = (scale, zero_point)
+        input_scales[_insert_pair(graph, value, scale, zero_point, sites[value])] = scale.const_value.numpy()
+        report.activations += 1
+    for node in list(graph):
+        if node.op_type not in WEIGHTED or node.domain != "" or node.name in exclude:
+            continue
+        input_scale = input_scales.get(node.inputs[0])
+        if flavour == "ort" and input_scale is None:
+            report.float_nodes[node.name] = "its input is not quantized"
+            continue
+        report.weights += _quantize_weights(graph, node, input_scale if flavour == "ort" else None)
+    return report
+
+
+def _trt_sites(graph: ir.Graph, exclude: set[str]) -> dict[ir.Value, list[tuple[ir.Node, int]]]:
+    """Data inputs of weighted ops, and residual inputs of Adds."""
+    sites: dict[ir.Value, list[tuple[ir.Node, int]]] = {}
+    for node in graph:
+        if node.domain != "" or node.name in exclude:
+            continue
+        if node.op_type in WEIGHTED:
+            indices = [i for i in (0, 1) if node.op_type == "MatMul" or i == 0]
+        elif node.op_type == "Add":
+            indices = _residual_inputs(node)
+        else:
+            continue
+        for index in indices:
+            value = node.inputs[index]
+            if value is not None and constant(value) is None:
+                sites.setdefault(value, []).append((node, index))
+    return sites
+
+
+def _residual_inputs(add: ir.Node) -> list[int]:
+    """The skip input(s) of a residual Add: those not produced by a weighted op that feeds only this Add. When both
+    are (a downsampling block), input 1: `out + identity` in the torch source. Adds of a constant: none."""
+    if len(add.inputs) != 2 or any(constant(v) is not None for v in add.inputs):
+        return []
+    fused = [_epilogue_of_weighted_op(v, add) for v in add.inputs]
+    skip = [i for i in (0, 1) if not fused[i]]
+    return skip or [1]
+
+
+def _epilogue_of_weighted_op(value: ir.Value, add: ir.Node) -> bool:
+    producer = value.producer()
+    uses = list(value.uses())
+    return (producer is not None and producer.op_type in WEIGHTED and not value.is_graph_output()
+            and len(uses) == 1 and uses[0].node is add)
+
+
+def _ort_sites(graph: ir.Graph, exclude: set[str]) -> dict[ir.Value, list[tuple[ir.Node, int]]]:
+    """Every float data input of a quantizable op (ORT runs those as QLinear*/QGemm/U8 kernels)."""
+    sites: dict[ir.Value, list[tuple[ir.Node, int]]] = {}
+    for node in graph:
+        if node.domain != "" or node.name in exclude or node.op_type not in ORT_QUANTIZED:
+            continue
+        if node.op_type in ("Add", "Concat"):
+            if any(constant(v) is not None for v in node.inputs):
+                continue
+            indices = list(range(len(node.inputs)))
+        elif node.op_type == "MatMul":
+            indices = [0, 1]
+        else:
+            indices = [0]
+        for index in indices:
+            value = node.inputs[index]
+            if value is not None and constant(value) is None:
+                sites.setdefault(value, []).append((node, index))
+    return sites
+
+
+def _in_order(graph: ir.Graph, sites: dict[ir.Value, list]) -> list[ir.Value]:
+    """The tensors of `sites` in topological order (graph inputs first), so shared ranges exist when needed."""
+    order = [*graph.inputs, *(v for node in graph for v in node.outputs)]
+    return [v for v in order if v in sites]
+
+
+def _shared_parameters(value: ir.Value, quantized: dict[str, tuple[ir.Value, ir.Value]]
+                       ) -> tuple[ir.Value, ir.Value] | None:
+    producer = value.producer()
+    if producer is None or producer.op_type not in SHARES_INPUT_RANGE or producer.domain != "":
+        return None
+    return quantized.get(producer.inputs[0].name)
+
+
+def activation_scale(rng: TensorRange, flavour: str) -> tuple[np.float32, np.int8 | np.uint8]:
+    """(s, z) of one activation tensor in a flavour (see the module docstring). A tensor that was 0 on every
+    calibration sample gets s = 1/127 (any positive scale represents it exactly)."""
+    if flavour == "trt":
+        return np.float32(rng.amax / INT8_MAX if rng.amax > 0 else 1 / INT8_MAX), np.int8(0)
+    low = min(0.0, max(rng.minimum, -rng.amax))
+    high = max(0.0, min(rng.maximum, rng.amax))
+    if high <= low:
+        return np.float32(1 / INT8_MAX), np.uint8(0)
+    scale = np.float32((high - low) / UINT8_MAX)
+    return scale, np.uint8(np.clip(np.rint(-low / scale), 0, UINT8_MAX))
+
+
+def _activation_parameters(graph: ir.Graph, name: str, rng: TensorRange, flavour: str) -> tuple[ir.Value, ir.Value]:
+    scale, zero_point = activation_scale(rng, flavour)
+    return (add_initializer(graph, f"{name}_scale", np.array(scale)),
+            add_initializer(graph, f"{name}_zero_point", np.array(zero_point)))
+
+
+def _insert_pair(graph: ir.Graph, value: ir.Value, scale: ir.Value, zero_point: ir.Value,
+                 readers: list[tuple[ir.Node, int]]) -> ir.Value:
+    """Q/DQ `value` for `readers`; returns the dequantized value they now read."""
+    quantize = ir.node("QuantizeLinear", [value, scale, zero_point], name=f"{value.name}/QuantizeLinear")
+    quantize.outputs[0].name = unique_name(graph, f"{value.name}_quantized")
+    quantize.outputs[0].type = ir.TensorType(zero_point.dtype)
+    quantize.outputs[0].shape = value.shape
+    dequantize = ir.node("DequantizeLinear", [quantize.outputs[0], scale, zero_point],
+                         name=f"{value.name}/DequantizeLinear")
+    dequantize.outputs[0].name = unique_name(graph, f"{value.name}_dequantized")
+    dequantize.outputs[0].type = ir.TensorType(ir.DataType.FLOAT)
+    dequantize.outputs[0].shape = value.shape
+    producer = value.producer()
+    if producer is None:
+        graph.insert_before(next(iter(graph)), [quantize, dequantize])
+    else:
+        graph.insert_after(producer, [quantize, dequantize])
+    for node, index in readers:
+        node.replace_input_with(index, dequantize.outputs[0])
+    return dequantize.outputs[0]
+
+
+def weight_axis(node: ir.Node, rank: int) -> int:
+    """The output-channel axis of a weighted op's weight."""
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "Gemm":
+        return 0 if node.attributes.get_int("transB", 0) else 1
+    if node.op_type == "ConvTranspose":
+        return 1
+    return rank - 1  # MatMul: (…, K, N)
+
+
+def per_channel_weights(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W_q int8, s float32 per channel) with s_c = max|W_c| / 127 (1/127 for an all-zero channel)."""
+    others = tuple(i for i in range(weight.ndim) if i != axis)
+    amax = np.abs(weight).max(axis=others)
+    scale = np.where(amax > 0, amax / INT8_MAX, 1 / INT8_MAX).astype(np.float32)
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    quantized = np.clip(np.rint(weight / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return quantized, scale
+
+
+def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | None) -> int:
+    """Store the node's constant weight as INT8, and with the scale of its quantized input (`ort`) its bias as INT32;
+    returns how many weights it stored."""
+    weight = constant(node.inputs[1])
+    if weight is None or weight.dtype != np.float32 or weight.ndim < 2:
+        return 0
+    axis = weight_axis(node, weight.ndim)
+    values, scale = per_channel_weights(weight, axis)
+    _dequantized_constant(graph, node, 1, values, scale, axis, "weight")
+    bias_index = 2
+    if input_scale is not None and node.op_type != "MatMul" and len(node.inputs) > bias_index:
+        bias = constant(node.inputs[bias_index])
+        conv_bias = node.op_type != "Gemm" and bias is not None and bias.ndim == 1
+        if conv_bias or _plain_gemm(node, bias):
+            bias_scale = (input_scale * scale).astype(np.float32)
+            bias_values = np.rint(bias.astype(np.float64) / bias_scale).astype(np.int32)
+            _dequantized_constant(graph, node, bias_index, bias_values, bias_scale, 0, "bias")
+    return 1
+
+
+def _plain_gemm(node: ir.Node, bias: np.ndarray | None) -> bool:
+    """A Gemm that QGemm can run with an INT32 bias: alpha = beta = 1 and a per-column bias vector."""
+    attrs = node.attributes
+    return (node.op_type == "Gemm" and bias is not None and bias.ndim == 1
+            and attrs.get_float("alpha", 1.0) == 1.0 and attrs.get_float("beta", 1.0) == 1.0)
+
+
+def _dequantized_constant(graph: ir.Graph, node: ir.Node, index: int, values: np.ndarray, scale: np.ndarray,
+                          axis: int, role: str) -> None:
+    """Replace the node's constant input `index` by DequantizeLinear(values, scale, 0) along `axis`."""
+    old = node.inputs[index]
+    base = old.name or f"{node.name}.{role}"
+    inputs = [add_initializer(graph, f"{base}_quantized", values), add_initializer(graph, f"{base}_scale", scale),
+              add_initializer(graph, f"{base}_zero_point", np.zeros(scale.shape, values.dtype))]
+    dequantize = ir.node("DequantizeLinear", inputs, {"axis": axis}, name=f"{node.name}/{role}/DequantizeLinear")
+    dequantize.outputs[0].name = unique_name(graph, f"{base}_dequantized")
+    dequantize.outputs[0].type = ir.TensorType(ir.DataType.FLOAT)
+    dequantize.outputs[0].shape = ir.Shape(values.shape)
+    graph.insert_before(node, dequantize)
+    node.replace_input_with(index, dequantize.outputs[0])
+    drop_if_unused(graph, old)

@@ -1,0 +1,138 @@
+"""Calibration data sources, streamed batch by batch: an image folder, .npy/.npz, `digits`, `random`.
+
+Every source yields float32 batches (B, C, H, W) checked against the model's input; none loads more than one
+batch of decoded images at a time (a .npy is memory-mapped; a .npz member is read whole, so prefer .npy for
+large sets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import UserError
+from runtime.preprocess import IMAGE_SUFFIXES, Preprocess, load_image
+
+RANDOM_SEED = 0
+RANDOM_SAMPLES = 64  # default count for `random`, which has no natural size
+SOURCES_HELP = "an image folder, a .npy/.npz file, `digits` (the calibration split) or `random` (smoke test only)"
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationData:
+    """`count` samples, delivered in batches by `read(start, stop)`; `description` says what they are."""
+
+    description: str
+    count: int
+    read: Callable[[int, int], np.ndarray]
+    smoke_only: bool = False
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.count, batch_size):
+            yield self.read(start, min(start + batch_size, self.count))
+
+
+def open_source(spec: str, sample_shape: tuple[int | None, ...], preprocess: Preprocess | None,
+                samples: int | None, input_name: str) -> CalibrationData:
+    """The source named by `spec`, limited to `samples` (all when None), its samples checked to be `sample_shape`
+    (C, H, W; None where the model's dimension is dynamic)."""
+    data = _open(spec, sample_shape, preprocess, input_name, samples)
+    if data.count == 0:
+        raise UserError(f"calibration source {spec} holds no samples")
+    if samples is not None:
+        data = dataclasses.replace(data, count=min(samples, data.count))
+    return _checked(data, sample_shape)
+
+
+def _open(spec: str, sample_shape: tuple[int | None, ...], preprocess: Preprocess | None, input_name: str,
+          samples: int | None) -> CalibrationData:
+    if spec == "digits":
+        from export.models.digits import digits_splits
+
+        images = digits_splits()["calib"].images
+        return CalibrationData(f"sklearn digits, calibration split ({len(images)} images, disjoint from test)",
+                               len(images), lambda start, stop: images[start:stop])
+    if spec == "random":
+        return _random(sample_shape, samples or RANDOM_SAMPLES)
+    path = Path(spec)
+    if path.is_dir():
+        return _image_folder(path, preprocess)
+    if path.suffix == ".npy" and path.is_file():
+        return _array(np.load(path, mmap_mode="r", allow_pickle=False), str(path))
+    if path.suffix == ".npz" and path.is_file():
+        return _array(_npz_member(path, input_name), str(path))
+    if path.exists():
+        raise UserError(f"calibration source {spec} is neither a folder nor a .npy/.npz file; use {SOURCES_HELP}")
+    raise UserError(f"calibration source {spec} does not exist; use {SOURCES_HELP}")
+
+
+def _random(sample_shape: tuple[int | None, ...], count: int) -> CalibrationData:
+    if any(dim is None for dim in sample_shape):
+        raise UserError("`--calib random` needs a model with a fixed input shape (C, H, W); pass real data")
+
+    def read(start: int, stop: int) -> np.ndarray:
+        rng = np.random.default_rng([RANDOM_SEED, start])
+        return rng.standard_normal((stop - start, *sample_shape), dtype=np.float32)
+
+    return CalibrationData("random N(0,1) inputs — a smoke test, NOT a calibration: ranges will not fit real data",
+                           count, read, smoke_only=True)
+
+
+def _image_folder(folder: Path, preprocess: Preprocess | None) -> CalibrationData:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"calibration folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+    if preprocess is None:
+        raise UserError("the model carries no preprocessing metadata, so images cannot be turned into inputs; "
+                        "preprocess them yourself into a .npy (N, C, H, W) and pass that")
+    return CalibrationData(f"{len(files)} images from {folder}", len(files),
+                           lambda start, stop: np.stack([load_image(p, preprocess) for p in files[start:stop]]))
+
+
+def _npz_member(path: Path, input_name: str) -> np.ndarray:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    with archive:
+        names = archive.files
+        for key in (input_name, "inputs"):
+            if key in names:
+                return archive[key]
+        if len(names) == 1:
+            return archive[names[0]]
+    raise UserError(f"{path} holds arrays {names}; name the calibration inputs {input_name!r} or 'inputs'")
+
+
+def _array(array: np.ndarray, origin: str) -> CalibrationData:
+    if not np.issubdtype(array.dtype, np.floating):
+        raise UserError(f"{origin} holds {array.dtype} data; calibration needs model-ready float inputs "
+                        "(preprocessed and normalised, N×C×H×W)")
+    return CalibrationData(f"{len(array)} samples from {origin}", len(array),
+                           lambda start, stop: np.ascontiguousarray(array[start:stop], dtype=np.float32))
+
+
+def _checked(data: CalibrationData, sample_shape: tuple[int | None, ...]) -> CalibrationData:
+    """Wrap `read` so every batch is checked: (B, C, H, W) matching the model, finite."""
+
+    def read(start: int, stop: int) -> np.ndarray:
+        batch = data.read(start, stop)
+        shape = tuple(batch.shape[1:])
+        expected = "×".join("?" if d is None else str(d) for d in sample_shape)
+        if len(shape) != len(sample_shape):
+            raise UserError(f"calibration samples have shape {'×'.join(map(str, shape))}; the model takes "
+                            f"{expected} per sample")
+        if sample_shape and sample_shape[0] is not None and shape[0] != sample_shape[0]:
+            raise UserError(f"calibration samples have {shape[0]} channels; the model takes {sample_shape[0]} "
+                            f"({expected} per sample)")
+        if any(want is not None and got != want for got, want in zip(shape, sample_shape, strict=True)):
+            raise UserError(f"calibration samples have shape {'×'.join(map(str, shape))}; the model takes "
+                            f"{expected} per sample")
+        if not np.isfinite(batch).all():
+            raise UserError(f"calibration samples {start}…{stop - 1} contain NaN or Inf")
+        return batch
+
+    return dataclasses.replace(data, read=read)

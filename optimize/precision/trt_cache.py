@@ -1,0 +1,57 @@
+"""The legacy TensorRT calibration cache (TensorRT ≤ 10 tooling: `trtexec --calib`, IInt8Calibrator caches).
+
+Format: a header line `TRT-<version number>-EntropyCalibration2`, then one line per tensor `name: XXXXXXXX`, the hex
+of the big-endian IEEE-754 float32 bit pattern of the scale, scale = amax / 127. TensorRT ignores a cache whose
+header names another version, so the version is the one the user will build with.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from runtime.errors import UserError
+from runtime.files import atomic_write
+
+INT8_MAX = 127
+DEFAULT_TRT_VERSION = "10.13.0"
+
+
+def version_number(version: str) -> int:
+    """NV_TENSORRT_VERSION of a `major.minor.patch` version: major·1000 + minor·100 + patch up to 8.x,
+    major·10000 + minor·100 + patch from 10.0 (NvInferVersion.h)."""
+    try:
+        major, minor, patch = (int(part) for part in [*version.split("."), "0", "0"][:3])
+    except ValueError:
+        raise UserError(f"TensorRT version {version!r} is not major.minor[.patch]") from None
+    return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
+
+
+def scale_hex(scale: float) -> str:
+    return struct.pack(">f", scale).hex()
+
+
+def hex_scale(text: str) -> float:
+    return struct.unpack(">f", bytes.fromhex(text))[0]
+
+
+def cache_text(ranges: dict[str, float], trt_version: str) -> str:
+    """The cache for per-tensor amax values; tensors with amax 0 (never nonzero on the data) are left out."""
+    lines = [f"TRT-{version_number(trt_version)}-EntropyCalibration2"]
+    lines += [f"{name}: {scale_hex(amax / INT8_MAX)}" for name, amax in ranges.items() if amax > 0]
+    return "\n".join(lines) + "\n"
+
+
+def write_cache(path: Path, ranges: dict[str, float], trt_version: str) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(cache_text(ranges, trt_version))
+
+
+def parse_cache(text: str) -> tuple[str, dict[str, float]]:
+    """(header, scale per tensor) of a cache's text."""
+    header, *lines = text.strip().splitlines()
+    scales = {}
+    for line in lines:
+        name, _, value = line.rpartition(": ")
+        scales[name] = hex_scale(value)
+    return header, scales
