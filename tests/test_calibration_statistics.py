@@ -87,4 +87,21 @@ def test_entropy_clips_heavy_tails_and_keeps_uniform_data(rng):
     heavy = streamed(np.array_split(rng.standard_t(2, 500_000), 5))
     assert amax(heavy, "entropy") < 0.2 * amax(heavy, "minmax")
     uniform = streamed([rng.uniform(-5, 5, 400_000)])
-    assert amax(uniform, "entropy") >= 0.95 * amax(uniform, "minmax")
+    assert abs(amax(uniform, "entropy") - amax(uniform, "minmax")) <= uniform.bin_width
+
+
+def test_entropy_ignores_rare_outliers_of_a_gaussian(rng):
+    """20 outliers at |x| ≈ 40–60 among 500,000 N(0, 1) samples: the threshold stays near the Gaussian's bulk
+    (P(|x| > 6) ≈ 2e-9), well inside the observed range."""
+    outliers = rng.choice([-1.0, 1.0], 20) * rng.uniform(40, 60, 20)
+    stats = streamed([rng.standard_normal(500_000), outliers])
+    assert 3.0 < amax(stats, "entropy") < 6.0 < 40.0 <= amax(stats, "minmax")
+
+
+def test_entropy_of_discrete_levels_keeps_the_top_level(rng):
+    """Values on the 17 levels k/8, |k| ≤ 8 (like the digits input): every threshold below the top level folds
+    mass into a bin that is empty or under-weighted in Q (KL > 0, or ∞ where Q is 0), and the full range
+    reproduces P exactly (KL = 0), so the top level is chosen — and no candidate may turn into NaN."""
+    stats = streamed([rng.integers(-8, 9, 20_000) / 8])
+    with np.errstate(all="raise"):
+        assert amax(stats, "entropy") == amax(stats, "minmax") == 1.0

@@ -1,0 +1,175 @@
+"""`onebyone quantize IN.onnx -o OUT.onnx --precision fp16|int8`: precision written into the ONNX."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import onnx_ir as ir
+from rich.console import Console
+
+from export.cli import positive_int
+from optimize.artifact import Companion, write_artifact
+from optimize.precision.calibrate import Calibration, collect, with_types
+from optimize.precision.fp16 import convert_to_fp16
+from optimize.precision.qdq import FLAVOURS, TensorRange, insert_qdq
+from optimize.precision.ranges import METHODS
+from optimize.precision.sources import SOURCES_HELP, open_source
+from optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
+from optimize.precision.trt_rules import trt_violations
+from runtime.bundle import TOLERANCES
+from runtime.errors import UserError
+from runtime.files import sha256_file, staging_dir
+from runtime.onnx_file import load_model
+from runtime.preprocess import Preprocess
+
+stdout = Console(highlight=False, soft_wrap=True)
+PRECISIONS = ("fp16", "int8")
+
+
+def register(stages: argparse._SubParsersAction) -> None:
+    parser = stages.add_parser("quantize", help="FP16 or calibrated INT8 (Q/DQ) ONNX, checked against torch",
+                               description="Write precision into the ONNX: FP16 types, or INT8 Q/DQ from streamed "
+                                           "calibration (TensorRT or ONNX Runtime flavour).")
+    parser.add_argument("input", type=Path, help="FP32 ONNX file (in a bundle, the manifest is updated)")
+    parser.add_argument("-o", "--output", type=Path, help="output ONNX (default INPUT.fp16.onnx / INPUT.int8-FLAVOUR"
+                                                          ".onnx)")
+    parser.add_argument("--precision", required=True, choices=PRECISIONS)
+    parser.add_argument("--calib", help=f"calibration data: {SOURCES_HELP}; or a calib.json made for this model "
+                                        "(required for int8; for fp16 it keeps out-of-range layers FP32)")
+    parser.add_argument("--calib-samples", type=positive_int, help="use at most N samples (default: all; random: 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="calibration batch size (default 8)")
+    parser.add_argument("--method", choices=METHODS, default="entropy", help="INT8 range method (default entropy)")
+    parser.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
+    parser.add_argument("--flavour", choices=FLAVOURS, default="trt",
+                        help="trt: symmetric INT8 for TensorRT (default); ort: U8 activations, fast in ONNX Runtime")
+    parser.add_argument("--exclude", default="", help="comma-separated node names to leave unquantized (int8)")
+    parser.add_argument("--keep-fp32", default="", help="comma-separated node names to keep in FP32")
+    parser.add_argument("--fp16-io", action="store_true", help="fp16: FP16 graph inputs/outputs (default FP32)")
+    parser.add_argument("--trt-version", default=installed_tensorrt() or DEFAULT_TRT_VERSION,
+                        help="TensorRT version named in the legacy calibration cache (default: the installed one, "
+                             f"else {DEFAULT_TRT_VERSION})")
+    parser.set_defaults(run=run)
+
+
+def installed_tensorrt() -> str | None:
+    try:
+        return version("tensorrt")
+    except PackageNotFoundError:
+        return None
+
+
+def default_output(source: Path, precision: str, flavour: str) -> Path:
+    suffix = "fp16" if precision == "fp16" else f"int8-{flavour}"
+    return source.with_name(f"{source.name.removesuffix('.onnx')}.{suffix}.onnx")
+
+
+def node_names(text: str, model: ir.Model) -> set[str]:
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - {node.name for node in model.graph})
+    if unknown:
+        examples = ", ".join(n.name for n in model.graph if n.op_type == "Conv")[:200]
+        raise UserError(f"no node named {', '.join(unknown)} in the model; Conv nodes are named like: {examples}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.precision == "int8" and not args.calib:
+        raise UserError("--precision int8 needs calibration data: --calib DATA (" + SOURCES_HELP + ")")
+    if not 0 < args.percentile <= 100:
+        raise UserError(f"--percentile must be in (0, 100], got {args.percentile}")
+    model = with_types(load_model(args.input))
+    output = args.output or default_output(args.input, args.precision, args.flavour)
+    exclude, keep = node_names(args.exclude, model), node_names(args.keep_fp32, model)
+    if args.precision == "int8" and any(node.domain == "com.microsoft" for node in model.graph):
+        raise UserError(f"{args.input} holds ONNX Runtime contrib ops (from `optimize --target ort`), which cannot "
+                        "be quantized; quantize an export or an `optimize --target trt` (or generic) output")
+    with staging_dir(output.parent) as stage:
+        calibration, companions = _calibration(args, model, output, stage)
+        if args.precision == "fp16":
+            made_by = _to_fp16(model, calibration, keep, args.fp16_io)
+        else:
+            made_by = _to_int8(model, calibration, args, exclude | keep)
+            if made_by is None:
+                return 1
+        made_by = {"stage": "quantize", "from": args.input.name, "precision": args.precision} | made_by
+        if calibration is not None:
+            made_by["calibration"] = {"source": calibration.source, "samples": calibration.samples,
+                                      "file": _calib_path(args.input, output).name}
+        line = write_artifact(model, args.input, output, args.precision, TOLERANCES[args.precision], made_by,
+                              companions)
+    if line is None:
+        return 1
+    stdout.print(line)
+    return 0
+
+
+def _calib_path(source: Path, output: Path) -> Path:
+    return output.parent / f"{source.name.removesuffix('.onnx')}.calib.json"
+
+
+def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
+                 stage: Path) -> tuple[Calibration | None, list[Companion]]:
+    """The calibration to use, and the files to publish with the output (calib.json and the TensorRT cache, when
+    this run calibrated)."""
+    if not args.calib:
+        return None, []
+    model_sha256 = sha256_file(args.input)
+    calib_file = Path(args.calib)
+    if calib_file.suffix == ".json" and calib_file.is_file():
+        calibration = Calibration.load(calib_file)
+        if calibration.model_sha256 != model_sha256:
+            raise UserError(f"{calib_file} was made for another model (sha256 {calibration.model_sha256[:12]}…, "
+                            f"{args.input.name} is {model_sha256[:12]}…); calibrate this one with --calib DATA")
+        stdout.print(f"calibration: {calib_file} ({calibration.samples} samples of {calibration.source})")
+        return calibration, []
+    graph_input = model.graph.inputs[0]
+    sample_shape = tuple(d if isinstance(d, int) else None for d in graph_input.shape[1:])
+    preprocess = model.metadata_props.get("onebyone.preprocess")
+    data = open_source(args.calib, sample_shape, Preprocess.from_dict(json.loads(preprocess)) if preprocess else None,
+                       args.calib_samples, graph_input.name)
+    if data.smoke_only:
+        stdout.print(f"[bold yellow]warning:[/] calibrating on {data.description}")
+    calibration = collect(model, model_sha256, data, args.batch_size)
+    stdout.print(f"calibration: {calibration.samples} samples of {calibration.source}, "
+                 f"{len(calibration.statistics)} tensors")
+    calib_json = stage / _calib_path(args.input, output).name
+    calibration.save(calib_json, args.method, args.percentile)
+    ranges = calibration.ranges(args.method, args.percentile)
+    cache = calib_json.with_name(calib_json.name.removesuffix(".json") + ".cache")
+    write_cache(cache, ranges, args.trt_version)
+    return calibration, [Companion(calib_json, "calibration"), Companion(cache, "tensorrt-calibration-cache")]
+
+
+def _to_fp16(model: ir.Model, calibration: Calibration | None, keep: set[str], fp16_io: bool) -> dict:
+    amax = calibration.ranges("minmax", 100.0) if calibration else None
+    report = convert_to_fp16(model, amax, keep, fp16_io)
+    stdout.print(f"fp16: {report.fp16_nodes} nodes in FP16, {len(report.fp32_nodes)} kept FP32, "
+                 f"{report.casts} casts" + ("" if calibration else "  (activation ranges unchecked: no --calib)"))
+    for name, reason in report.fp32_nodes.items():
+        stdout.print(f"  FP32 {name}: {reason}")
+    return {"io": "fp16" if fp16_io else "fp32", "fp32_nodes": report.fp32_nodes,
+            "activation_ranges_checked": calibration is not None}
+
+
+def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace, exclude: set[str]) -> dict | None:
+    amax = calibration.ranges(args.method, args.percentile)
+    ranges = {name: TensorRange(amax[name], stats.minimum, stats.maximum)
+              for name, stats in calibration.statistics.items()}
+    report = insert_qdq(model, ranges, args.flavour, exclude)
+    stdout.print(f"int8 ({args.flavour}, {args.method}): {report.activations} activations and {report.weights} "
+                 f"weights quantized, {len(report.float_nodes)} weighted nodes left float")
+    for name, reason in report.float_nodes.items():
+        stdout.print(f"  float {name}: {reason}")
+    if args.flavour == "trt":
+        problems = trt_violations(model)
+        if problems:
+            stdout.print("[bold red]the Q/DQ graph breaks TensorRT's rules (a onebyone bug; nothing was written):[/]")
+            for problem in problems:
+                stdout.print(f"  {problem}")
+            return None
+    return {"flavour": args.flavour, "method": args.method,
+            "percentile": args.percentile if args.method == "percentile" else None,
+            "float_nodes": report.float_nodes}

@@ -1,0 +1,151 @@
+"""FP16 conversion and Q/DQ insertion on small graphs and the zoo, against independent references: torch's
+fake-quantization for the INT8 arithmetic, the FP32 graph (and torch's golden outputs) for FP16."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+import torch
+from onnx import helper
+
+from export.zoo import ZOO
+from optimize.precision.calibrate import activation_names, collect, exposing, with_types
+from optimize.precision.fp16 import SAFE_FP16_MAX, convert_to_fp16
+from optimize.precision.qdq import TensorRange, activation_scale, insert_qdq
+from optimize.precision.sources import CalibrationData
+from optimize.verify import run_model
+from runtime.bundle import TOLERANCES
+from runtime.golden import Golden, compare, reference_session, run_session
+from runtime.onnx_file import load_model
+from tests.conftest import files_under
+from tests.graphs import model, tensor_input
+
+INT8_REL_TOL = 1e-5  # ORT's Q/DQ vs torch fake-quantization of the same scales: float rounding only
+
+
+def residual_conv(rng: np.random.Generator) -> ir.Model:
+    """y = Conv3x3(x) + x, 4 channels: one weighted op and one residual Add reading the same input."""
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "x"], ["y"], name="add")]
+    weights = {"w": rng.normal(0, 0.3, (4, 4, 3, 3)) * rng.uniform(0.1, 3, (4, 1, 1, 1)), "b": rng.normal(0, 1, 4)}
+    return model(nodes, [tensor_input("x", ["N", 4, 6, 6])], ["y"], weights)
+
+
+def test_trt_qdq_computes_torch_fake_quantization(rng):
+    """ORT on the Q/DQ graph equals torch's fake-quantization of x (per tensor) and of the stored INT8 weights
+    (per channel): conv(q(x), q(W)) + b + q(x)."""
+    graph = residual_conv(rng)
+    x = rng.normal(0, 1, (3, 4, 6, 6)).astype(np.float32)
+    amax = float(np.abs(x).max()) * 0.8  # some values saturate
+    insert_qdq(graph, {"x": TensorRange(amax, float(x.min()), float(x.max()))}, "trt", set())
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.graph) == 1, "one Q/DQ pair serves Conv and Add"
+    conv = next(n for n in graph.graph if n.op_type == "Conv")
+    weight_dq = conv.inputs[1].producer()
+    weight_scale = torch.from_numpy(weight_dq.inputs[1].const_value.numpy())
+    assert weight_dq.attributes.get_int("axis") == 0 and weight_scale.shape == (4,)
+    weight = torch.from_numpy(weight_dq.inputs[0].const_value.numpy().astype(np.float32))
+    scale, _ = activation_scale(TensorRange(amax, 0, 0), "trt")
+    quantized_x = torch.fake_quantize_per_tensor_affine(torch.from_numpy(x), float(scale), 0, -128, 127)
+    bias = torch.from_numpy(conv.inputs[2].const_value.numpy().copy())
+    expected = torch.nn.functional.conv2d(quantized_x, weight * weight_scale[:, None, None, None], bias, padding=1)
+    expected = (expected + quantized_x).numpy()
+    got = run_model(graph, {"x": x})["y"]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=INT8_REL_TOL * float(np.abs(expected).max()))
+
+
+def test_weights_round_to_the_nearest_step_per_channel(rng):
+    graph = residual_conv(rng)
+    weight = graph.graph.initializers["w"].const_value.numpy()
+    insert_qdq(graph, {"x": TensorRange(1.0, -1.0, 1.0)}, "trt", set())
+    dq = next(n for n in graph.graph if n.op_type == "Conv").inputs[1].producer()
+    values, scale = dq.inputs[0].const_value.numpy(), dq.inputs[1].const_value.numpy()
+    np.testing.assert_allclose(scale, np.abs(weight).max(axis=(1, 2, 3)) / 127, rtol=1e-6)
+    error = np.abs(values * scale[:, None, None, None] - weight)
+    assert (error <= scale[:, None, None, None] / 2 * (1 + 1e-5)).all() and np.abs(values).max() == 127
+
+
+def test_ort_activation_parameters_cover_the_range_with_zero_exact():
+    relu = activation_scale(TensorRange(amax=6.0, minimum=0.0, maximum=7.5), "ort")
+    assert relu == (np.float32(6.0 / 255), 0), "a Relu output: [0, amax], zero point 0 (Q saturation = Relu)"
+    scale, zero_point = activation_scale(TensorRange(amax=4.0, minimum=-1.0, maximum=9.0), "ort")
+    assert scale == np.float32(5.0 / 255) and zero_point == 51  # [−1, 4]: −lo/s = 51
+    assert activation_scale(TensorRange(amax=4.0, minimum=-1.0, maximum=9.0), "trt") == (np.float32(4 / 127), 0)
+
+
+def calibration_of(graph: ir.Model, inputs: np.ndarray):
+    data = CalibrationData("test inputs", len(inputs), lambda start, stop: inputs[start:stop])
+    return collect(graph, "", data, 4)
+
+
+def overflowing_chain(seed: int, gain: float) -> ir.Model:
+    """Conv → ×gain → Conv → ×(1/gain): exact in FP32; its middle activations leave FP16's range for large gain.
+    The same seed builds the same weights."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1"),
+             helper.make_node("Mul", ["a", "gain"], ["b"], name="scale_up"),
+             helper.make_node("Conv", ["b", "w2"], ["c"], name="conv2"),
+             helper.make_node("Mul", ["c", "inverse"], ["y"], name="scale_down")]
+    weights = {"w1": rng.normal(0, 1, (8, 3, 1, 1)), "w2": rng.normal(0, 1, (8, 8, 1, 1)),
+               "gain": np.array(gain), "inverse": np.array(1 / gain)}
+    return model(nodes, [tensor_input("x", ["N", 3, 5, 5])], ["y"], weights)
+
+
+def test_fp16_keeps_out_of_range_nodes_fp32(rng):
+    seed = int(rng.integers(2**32))
+    x = rng.normal(0, 3, (8, 3, 5, 5)).astype(np.float32)
+    gain = 4000.0  # a weight FP16 holds (< SAFE_FP16_MAX), activations it cannot: |b| reaches ~1e5
+    reference = run_model(overflowing_chain(seed, gain), {"x": x})["y"]
+    guarded = overflowing_chain(seed, gain)
+    amax = calibration_of(guarded, x).ranges("minmax", 100)
+    report = convert_to_fp16(guarded, amax, set())
+    assert set(report.fp32_nodes) == {"scale_up", "conv2", "scale_down"}, report.fp32_nodes
+    assert all(f"{SAFE_FP16_MAX:.4g}" in reason for reason in report.fp32_nodes.values())
+    got = run_model(guarded, {"x": x})["y"]
+    assert compare({"y": reference}, {"y": got}, TOLERANCES["fp16"]).ok
+    unguarded = overflowing_chain(seed, gain)
+    convert_to_fp16(unguarded, None, set())
+    stored = run_session(reference_session(exposing(unguarded, activation_names(unguarded))), {"x": x})
+    assert not np.isfinite(stored["b"]).all(), "without the ranges, the FP16 tensor b overflows when stored"
+
+
+def test_fp16_types_casts_and_kept_nodes(rng):
+    seed = int(rng.integers(2**32))
+    graph = overflowing_chain(seed, 2.0)
+    report = convert_to_fp16(graph, None, {"conv2"})
+    assert report.fp32_nodes == {"conv2": "kept by the user"}
+    nodes = {n.name: n for n in graph.graph}
+    assert nodes["conv1"].inputs[1].dtype == ir.DataType.FLOAT16 and nodes["conv2"].inputs[1].dtype == ir.DataType.FLOAT
+    assert graph.graph.inputs[0].dtype == ir.DataType.FLOAT and graph.graph.outputs[0].dtype == ir.DataType.FLOAT
+    assert graph.graph.outputs[0].name == "y"
+    assert report.casts == 4  # x → fp16, b → fp32 for conv2, c → fp16, y's FP16 value → the FP32 output
+    x = rng.normal(0, 1, (2, 3, 5, 5)).astype(np.float32)
+    expected = run_model(overflowing_chain(seed, 2.0), {"x": x})["y"]
+    assert compare({"y": expected}, run_model(graph, {"x": x}), TOLERANCES["fp16"]).ok
+    io = overflowing_chain(seed, 2.0)
+    convert_to_fp16(io, None, set(), fp16_io=True)
+    assert io.graph.inputs[0].dtype == io.graph.outputs[0].dtype == ir.DataType.FLOAT16
+    assert run_model(io, {"x": x.astype(np.float16)})["y"].dtype == np.float16
+
+
+@pytest.mark.parametrize("name", [name for name in ZOO if name != "digits_resnet"])
+def test_fp16_zoo_matches_torch(name, exported):
+    """Every zoo model, converted to FP16, against its golden torch outputs within the FP16 tolerance."""
+    result = exported(name)
+    graph = with_types(load_model(result.onnx_path))
+    report = convert_to_fp16(graph, None, set())
+    assert report.fp32_nodes == {}
+    golden = Golden.load(result.bundle / "golden.npz")
+    parity = compare(golden.outputs, run_model(graph, golden.inputs), TOLERANCES["fp16"])
+    assert parity.ok, parity.describe()
+
+
+def test_nan_in_a_calibrated_tensor_is_named(tmp_path, cli, rng):
+    graph = overflowing_chain(0, 1e38)  # b = a · 1e38 overflows FP32 to ±inf wherever |a| > 3.4
+    source = tmp_path / "overflow.onnx"
+    ir.save(graph, source)
+    np.save(tmp_path / "x.npy", rng.normal(0, 10, (4, 3, 5, 5)).astype(np.float32))
+    out = tmp_path / "out"
+    code, _, err = cli("quantize", source, "--precision", "int8", "--calib", tmp_path / "x.npy", "-o", out / "q.onnx")
+    assert code == 2 and "tensor 'b' holds NaN or Inf" in " ".join(err.split()), err
+    assert files_under(out) == []

@@ -1,0 +1,210 @@
+"""`onebyone quantize` on digits_resnet: accuracy on the held-out test split (real labels) for FP32, FP16 and INT8
+in both flavours and every method; the manifest; TensorRT's Q/DQ rules; ORT running the `ort` flavour quantized;
+and the errors users can cause."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+
+from optimize.precision.calibrate import Calibration, collect
+from optimize.precision.qdq import WEIGHTED
+from optimize.precision.ranges import METHODS
+from optimize.precision.sources import open_source
+from optimize.precision.trt_cache import parse_cache
+from optimize.precision.trt_rules import trt_violations
+from runtime.bundle import TOLERANCES, read_manifest
+from runtime.cli import main
+from runtime.labelled import LabelledSet
+from runtime.onnx_file import load_model
+from tests.conftest import files_under
+
+FP16_MAX_DROP = 0.0025  # accuracy points as fractions: 0.25 pt
+INT8_MAX_DROP = 0.005  # 0.5 pt, for the best method of each flavour
+
+
+@pytest.fixture(scope="module")
+def digits_bundle(exported, tmp_path_factory) -> Path:
+    """A private copy of the digits_resnet bundle with FP16 and INT8 (trt/ort × every method) beside model.onnx."""
+    bundle = tmp_path_factory.mktemp("quantized") / "digits_resnet"
+    shutil.copytree(exported("digits_resnet").bundle, bundle)
+    source = bundle / "model.onnx"
+    assert main(["quantize", str(source), "--precision", "fp16", "--calib", "digits"]) == 0
+    for method in METHODS:
+        for flavour in ("trt", "ort"):
+            calib = "digits" if method == METHODS[0] and flavour == "trt" else str(bundle / "model.calib.json")
+            assert main(["quantize", str(source), "--precision", "int8", "--calib", calib, "--method", method,
+                         "--flavour", flavour, "-o", str(bundle / f"model.{method}.int8-{flavour}.onnx")]) == 0
+    return bundle
+
+
+def accuracy(path: Path, labelled: LabelledSet, level: ort.GraphOptimizationLevel) -> float:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return labelled.accuracy(session.run(None, {"input": labelled.inputs})[0])
+
+
+def test_accuracy_drops_on_the_held_out_split(digits_bundle):
+    """FP16 and INT8 run in ORT on the 360 test images; INT8 `ort` runs with ORT's quantized kernels (all
+    optimizations on), `trt` as written (its S8 Q/DQ is what TensorRT executes)."""
+    labelled = LabelledSet.load(digits_bundle / "labelled.npz")
+    plain, fused = ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    fp32 = accuracy(digits_bundle / "model.onnx", labelled, plain)
+    fp16 = accuracy(digits_bundle / "model.fp16.onnx", labelled, plain)
+    int8 = {(method, flavour): accuracy(digits_bundle / f"model.{method}.int8-{flavour}.onnx", labelled,
+                                        plain if flavour == "trt" else fused)
+            for method in METHODS for flavour in ("trt", "ort")}
+    print(f"fp32 {fp32:.4f}  fp16 {fp16:.4f}  " + "  ".join(f"{m}/{f} {a:.4f}" for (m, f), a in int8.items()))
+    assert fp32 >= 0.97
+    assert fp32 - fp16 <= FP16_MAX_DROP
+    for flavour in ("trt", "ort"):
+        assert fp32 - max(a for (_, f), a in int8.items() if f == flavour) <= INT8_MAX_DROP, flavour
+    manifest = read_manifest(digits_bundle)
+    assert manifest.artifacts["model.fp16.onnx"].parity["accuracy"] == fp16
+    assert manifest.artifacts["model.entropy.int8-trt.onnx"].parity["accuracy"] == int8[("entropy", "trt")]
+
+
+def test_manifest_records_how_each_file_was_made(digits_bundle):
+    manifest = read_manifest(digits_bundle)
+    record = manifest.artifacts["model.percentile.int8-ort.onnx"]
+    assert record.precision == "int8" and record.tolerance == TOLERANCES["int8"] and record.parity["ok"]
+    made_by = record.made_by
+    assert (made_by["flavour"], made_by["method"], made_by["percentile"]) == ("ort", "percentile", 99.99)
+    assert made_by["calibration"]["samples"] == 180 and made_by["calibration"]["file"] == "model.calib.json"
+    fp16 = manifest.artifacts["model.fp16.onnx"]
+    assert fp16.precision == "fp16" and fp16.tolerance == TOLERANCES["fp16"] and fp16.made_by["fp32_nodes"] == {}
+    assert manifest.artifacts["model.calib.json"].kind == "calibration"
+    assert manifest.artifacts["model.calib.cache"].kind == "tensorrt-calibration-cache"
+
+
+def test_calibration_file_cache_and_streaming(digits_bundle):
+    """calib.json belongs to model.onnx; the TensorRT cache holds amax/127 of every tensor bit-exactly; and
+    calibrating in batches of 1 gives the ranges of one batch of all 180 (within one histogram bin)."""
+    calibration = Calibration.load(digits_bundle / "model.calib.json")
+    model = load_model(digits_bundle / "model.onnx")
+    assert calibration.samples == 180
+    _, scales = parse_cache((digits_bundle / "model.calib.cache").read_text())
+    header = json.loads((digits_bundle / "model.calib.json").read_text())
+    ranges = calibration.ranges(header["method"], header["percentile"])  # those of the run that calibrated
+    assert scales == {name: float(np.float32(amax / 127)) for name, amax in ranges.items() if amax > 0}
+    one_by_one = collect(model, "", open_source("digits", (1, 8, 8), None, None, "input"), 1)
+    for name, stats in calibration.statistics.items():
+        other = one_by_one.statistics[name]
+        assert other.top == stats.top and other.samples == stats.samples
+        for method in METHODS:
+            assert abs(amax(other, method) - amax(stats, method)) <= stats.bin_width, (name, method)
+
+
+def amax(stats, method: str) -> float:
+    return Calibration("", "", 0, {"t": stats}).ranges(method, 99.99)["t"]
+
+
+def test_trt_flavour_follows_tensorrt_placement(digits_bundle):
+    """Every trt model passes the checker; DQ outputs feed only weighted ops' data inputs and residual Add inputs;
+    Relu is kept; every weight is INT8 per output channel."""
+    for method in METHODS:
+        model = ir.load(digits_bundle / f"model.{method}.int8-trt.onnx")
+        assert trt_violations(model) == []
+        ops = {node.op_type for node in model.graph}
+        assert "Relu" in ops
+        for node in model.graph:
+            if node.op_type == "DequantizeLinear":
+                readers = [(use.node, use.idx) for use in node.outputs[0].uses()]
+                assert readers, node.name
+                for reader, index in readers:
+                    assert (reader.op_type in WEIGHTED) or reader.op_type == "Add", (node.name, reader.op_type)
+                    if reader.op_type == "Add":
+                        other = reader.inputs[1 - index]
+                        assert other.producer().op_type in WEIGHTED, "the Add's other input is fused in its Conv"
+            if node.op_type in WEIGHTED:
+                weight = node.inputs[1].producer()
+                assert weight.op_type == "DequantizeLinear" and weight.inputs[0].dtype == ir.DataType.INT8
+                assert weight.inputs[1].const_value.numpy().shape == (weight.inputs[0].shape[0],)
+
+
+def const(name: str, array: np.ndarray) -> ir.Value:
+    array = np.asarray(array)
+    return ir.Value(name=name, const_value=ir.tensor(array), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)))
+
+
+def test_trt_checker_catches_each_broken_rule(digits_bundle):
+    path = digits_bundle / "model.entropy.int8-trt.onnx"
+    mutations = {
+        "zero point is not 0": lambda q, m: q.replace_input_with(2, const("zp3", np.array(3, np.int8))),
+        "scale is not finite and positive": lambda q, m: q.replace_input_with(1, const("neg", np.float32(-0.1))),
+        "zero point is UINT8, not INT8": lambda q, m: q.replace_input_with(2, const("u8", np.array(0, np.uint8))),
+        "scale is not a constant": lambda q, m: q.replace_input_with(1, m.graph.inputs[0]),
+        "no zero point": lambda q, m: q.resize_inputs(2),
+    }
+    for message, mutate in mutations.items():
+        model = ir.load(path)
+        quantize = next(n for n in model.graph if n.op_type == "QuantizeLinear")
+        mutate(quantize, model)
+        assert any(message in problem for problem in trt_violations(model)), message
+    model = ir.load(path)
+    activation_dq = next(n for n in model.graph if n.op_type == "DequantizeLinear"
+                         and n.inputs[0].producer() is not None)
+    weight_dq = next(n for n in model.graph if n.op_type == "DequantizeLinear" and n.inputs[0].producer() is None)
+    activation_dq.replace_input_with(1, weight_dq.inputs[1])
+    assert any("per-channel scale on an activation" in p for p in trt_violations(model))
+
+
+def test_ort_flavour_runs_on_quantized_kernels(digits_bundle, tmp_path):
+    """ORT (all optimizations) turns every Conv into QLinearConv, the residual Adds into QLinearAdd and the
+    classifier into QGemm: no float Conv/Add/Gemm is left."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(digits_bundle / "model.entropy.int8-ort.onnx"), options,
+                         providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
+    source_ops = [node.op_type for node in onnx.load(digits_bundle / "model.onnx").graph.node]
+    assert ops.count("QLinearConv") == source_ops.count("Conv")
+    assert ops.count("QLinearAdd") == source_ops.count("Add") and ops.count("QGemm") == source_ops.count("Gemm")
+    assert not {"Conv", "Add", "Gemm", "FusedConv"} & set(ops)
+
+
+def test_exclude_keeps_a_node_float(digits_bundle, tmp_path):
+    conv = next(n.name for n in ir.load(digits_bundle / "model.onnx").graph if n.op_type == "Conv")
+    output = tmp_path / "excluded.onnx"
+    assert main(["quantize", str(digits_bundle / "model.onnx"), "--precision", "int8", "--calib",
+                 str(digits_bundle / "model.calib.json"), "--exclude", conv, "-o", str(output)]) == 0
+    node = next(n for n in ir.load(output).graph if n.name == conv)
+    assert node.inputs[0].producer() is None and node.inputs[1].dtype == ir.DataType.FLOAT
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--precision", "int8"], "--precision int8 needs calibration data"),
+    (["--precision", "int8", "--calib", "nowhere.npy"], "does not exist"),
+    (["--precision", "int8", "--calib", "random", "--exclude", "conv9000"], "no node named conv9000"),
+    (["--precision", "int8", "--calib", "random", "--percentile", "0"], "--percentile must be in"),
+])
+def test_user_errors_exit_2_and_write_nothing(args, message, digits_bundle, tmp_path, cli):
+    out = tmp_path / "out"
+    code, _, err = cli("quantize", digits_bundle / "model.onnx", "-o", out / "q.onnx", *args)
+    assert code == 2 and message in " ".join(err.split()), err
+    assert files_under(out) == []
+
+
+def test_wrong_calibration_data_exits_2(digits_bundle, tmp_path, cli):
+    np.save(tmp_path / "rgb.npy", np.zeros((4, 3, 8, 8), np.float32))
+    (tmp_path / "empty").mkdir()
+    other = tmp_path / "other.calib.json"
+    shutil.copy(digits_bundle / "model.calib.json", other)
+    other.write_text(other.read_text().replace(Calibration.load(other).model_sha256, "0" * 64))
+    for source, message in ((tmp_path / "rgb.npy", "have 3 channels; the model takes 1"),
+                            (tmp_path / "empty", "holds no .png/.jpg/.jpeg images"),
+                            (other, "was made for another model")):
+        out = tmp_path / "out"
+        code, _, err = cli("quantize", digits_bundle / "model.onnx", "-o", out / "q.onnx", "--precision", "int8",
+                           "--calib", source)
+        assert code == 2 and message in " ".join(err.split()), err
+        assert files_under(out) == []
