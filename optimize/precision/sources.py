@@ -1,8 +1,7 @@
 """Calibration data sources, streamed batch by batch: an image folder, .npy/.npz, `digits`, `random`.
 
-Every source yields float32 batches (B, C, H, W) checked against the model's input; none loads more than one
-batch of decoded images at a time (a .npy is memory-mapped; a .npz member is read whole, so prefer .npy for
-large sets).
+Every source yields float32 batches (B, C, H, W) checked against the model's input; none holds more than one
+batch at a time (a .npy is read batch by batch; a .npz member is read whole, so prefer .npy for large sets).
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def _open(spec: str, sample_shape: tuple[int | None, ...], preprocess: Preproces
     if path.is_dir():
         return _image_folder(path, preprocess)
     if path.suffix == ".npy" and path.is_file():
-        return _array(np.load(path, mmap_mode="r", allow_pickle=False), str(path))
+        return _npy(path)
     if path.suffix == ".npz" and path.is_file():
         return _array(_npz_member(path, input_name), str(path))
     if path.exists():
@@ -107,10 +106,39 @@ def _npz_member(path: Path, input_name: str) -> np.ndarray:
     raise UserError(f"{path} holds arrays {names}; name the calibration inputs {input_name!r} or 'inputs'")
 
 
-def _array(array: np.ndarray, origin: str) -> CalibrationData:
-    if not np.issubdtype(array.dtype, np.floating):
-        raise UserError(f"{origin} holds {array.dtype} data; calibration needs model-ready float inputs "
+def _npy(path: Path) -> CalibrationData:
+    """A .npy read batch by batch with plain file reads: a memory map would keep every page it touched resident,
+    so memory would grow with the samples read."""
+    try:
+        with path.open("rb") as stream:
+            major, _ = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(stream)
+            offset = stream.tell()
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {err}") from None
+    _check_float(dtype, str(path))
+    if fortran_order or not shape:
+        raise UserError(f"{path} must hold a C-ordered N×C×H×W array")
+    sample_items = int(np.prod(shape[1:], dtype=np.int64))
+
+    def read(start: int, stop: int) -> np.ndarray:
+        with path.open("rb") as stream:
+            stream.seek(offset + start * sample_items * dtype.itemsize)
+            values = np.fromfile(stream, dtype=dtype, count=(stop - start) * sample_items)
+        return values.reshape(stop - start, *shape[1:]).astype(np.float32, copy=False)
+
+    return CalibrationData(f"{shape[0]} samples from {path}", shape[0], read)
+
+
+def _check_float(dtype: np.dtype, origin: str) -> None:
+    if not np.issubdtype(dtype, np.floating):
+        raise UserError(f"{origin} holds {dtype} data; calibration needs model-ready float inputs "
                         "(preprocessed and normalised, N×C×H×W)")
+
+
+def _array(array: np.ndarray, origin: str) -> CalibrationData:
+    _check_float(array.dtype, origin)
     return CalibrationData(f"{len(array)} samples from {origin}", len(array),
                            lambda start, stop: np.ascontiguousarray(array[start:stop], dtype=np.float32))
 
