@@ -1,14 +1,16 @@
-# onebyone — stages chained by artifact: build/MODEL/model.onnx → model.opt.onnx → (later stages) → verify.
+# onebyone — stages chained by artifact: build/MODEL/model.onnx → model.opt.onnx → model.opt.{fp16,int8-trt,int8-ort}.onnx
+# → verify. CALIB names the calibration data (an image folder, .npy/.npz, digits, random).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/onebyone
 MODEL  ?= digits_resnet
+CALIB  ?= digits
 BUNDLE := build/$(MODEL)
 STAMP  := $(VENV)/.installed
 SOURCES := $(shell find export optimize runtime -name '*.py' 2>/dev/null)
 
-.PHONY: setup export optimize demo bench test test-fast lint clean
+.PHONY: setup export optimize quantize demo bench test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -25,14 +27,30 @@ $(BUNDLE)/model.onnx: $(STAMP) $(SOURCES)
 $(BUNDLE)/model.opt.onnx: $(BUNDLE)/model.onnx
 	$(CLI) optimize $< -o $@ --verify --report $(BUNDLE)/optimize-report.json
 
+$(BUNDLE)/model.opt.fp16.onnx: $(BUNDLE)/model.opt.onnx
+	$(CLI) quantize $< --precision fp16 --calib $(CALIB)
+
+# One calibration serves both INT8 flavours: the ort flavour reuses the trt run's calib.json.
+$(BUNDLE)/model.opt.int8-trt.onnx: $(BUNDLE)/model.opt.onnx
+	$(CLI) quantize $< --precision int8 --calib $(CALIB) --flavour trt
+
+$(BUNDLE)/model.opt.int8-ort.onnx: $(BUNDLE)/model.opt.int8-trt.onnx
+	$(CLI) quantize $(BUNDLE)/model.opt.onnx --precision int8 --calib $(BUNDLE)/model.opt.calib.json --flavour ort
+
+QUANTIZED := $(BUNDLE)/model.opt.fp16.onnx $(BUNDLE)/model.opt.int8-trt.onnx $(BUNDLE)/model.opt.int8-ort.onnx
+
 export: $(BUNDLE)/model.onnx
 
 optimize: $(BUNDLE)/model.opt.onnx
 
-demo: $(BUNDLE)/model.opt.onnx
+quantize: $(QUANTIZED)
+
+demo: $(QUANTIZED)
 	$(CLI) verify $(BUNDLE)
 
-# Throughput side by side (raw export vs optimize targets on ONNX Runtime CPU): bench/results.json, bench/README.md.
+# Side by side in one run: optimize targets vs the raw export, and precision (FP16/INT8) vs ORT's quantize_static,
+# on ONNX Runtime CPU. Each part writes bench/<part>.{json,md}; bench_report merges them into bench/results.json and
+# bench/README.md.
 comma := ,
 BENCH_MODELS := resnet50,resnet50_v1,inception_block
 BENCH_EXPORTS := $(foreach m,$(subst $(comma), ,$(BENCH_MODELS)),build/bench/$(m)/model.onnx)
@@ -42,6 +60,8 @@ build/bench/%/model.onnx: $(STAMP) $(SOURCES)
 
 bench: $(BENCH_EXPORTS)
 	$(PY) -m optimize.bench --models $(BENCH_MODELS) --build build/bench --out bench
+	$(PY) -m optimize.precision.bench --build build/bench --out bench
+	$(PY) -m runtime.bench_report bench
 
 test: $(STAMP)
 	$(PY) -m pytest

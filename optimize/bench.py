@@ -1,6 +1,6 @@
 """`make bench`, graph-pass part: ONNX Runtime CPU throughput of the raw export against `onebyone optimize`'s
 targets, side by side in one run, each as a ratio to the raw export at ORT_ENABLE_ALL (what a user gets without
-onebyone). Writes `bench/results.json` and `bench/README.md`.
+onebyone). Writes `bench/optimize.json` and `bench/optimize.md` (`python -m runtime.bench_report` merges the parts).
 
     python -m optimize.bench --models resnet50,resnet50_v1,inception_block --batches 1,8
 """
@@ -127,14 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"machine": machine(), "onnxruntime": ort.__version__, "baseline": "raw export at ORT_ENABLE_ALL",
               "rows": rows}
-    with atomic_write(args.out / "results.json") as tmp:
+    with atomic_write(args.out / "optimize.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
-    with atomic_write(args.out / "README.md") as tmp:
-        tmp.write_text(f"# Benchmarks\n\nMade by `make bench` on {record['machine']['processor']} "
-                       f"({record['machine']['cpus']} CPUs), onnxruntime {ort.__version__}, CPU execution "
-                       "provider. × raw is the throughput ratio to the raw export at ORT_ENABLE_ALL: the median over "
-                       "rounds of the two latencies measured back to back in the same round."
-                       f"\n\n{table_markdown(rows)}\n")
+    with atomic_write(args.out / "optimize.md") as tmp:
+        tmp.write_text("## Graph passes (`optimize/bench.py`)\n\n× raw is the throughput ratio to the raw export at "
+                       "ORT_ENABLE_ALL: the median over rounds of the two latencies measured back to back in the same "
+                       f"round.\n\n{table_markdown(rows)}\n")
     table = Table("model", "batch", "artifact", "ORT level", "median ms", "samples/s", "× raw (ALL)")
     for r in rows:
         table.add_row(r["model"], str(r["batch"]), r["variant"], r["ort_level"], f"{r['median_ms']:.2f}",

@@ -28,7 +28,7 @@ class Tolerance:
 
 # Per-precision defaults (README, "Tolerances", says how they were chosen).
 TOLERANCES: dict[str, Tolerance] = {"fp32": Tolerance(rel_max_abs=1e-4), "fp16": Tolerance(rel_max_abs=1e-2),
-                                    "int8": Tolerance(rel_max_abs=1.0)}
+                                    "int8": Tolerance(rel_max_abs=0.25)}
 
 
 @dataclasses.dataclass

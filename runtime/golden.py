@@ -60,7 +60,7 @@ class Parity:
     def describe(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
         return (f"{verdict}  max|diff| {self.max_abs_diff:.3g} = {self.relative:.2e} x max|ref| "
-                f"(tolerance {self.tolerance.rel_max_abs:.0e})")
+                f"(tolerance {self.tolerance.rel_max_abs:g})")
 
 
 def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], tolerance: Tolerance) -> Parity:

@@ -149,3 +149,32 @@ def test_nan_in_a_calibrated_tensor_is_named(tmp_path, cli, rng):
     code, _, err = cli("quantize", source, "--precision", "int8", "--calib", tmp_path / "x.npy", "-o", out / "q.onnx")
     assert code == 2 and "tensor 'b' holds NaN or Inf" in " ".join(err.split()), err
     assert files_under(out) == []
+
+
+def test_ort_flavour_lets_maxpool_run_on_uint8(rng, tmp_path):
+    """MaxPool's output shares its input's (scale, zero point), so ORT drops the pair and pools the U8 tensor:
+    after ORT's optimizations only the graph input is quantized and no float MaxPool is left. (conv2 makes the
+    graph output, which stays float, so ORT runs it as a float Conv on dequantized inputs.)"""
+    import onnx
+    import onnxruntime as ort
+
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p", "w2", "b2"], ["y"], name="conv2")]
+    weights = {"w1": rng.normal(0, 0.3, (8, 3, 3, 3)), "b1": rng.normal(0, 0.1, 8),
+               "w2": rng.normal(0, 0.3, (4, 8, 1, 1)), "b2": rng.normal(0, 0.1, 4)}
+    graph = model(nodes, [tensor_input("x", ["N", 3, 8, 8])], ["y"], weights)
+    x = rng.normal(0, 1, (4, 3, 8, 8)).astype(np.float32)
+    calibration = calibration_of(graph, x)
+    amax = calibration.ranges("entropy", 99.99)
+    insert_qdq(graph, {n: TensorRange(amax[n], s.minimum, s.maximum) for n, s in calibration.statistics.items()},
+               "ort", set())
+    pairs = {n.inputs[0].name: n.inputs[1:] for n in graph.graph if n.op_type == "QuantizeLinear"}
+    assert [v.name for v in pairs["p"]] == [v.name for v in pairs["r"]]
+    ir.save(graph, tmp_path / "pool.onnx")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "pool.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
+    assert ops.count("QuantizeLinear") == 1 and "MaxPool" not in ops and "NhwcMaxPool" in ops, ops

@@ -21,7 +21,9 @@ from optimize.precision.sources import open_source
 from optimize.precision.trt_cache import parse_cache
 from optimize.precision.trt_rules import trt_violations
 from runtime.bundle import TOLERANCES, read_manifest
+from runtime.check import check_artifact
 from runtime.cli import main
+from runtime.golden import Golden
 from runtime.labelled import LabelledSet
 from runtime.onnx_file import load_model
 from tests.conftest import files_under
@@ -208,3 +210,17 @@ def test_wrong_calibration_data_exits_2(digits_bundle, tmp_path, cli):
                            "--calib", source)
         assert code == 2 and message in " ".join(err.split()), err
         assert files_under(out) == []
+
+
+def test_golden_check_rejects_saturating_ranges(digits_bundle, tmp_path):
+    """The INT8 tolerance is loose, but not blind: activation ranges a quarter of the calibrated ones (scales / 4,
+    so most activations saturate) fail it, while the calibrated model passes."""
+    golden = Golden.load(digits_bundle / "golden.npz")
+    source = digits_bundle / "model.entropy.int8-trt.onnx"
+    assert check_artifact(source, golden, TOLERANCES["int8"]).ok
+    model = ir.load(source)
+    for node in model.graph:
+        if node.op_type == "QuantizeLinear":
+            node.inputs[1].const_value = ir.tensor(node.inputs[1].const_value.numpy() / np.float32(4))
+    ir.save(model, tmp_path / "saturating.onnx")
+    assert not check_artifact(tmp_path / "saturating.onnx", golden, TOLERANCES["int8"]).ok

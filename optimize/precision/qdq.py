@@ -64,25 +64,24 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
     graph = model.graph
     report = QuantizeReport(float_nodes={name: "excluded by the user" for name in sorted(exclude)})
     sites = (_trt_sites if flavour == "trt" else _ort_sites)(graph, exclude)
-    quantized: dict[str, tuple[ir.Value, ir.Value]] = {}  # tensor name → its (scale, zero point) initializers
-    input_scales: dict[ir.Value, np.float32] = {}  # DequantizeLinear output → the scale it dequantizes with
+    dequantized: dict[ir.Value, tuple[ir.Value, ir.Value]] = {}  # DQ output → its (scale, zero point)
     for value in _in_order(graph, sites):
         if value.name not in ranges:
             raise UserError(f"the calibration has no range for tensor {value.name!r}: it was made for another "
                             "model; calibrate this one (--calib DATA)")
-        shared = _shared_parameters(value, quantized) if flavour == "ort" else None
+        shared = _shared_parameters(value, dequantized) if flavour == "ort" else None
         scale, zero_point = shared or _activation_parameters(graph, value.name, ranges[value.name], flavour)
-        quantized[value.name] = (scale, zero_point)
-        input_scales[_insert_pair(graph, value, scale, zero_point, sites[value])] = scale.const_value.numpy()
+        dequantized[_insert_pair(graph, value, scale, zero_point, sites[value])] = (scale, zero_point)
         report.activations += 1
     for node in list(graph):
         if node.op_type not in WEIGHTED or node.domain != "" or node.name in exclude:
             continue
-        input_scale = input_scales.get(node.inputs[0])
-        if flavour == "ort" and input_scale is None:
+        input_parameters = dequantized.get(node.inputs[0])
+        if flavour == "ort" and input_parameters is None:
             report.float_nodes[node.name] = "its input is not quantized"
             continue
-        report.weights += _quantize_weights(graph, node, input_scale if flavour == "ort" else None)
+        input_scale = input_parameters[0].const_value.numpy() if flavour == "ort" else None
+        report.weights += _quantize_weights(graph, node, input_scale)
     return report
 
 
@@ -149,12 +148,13 @@ def _in_order(graph: ir.Graph, sites: dict[ir.Value, list]) -> list[ir.Value]:
     return [v for v in order if v in sites]
 
 
-def _shared_parameters(value: ir.Value, quantized: dict[str, tuple[ir.Value, ir.Value]]
+def _shared_parameters(value: ir.Value, dequantized: dict[ir.Value, tuple[ir.Value, ir.Value]]
                        ) -> tuple[ir.Value, ir.Value] | None:
+    """The (scale, zero point) of the input of the range-preserving op that produces `value`, if it reads a DQ."""
     producer = value.producer()
     if producer is None or producer.op_type not in SHARES_INPUT_RANGE or producer.domain != "":
         return None
-    return quantized.get(producer.inputs[0].name)
+    return dequantized.get(producer.inputs[0])
 
 
 def activation_scale(rng: TensorRange, flavour: str) -> tuple[np.float32, np.int8 | np.uint8]:
