@@ -19,6 +19,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -211,17 +212,17 @@ def worker(impl: str, model: Path, images: Path, samples: int) -> None:
     """One calibration in this process; prints {"peak_rss_mb", "seconds"} as the last line."""
     files = sorted(images.glob("*.png"))[:samples]
     started = time.perf_counter()
-    if impl == "onebyone":
-        output = Path(f"/tmp/onebyone-bench-{samples}.onnx")
-        onebyone("quantize", model, "--precision", "int8", "--calib", images, "--calib-samples", samples,
-                 "--method", "entropy", "--flavour", "ort", "-o", output)
-    else:
-        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    with tempfile.TemporaryDirectory() as scratch:
+        if impl == "onebyone":
+            onebyone("quantize", model, "--precision", "int8", "--calib", images, "--calib-samples", samples,
+                     "--method", "entropy", "--flavour", "ort", "-o", Path(scratch) / "model.int8-ort.onnx")
+        else:
+            from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
-        calibrator = create_calibrator(str(model), augmented_model_path=f"/tmp/ort-augmented-{samples}.onnx",
-                                       calibrate_method=CalibrationMethod.Entropy)
-        calibrator.collect_data(ImageReader("input", files))
-        calibrator.compute_data()
+            calibrator = create_calibrator(str(model), augmented_model_path=str(Path(scratch) / "augmented.onnx"),
+                                           calibrate_method=CalibrationMethod.Entropy)
+            calibrator.collect_data(ImageReader("input", files))
+            calibrator.compute_data()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_rss_mb": peak_mb, "seconds": time.perf_counter() - started}))
 

@@ -86,8 +86,9 @@ def with_types(model: ir.Model) -> ir.Model:
 
 
 def exposing(model: ir.Model, names: list[str]) -> bytes:
-    """A serialized copy of `model` whose graph outputs are its own plus every tensor in `names`."""
-    copy = with_types(model)
+    """A serialized copy of `model` (typed, see `with_types`) whose graph outputs are its own plus every tensor in
+    `names`."""
+    copy = ir.from_proto(ir.to_proto(model))
     values = {v.name: v for node in copy.graph for v in node.outputs} | {v.name: v for v in copy.graph.inputs}
     present = {v.name for v in copy.graph.outputs}
     for name in names:
@@ -105,13 +106,14 @@ def collect(model: ir.Model, model_sha256: str, data: CalibrationData, batch_siz
 
     if len(model.graph.inputs) != 1:
         raise UserError(f"calibration feeds one input; the model has {len(model.graph.inputs)}")
-    input_name = model.graph.inputs[0].name
-    names = activation_names(with_types(model))
+    typed = with_types(model)
+    input_name = typed.graph.inputs[0].name
+    names = activation_names(typed)
     computed = [name for name in names if name != input_name]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.log_severity_level = 3
-    session = ort.InferenceSession(exposing(model, computed), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(exposing(typed, computed), options, providers=["CPUExecutionProvider"])
     statistics = {name: TensorStatistics() for name in names}
     seen = 0
     with progress() as bar:
