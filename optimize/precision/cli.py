@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.input} holds ONNX Runtime contrib ops (from `optimize --target ort`), which cannot "
                         "be quantized; quantize an export or an `optimize --target trt` (or generic) output")
     with staging_dir(output.parent) as stage:
-        calibration, companions = _calibration(args, model, output, stage)
+        calibration, calib_file, companions = _calibration(args, model, output, stage)
         if args.precision == "fp16":
             made_by = _to_fp16(model, calibration, keep, args.fp16_io)
         else:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         made_by = {"stage": "quantize", "from": args.input.name, "precision": args.precision} | made_by
         if calibration is not None:
             made_by["calibration"] = {"source": calibration.source, "samples": calibration.samples,
-                                      "file": _calib_path(args.input, output).name}
+                                      "file": calib_file.name}
         line = write_artifact(model, args.input, output, args.precision, TOLERANCES[args.precision], made_by,
                               companions)
     if line is None:
@@ -111,11 +111,11 @@ def _calib_path(source: Path, output: Path) -> Path:
 
 
 def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
-                 stage: Path) -> tuple[Calibration | None, list[Companion]]:
-    """The calibration to use, and the files to publish with the output (calib.json and the TensorRT cache, when
-    this run calibrated)."""
+                 stage: Path) -> tuple[Calibration | None, Path | None, list[Companion]]:
+    """The calibration to use, the calib.json it lives in, and the files to publish with the output (calib.json
+    and the TensorRT cache, when this run calibrated)."""
     if not args.calib:
-        return None, []
+        return None, None, []
     model_sha256 = sha256_file(args.input)
     calib_file = Path(args.calib)
     if calib_file.suffix == ".json" and calib_file.is_file():
@@ -124,7 +124,7 @@ def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
             raise UserError(f"{calib_file} was made for another model (sha256 {calibration.model_sha256[:12]}…, "
                             f"{args.input.name} is {model_sha256[:12]}…); calibrate this one with --calib DATA")
         stdout.print(f"calibration: {calib_file} ({calibration.samples} samples of {calibration.source})")
-        return calibration, []
+        return calibration, calib_file, []
     graph_input = model.graph.inputs[0]
     sample_shape = tuple(d if isinstance(d, int) else None for d in graph_input.shape[1:])
     preprocess = model.metadata_props.get("onebyone.preprocess")
@@ -140,7 +140,8 @@ def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
     ranges = calibration.ranges(args.method, args.percentile)
     cache = calib_json.with_name(calib_json.name.removesuffix(".json") + ".cache")
     write_cache(cache, ranges, args.trt_version)
-    return calibration, [Companion(calib_json, "calibration"), Companion(cache, "tensorrt-calibration-cache")]
+    companions = [Companion(calib_json, "calibration"), Companion(cache, "tensorrt-calibration-cache")]
+    return calibration, _calib_path(args.input, output), companions
 
 
 def _to_fp16(model: ir.Model, calibration: Calibration | None, keep: set[str], fp16_io: bool) -> dict:
