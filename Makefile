@@ -1,5 +1,5 @@
 # onebyone — stages chained by artifact: build/MODEL/model.onnx → model.opt.onnx → model.opt.{fp16,int8-trt,int8-ort}.onnx
-# → verify. CALIB names the calibration data (an image folder, .npy/.npz, digits, random).
+# → verify → infer on a held-out digit. CALIB names the calibration data (an image folder, .npy/.npz, digits, random).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -45,11 +45,21 @@ optimize: $(BUNDLE)/model.opt.onnx
 
 quantize: $(QUANTIZED)
 
-demo: $(QUANTIZED)
-	$(CLI) verify $(BUNDLE)
+# Held-out digits as PNGs (the true label is in the file name) for `onebyone infer`.
+SAMPLES := build/samples
+DEMO_IMAGE ?= $(SAMPLES)/digit-000-label-*.png
+DEMO_ARTIFACT ?= $(BUNDLE)/model.opt.int8-ort.onnx
 
-# Side by side in one run: optimize targets vs the raw export, and precision (FP16/INT8) vs ORT's quantize_static,
-# on ONNX Runtime CPU. Each part writes bench/<part>.{json,md}; bench_report merges them into bench/results.json and
+$(SAMPLES)/.written: $(STAMP)
+	$(PY) -m export.samples $(SAMPLES) --count 8
+	@touch $@
+
+demo: $(QUANTIZED) $(SAMPLES)/.written
+	$(CLI) verify $(BUNDLE)
+	$(CLI) infer $(DEMO_ARTIFACT) --input $(DEMO_IMAGE) --top-k 3
+
+# Side by side in one run: optimize targets vs the raw export, precision (FP16/INT8) vs ORT's quantize_static, and
+# ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, on ONNX Runtime CPU. Each part writes bench/<part>.{json,md}; bench_report merges them into bench/results.json and
 # bench/README.md.
 comma := ,
 BENCH_MODELS := resnet50,resnet50_v1,inception_block
@@ -61,6 +71,9 @@ build/bench/%/model.onnx: $(STAMP) $(SOURCES)
 bench: $(BENCH_EXPORTS)
 	$(PY) -m optimize.bench --models $(BENCH_MODELS) --build build/bench --out bench
 	$(PY) -m optimize.precision.bench --build build/bench --out bench
+	$(CLI) bench resnet50 build/bench/resnet50/model.target-ort.onnx build/bench/resnet50/model.int8-ort.onnx \
+		--labels "torch eager,ORT FP32 --target ort,ORT INT8 ort" --batch 1,8 --seconds 15 \
+		--json bench/runtime.json --markdown bench/runtime.md
 	$(PY) -m runtime.bench_report bench
 
 test: $(STAMP)

@@ -9,19 +9,10 @@ from rich.console import Console
 
 from export.onnx_export import DEFAULT_OPSET, EXPORTERS, ExportOptions
 from export.zoo import ZOO, parse_input_shape, resolve
+from runtime.arguments import positive_int
 from runtime.errors import UserError
 
 stdout = Console(highlight=False, soft_wrap=True)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
 
 
 def register(stages: argparse._SubParsersAction) -> None:

@@ -19,8 +19,8 @@ import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
-from export.cli import positive_int
 from runtime import cli
+from runtime.arguments import positive_int
 from runtime.bench import Timing, machine, time_interleaved
 from runtime.errors import UserError
 from runtime.files import atomic_write

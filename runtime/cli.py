@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import entry_points
 
 from rich.console import Console
+from rich.markup import escape
 
 from runtime import __version__
 from runtime.errors import UserError
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except UserError as err:
-        stderr.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         stderr.print("interrupted")

@@ -10,7 +10,6 @@ from pathlib import Path
 import onnx_ir as ir
 from rich.console import Console
 
-from export.cli import positive_int
 from optimize.artifact import Companion, write_artifact
 from optimize.precision.calibrate import Calibration, collect, with_types
 from optimize.precision.fp16 import convert_to_fp16
@@ -19,6 +18,7 @@ from optimize.precision.ranges import METHODS
 from optimize.precision.sources import SOURCES_HELP, open_source
 from optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
 from optimize.precision.trt_rules import trt_violations
+from runtime.arguments import positive_int
 from runtime.bundle import TOLERANCES
 from runtime.errors import UserError
 from runtime.files import sha256_file, staging_dir

@@ -1,0 +1,65 @@
+"""Self-check on open: a session whose target belongs to a bundle runs the bundle's golden inputs and must match the
+golden torch outputs within the artifact's recorded tolerance, or it is refused with the measured error."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.bundle import GOLDEN_NAME, TOLERANCES, Tolerance
+from runtime.errors import UserError
+from runtime.files import sha256_file
+from runtime.golden import Golden, compare
+from runtime.locate import Target
+from runtime.session import Session
+
+
+class SelfCheckFailed(UserError):
+    """The artifact does not reproduce its bundle's golden outputs within tolerance (or was modified)."""
+
+
+def _tolerance(session: Session) -> Tolerance | None:
+    if session.target.kind == "torch":
+        return TOLERANCES["fp32"]
+    record = session.target.record
+    return record.tolerance if record is not None else None
+
+
+def run_golden(session: Session, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the golden inputs in chunks the session accepts (an engine's max batch may be below the golden batch)."""
+    batch = len(next(iter(inputs.values())))
+    step = min(batch, session.batch_range.maximum or batch)
+    chunks = [session.run({k: v[start:start + step] for k, v in inputs.items()}) for start in range(0, batch, step)]
+    return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+
+
+def check_recorded_file(target: Target) -> None:
+    """Refuse an artifact whose bytes differ from what its bundle manifest recorded (before loading it)."""
+    record = target.record
+    if record is not None and target.path is not None and sha256_file(target.path) != record.sha256:
+        raise SelfCheckFailed(f"{target.path} was modified after it was recorded in {target.bundle}/manifest.json; "
+                              "re-run the stage that made it")
+
+
+def check_session(session: Session) -> None:
+    """Set `session.self_check` (the measured Parity) or `session.self_check_note` (why nothing was checked);
+    raise SelfCheckFailed when the artifact is out of tolerance."""
+    target = session.target
+    tolerance = _tolerance(session)
+    if target.bundle is None or tolerance is None:
+        session.self_check_note = "not checked: not recorded in a bundle manifest"
+        return
+    golden_path = target.bundle / GOLDEN_NAME
+    if not golden_path.is_file():
+        session.self_check_note = f"not checked: {golden_path} is missing"
+        return
+    golden = Golden.load(golden_path)
+    parity = compare(golden.outputs, run_golden(session, golden.inputs), tolerance)
+    session.self_check = parity
+    session.self_check_note = f"self-check {parity.describe()}"
+    if not parity.ok:
+        golden_record = target.manifest.artifacts.get(GOLDEN_NAME) if target.manifest else None
+        changed = golden_record is not None and sha256_file(golden_path) != golden_record.sha256
+        cause = (f"; {golden_path} itself changed since export" if changed
+                 else "; rebuild the artifact, or open it without the self-check to inspect it")
+        raise SelfCheckFailed(f"{target.label} fails its self-check against the golden torch outputs: "
+                              f"{parity.describe()}{cause}")

@@ -1,0 +1,196 @@
+"""runtime.open: torch and ONNX Runtime sessions agree on every zoo model; inputs are validated with clear
+messages; bundles self-check on open and refuse tampered golden outputs or modified artifacts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import runtime.session as sessions
+from export.zoo import ZOO
+from runtime.backends.onnxruntime_backend import choose_providers
+from runtime.bundle import GOLDEN_NAME
+from runtime.errors import UserError
+from runtime.golden import Golden
+from runtime.self_check import SelfCheckFailed
+from runtime.tensors import BatchRange, TensorSpec, prepare_inputs
+from tests.conftest import REPO
+
+FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, every output element
+LARGE = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"}
+ZOO_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name for name in sorted(ZOO)]
+
+
+@pytest.mark.parametrize("name", ZOO_PARAMS)
+def test_torch_and_onnxruntime_sessions_agree(name, exported, rng):
+    bundle = exported(name).bundle
+    with sessions.open(bundle) as ort_session, sessions.open(name) as torch_session:
+        assert ort_session.backend == "onnxruntime" and torch_session.backend == "torch"
+        assert ort_session.self_check is not None and ort_session.self_check.ok  # checked on open
+        assert [(s.name, s.dtype, s.shape) for s in ort_session.inputs] == \
+               [(s.name, s.dtype, s.shape) for s in torch_session.inputs]
+        x = rng.standard_normal((3, *ZOO[name].input_shape), dtype=np.float32)
+        got, ref = ort_session.run({"input": x}), torch_session.run({"input": x})
+    assert got.keys() == ref.keys()
+    for key, value in ref.items():
+        assert got[key].shape == value.shape and np.isfinite(got[key]).all()
+        error, scale = float(np.abs(got[key] - value).max()), float(np.abs(value).max())
+        assert error <= FP32_REL_TOL * scale, f"{key}: max|diff| {error} > {FP32_REL_TOL} x {scale}"
+
+
+@pytest.fixture(scope="module")
+def digits_copy(exported, tmp_path_factory) -> Path:
+    bundle = tmp_path_factory.mktemp("sessions") / "digits_resnet"
+    shutil.copytree(exported("digits_resnet").bundle, bundle)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def digits_session(digits_copy):
+    with sessions.open(digits_copy / "model.onnx") as session:
+        yield session
+
+
+def test_a_bundle_can_be_opened_as_its_torch_reference(digits_copy, rng):
+    x = rng.uniform(-1, 1, (4, 1, 8, 8)).astype(np.float32)
+    with sessions.open(digits_copy, backend="torch") as reference, sessions.open(digits_copy) as onnx:
+        assert reference.self_check is not None and reference.self_check.max_abs_diff == 0.0  # golden came from it
+        assert reference.model.task == onnx.model.task == "classification"
+        assert reference.model.preprocess == onnx.model.preprocess is not None
+        np.testing.assert_allclose(onnx.run(x)["logits"], reference.run(x)["logits"], rtol=0, atol=1e-4 * 10)
+
+
+@pytest.mark.parametrize(("make_inputs", "message"), [
+    (lambda x: {"image": x}, "unknown input(s) ['image']; the model's inputs are 'input' float32 [-1, 1, 8, 8]"),
+    (lambda x: {}, "missing input(s): 'input' float32 [-1, 1, 8, 8]"),
+    (lambda x: x + np.float64(1e-9), "is float64 and casting it to the model's float32 would change its values"),
+    (lambda x: x.astype(str), "input 'input' is <U"),
+    (lambda x: x[0], "has rank 3 (shape [1, 8, 8]); the model takes rank 4 [-1, 1, 8, 8] — add a batch dimension"),
+    (lambda x: x[:, :, :, :5], "has shape [2, 1, 8, 5]; the model takes [-1, 1, 8, 8] (axis 3 differs)"),
+    (lambda x: x[:0], "has an empty dimension (shape [0, 1, 8, 8])"),
+    (lambda x: np.where(x > 0.5, np.nan, x), "NaN/Inf value(s)"),
+    (lambda x: torch.from_numpy(x).to(torch.bfloat16), "torch.bfloat16 tensor, which has no numpy equivalent"),
+])
+def test_input_errors_are_named(digits_session, rng, make_inputs, message):
+    x = rng.uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
+    with pytest.raises(UserError) as error:
+        digits_session.run(make_inputs(x))
+    assert message in str(error.value)
+
+
+def test_unknown_output_is_named(digits_session):
+    with pytest.raises(UserError, match=r"unknown output\(s\) \['probs'\]; the model's outputs are \['logits'\]"):
+        digits_session.run(np.zeros((1, 1, 8, 8), np.float32), outputs=["probs"])
+
+
+def test_lossless_inputs_are_cast_and_give_the_same_outputs(digits_session, rng):
+    x = rng.uniform(-1, 1, (3, 1, 8, 8)).astype(np.float32)
+    expected = digits_session.run({"input": x})["logits"]
+    np.testing.assert_array_equal(digits_session.run(x.astype(np.float64))["logits"], expected)  # exact values
+    np.testing.assert_array_equal(digits_session.run(torch.from_numpy(x))["logits"], expected)
+    ints = rng.integers(-1, 2, (3, 1, 8, 8)).astype(np.int8)  # int8 → float32 is always exact
+    np.testing.assert_array_equal(digits_session.run(ints)["logits"],
+                                  digits_session.run(ints.astype(np.float32))["logits"])
+
+
+def test_batch_outside_the_session_range_is_refused():
+    spec = TensorSpec("input", np.dtype(np.float32), (-1, 3, 4, 4))
+    limits = BatchRange(1, 8, " (the engine's optimization profile); rebuild with --max-batch")
+    assert prepare_inputs([spec], np.zeros((8, 3, 4, 4), np.float32), limits)["input"].shape == (8, 3, 4, 4)
+    with pytest.raises(UserError, match=r"has batch 9; this session accepts batch 1..8 \(the engine's optimization "
+                                        r"profile\); rebuild with --max-batch"):
+        prepare_inputs([spec], np.zeros((9, 3, 4, 4), np.float32), limits)
+
+
+def test_a_bare_array_needs_a_single_input_model():
+    specs = [TensorSpec("a", np.dtype(np.float32), (-1, 2)), TensorSpec("b", np.dtype(np.float32), (-1, 2))]
+    with pytest.raises(UserError, match="the model has 2 inputs"):
+        prepare_inputs(specs, np.zeros((1, 2), np.float32))
+
+
+def test_tampered_golden_outputs_fail_the_self_check_with_the_measured_error(digits_copy, tmp_path):
+    bundle = tmp_path / "digits_resnet"
+    shutil.copytree(digits_copy, bundle)
+    golden = Golden.load(bundle / GOLDEN_NAME)
+    shifted = {name: value + 1.5 for name, value in golden.outputs.items()}
+    Golden(inputs=golden.inputs, outputs=shifted).save(bundle / GOLDEN_NAME)
+    scale = max(float(np.abs(v).max()) for v in shifted.values())
+    with pytest.raises(SelfCheckFailed) as error:
+        sessions.open(bundle / "model.onnx")
+    text = str(error.value)
+    assert "fails its self-check against the golden torch outputs: FAIL  max|diff| 1.5 " in text
+    assert f"= {1.5 / scale:.2e} x max|ref| (tolerance 0.0001)" in text
+    assert "golden.npz itself changed since export" in text
+    with sessions.open(bundle / "model.onnx", self_check=False) as unchecked:  # the user can still inspect it
+        assert unchecked.self_check is None
+
+
+def test_a_modified_artifact_is_refused(digits_copy, tmp_path):
+    bundle = tmp_path / "digits_resnet"
+    shutil.copytree(digits_copy, bundle)
+    model = onnx.load(str(bundle / "model.onnx"))
+    model.doc_string = "edited by hand"
+    onnx.save(model, str(bundle / "model.onnx"))
+    with pytest.raises(SelfCheckFailed, match="was modified after it was recorded"):
+        sessions.open(bundle / "model.onnx")
+
+
+def test_an_artifact_outside_a_bundle_opens_unchecked(digits_copy, tmp_path):
+    shutil.copy(digits_copy / "model.onnx", tmp_path / "loose.onnx")
+    with sessions.open(tmp_path / "loose.onnx") as session:
+        assert session.self_check is None and "not recorded in a bundle manifest" in session.self_check_note
+        assert session.model.name == "digits_resnet" and session.model.preprocess is not None  # from metadata
+
+
+@pytest.mark.parametrize(("target", "backend", "message"), [
+    ("missing.onnx", "auto", "missing.onnx does not exist; open an .onnx file, a TensorRT .plan, a bundle"),
+    ("not_a_model", "auto", "not_a_model does not exist"),
+    ("{bundle}/model.onnx", "tensorrt", "is ONNX; build a TensorRT plan from it with `onebyone build"),
+    ("{bundle}", "tensorrt", "has no tensorrt-plan artifact; build one with `onebyone build`"),
+    ("{bundle}/golden.npz", "auto", "unknown artifact type .npz"),
+    ("{bundle}", "tvm", "unknown backend 'tvm'"),
+])
+def test_open_errors(digits_copy, target, backend, message):
+    with pytest.raises(UserError, match=None) as error:
+        sessions.open(target.format(bundle=digits_copy), backend)
+    assert message in str(error.value)
+
+
+def test_provider_choice():
+    all_providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(None, all_providers, driver=False, tensorrt_libs=True) == ["CPUExecutionProvider"]
+    assert choose_providers(None, all_providers, driver=True, tensorrt_libs=False) == \
+        ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(None, all_providers, driver=True, tensorrt_libs=True) == all_providers
+    assert choose_providers(["cuda", "cpu"], all_providers, driver=True, tensorrt_libs=False) == all_providers[1:]
+    with pytest.raises(UserError, match="CUDAExecutionProvider needs an NVIDIA GPU and its driver; none was found"):
+        choose_providers(["cuda"], all_providers, driver=False, tensorrt_libs=False)
+    with pytest.raises(UserError, match="this onnxruntime build has no CUDAExecutionProvider"):
+        choose_providers(["cuda"], ["CPUExecutionProvider"], driver=True, tensorrt_libs=False)
+    with pytest.raises(UserError, match="unknown execution provider 'rocm'"):
+        choose_providers(["rocm"], all_providers, driver=True, tensorrt_libs=False)
+
+
+def test_runtime_imports_neither_tensorrt_nor_pycuda(digits_copy):
+    code = ("import sys, runtime, runtime.session, runtime.plan, runtime.backends.tensorrt_backend\n"
+            f"s = runtime.session.open({str(digits_copy / 'model.onnx')!r})\n"
+            "s.run(__import__('numpy').zeros((1, 1, 8, 8), 'float32'))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'pycuda')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.strip() == "[]"
+
+
+def test_exactly_one_module_imports_tensorrt_and_one_pycuda():
+    sources = [p for folder in ("export", "optimize", "runtime") for p in (REPO / folder).rglob("*.py")]
+    importers = {name: sorted(str(p.relative_to(REPO)) for p in sources
+                              if f"import {name}" in p.read_text() or f"from {name}" in p.read_text())
+                 for name in ("tensorrt", "pycuda")}
+    assert importers == {"tensorrt": ["runtime/backends/tensorrt_backend.py"],
+                         "pycuda": ["runtime/backends/cuda_memory.py"]}

@@ -1,0 +1,163 @@
+"""The TensorRT module's logic that needs no GPU: optimization-profile shapes from the batch options, plan.json and
+the refusal of corrupted or foreign plans, dtype mapping and buffer sizing; and `onebyone build` without a GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import runtime.session as sessions
+from runtime.errors import UserError
+from runtime.files import sha256_file
+from runtime.plan import (
+    TRT_TO_NUMPY,
+    BuildOptions,
+    PlanInfo,
+    buffer_bytes,
+    check_compatible,
+    numpy_dtype,
+    plan_info_path,
+    profile_shapes,
+    read_plan_info,
+)
+from runtime.tensors import TensorSpec
+from tests.conftest import files_under
+
+DYNAMIC_INPUT = TensorSpec("input", np.dtype(np.float32), (-1, 3, 224, 224))
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def test_profiles_put_the_batch_options_on_the_dynamic_axis():
+    profiles = profile_shapes([DYNAMIC_INPUT], BuildOptions(min_batch=2, opt_batch=4, max_batch=16))
+    assert profiles == {"input": ((2, 3, 224, 224), (4, 3, 224, 224), (16, 3, 224, 224))}
+
+
+@pytest.mark.parametrize(("options", "opt"), [(BuildOptions(), 8), (BuildOptions(max_batch=4), 4),
+                                              (BuildOptions(min_batch=12, max_batch=64), 12)])
+def test_default_opt_batch_is_eight_clamped_to_the_range(options, opt):
+    assert profile_shapes([DYNAMIC_INPUT], options)["input"][1][0] == opt
+
+
+def test_a_fixed_batch_model_gets_its_batch_and_refuses_other_options():
+    fixed = TensorSpec("input", np.dtype(np.float32), (4, 1, 8, 8))
+    assert profile_shapes([fixed], BuildOptions())["input"] == ((4, 1, 8, 8),) * 3
+    with pytest.raises(UserError, match="has a fixed batch of 4; drop the batch options or re-export"):
+        profile_shapes([fixed], BuildOptions(max_batch=8))
+
+
+@pytest.mark.parametrize(("spec", "options", "message"), [
+    (DYNAMIC_INPUT, BuildOptions(min_batch=8, max_batch=4), r"1 <= --min-batch \(8\) <= --opt-batch \(8\) <= "),
+    (DYNAMIC_INPUT, BuildOptions(opt_batch=64), r"--opt-batch \(64\) <= --max-batch \(32\)"),
+    (DYNAMIC_INPUT, BuildOptions(opt_level=6), "--opt-level 6 is outside TensorRT's 0..5"),
+    (TensorSpec("input", np.dtype(np.float32), (-1, 3, -1, -1)), BuildOptions(), "dynamic axis besides the batch"),
+])
+def test_bad_build_options_are_named(spec, options, message):
+    with pytest.raises(UserError, match=message):
+        profile_shapes([spec], options)
+
+
+def test_dtype_mapping_and_buffer_sizes():
+    assert {name: numpy_dtype(name, "t") for name in TRT_TO_NUMPY} == {
+        "FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32,
+        "INT64": np.int64, "BOOL": np.bool_}
+    with pytest.raises(UserError, match="engine tensor 'logits' has TensorRT type BF16, which has no numpy"):
+        numpy_dtype("BF16", "logits")
+    for dtype in (np.float32, np.float16, np.int8, np.int64):
+        shape = (32, 3, 224, 224)
+        assert buffer_bytes(shape, np.dtype(dtype)) == np.zeros(shape, dtype).nbytes
+    with pytest.raises(ValueError, match="not concrete"):
+        buffer_bytes((-1, 3), np.dtype(np.float32))
+
+
+def write_plan(folder, content=b"serialized engine bytes", **fields) -> object:
+    plan = folder / "model.plan"
+    plan.write_bytes(content)
+    info = PlanInfo(tensorrt="10.13.0.35", gpu="NVIDIA H200", compute_capability="9.0",
+                    onnx={"name": "build/m/model.onnx", "sha256": "0" * 64}, plan_sha256=sha256_file(plan),
+                    precision="fp16", profiles={"input": {"min": [1, 3, 8, 8], "opt": [8, 3, 8, 8],
+                                                          "max": [32, 3, 8, 8]}},
+                    build_seconds=12.5, options={"opt_level": 3}, metadata={})
+    plan_info_path(plan).write_text(dataclasses.replace(info, **fields).to_json())
+    return plan
+
+
+def test_plan_info_round_trips_and_matching_environment_passes(tmp_path):
+    plan = write_plan(tmp_path)
+    info = read_plan_info(plan)
+    assert info.tensorrt == "10.13.0.35" and info.profiles["input"]["max"] == [32, 3, 8, 8]
+    check_compatible(info, plan, "10.13.0.35", "9.0", "NVIDIA H200")
+
+
+@pytest.mark.parametrize(("version", "capability", "messages"), [
+    ("11.0.0.1", "9.0", ["was built for TensorRT 10.13.0.35, this machine has 11.0.0.1"]),
+    ("10.13.0.35", "8.9", ["compute capability 9.0 (NVIDIA H200), this GPU is 8.9 (NVIDIA L4)"]),
+    ("10.8.0.43", "8.0", ["TensorRT 10.13.0.35, this machine has 10.8.0.43; and for compute capability 9.0"]),
+])
+def test_a_plan_from_another_tensorrt_or_gpu_is_refused(tmp_path, version, capability, messages):
+    plan = write_plan(tmp_path)
+    gpu = {"8.9": "NVIDIA L4", "8.0": "NVIDIA A100"}.get(capability, "NVIDIA H200")
+    with pytest.raises(UserError) as error:
+        check_compatible(read_plan_info(plan), plan, version, capability, gpu)
+    text = str(error.value)
+    assert all(message in text for message in messages)
+    assert f"rebuild it here with `onebyone build build/m/model.onnx -o {plan}`" in text
+
+
+def test_a_corrupted_plan_is_refused_before_tensorrt_sees_it(tmp_path):
+    plan = write_plan(tmp_path)
+    plan.write_bytes(b"serialized engine bytes, truncated"[:12])
+    for opener in (read_plan_info, lambda p: sessions.open(p)):
+        with pytest.raises(UserError, match="is corrupted or was replaced: its sha256 differs from the one recorded"):
+            opener(plan)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda info_path: info_path.unlink(), "has no model.plan.json beside it"),
+    (lambda info_path: info_path.write_text("{not json"), "is not a valid plan record"),
+    (lambda info_path: info_path.write_text(json.dumps({"format": "onebyone.plan/0"})),
+     "format is 'onebyone.plan/0'"),
+])
+def test_a_missing_or_broken_plan_record_is_refused(tmp_path, edit, message):
+    plan = write_plan(tmp_path)
+    edit(plan_info_path(plan))
+    with pytest.raises(UserError, match=message):
+        read_plan_info(plan)
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed: the no-GPU message does not apply")
+def test_an_intact_plan_without_tensorrt_names_what_is_needed(tmp_path):
+    with pytest.raises(UserError, match=r"TensorRT engines need an NVIDIA GPU .* pip install 'onebyone\[tensorrt\]' "
+                                        r"\(the tensorrt package is not installed\)"):
+        sessions.open(write_plan(tmp_path))
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed: the no-GPU message does not apply")
+def test_build_without_gpu_exits_2_with_what_is_needed_and_writes_nothing(exported, cli, tmp_path):
+    bundle = tmp_path / "digits_resnet"
+    shutil.copytree(exported("digits_resnet").bundle, bundle)
+    before = files_under(tmp_path)
+    code, _, err = cli("build", bundle / "model.onnx", "--max-batch", "16")
+    assert code == 2 and "Traceback" not in err
+    assert "TensorRT engines need an NVIDIA GPU with its driver, TensorRT and pycuda: pip install " \
+           "'onebyone[tensorrt]'" in " ".join(err.split())
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--min-batch", "8", "--max-batch", "4"], "1 <= --min-batch (8) <= --opt-batch (8) <= --max-batch (4)"),
+    (["-o", "/proc/no/such/dir/model.plan"], "cannot write to /proc/no/such/dir"),
+])
+def test_build_checks_its_arguments_before_needing_a_gpu(exported, cli, args, message):
+    code, _, err = cli("build", exported("digits_resnet").onnx_path, *args)
+    assert code == 2 and message in " ".join(err.split())
+
+
+def test_build_refuses_a_file_that_is_not_onnx(cli, tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"\x08garbage")
+    code, _, err = cli("build", tmp_path / "model.onnx")
+    assert code == 2 and "is not a readable ONNX file" in err
