@@ -16,10 +16,10 @@ import onnx_ir as ir
 from rich.console import Console
 
 from runtime.arguments import positive_int
-from runtime.bundle import GOLDEN_NAME, TOLERANCES, ArtifactRecord, write_manifest
+from runtime.bundle import GOLDEN_NAME, TOLERANCES, ArtifactRecord, Tolerance, write_manifest
 from runtime.errors import UserError
 from runtime.files import ensure_writable_dir, publish, sha256_file, staging_dir
-from runtime.golden import Golden, compare
+from runtime.golden import Golden, Parity, compare
 from runtime.locate import PLAN_KIND, Target, locate
 from runtime.onnx_file import load_model
 from runtime.plan import (
@@ -73,8 +73,30 @@ def graph_precision(model: ir.Model) -> str:
     return "fp16" if any(v.dtype == ir.DataType.FLOAT16 for v in values) else "fp32"
 
 
+def _golden_parity(staged: Path, golden: Golden, tolerance: Tolerance) -> Parity:
+    """Run the bundle's golden inputs through the staged plan (the plan.json beside it) and compare."""
+    from runtime.backends.tensorrt_backend import TensorRTSession
+    from runtime.self_check import run_golden
+
+    with TensorRTSession(Target("plan", staged, None, None, None, None, None)) as session:
+        return compare(golden.outputs, run_golden(session, golden.inputs), tolerance)
+
+
+def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> None:
+    """Add the plan and its plan.json to the bundle manifest (so a re-export removes them as stale)."""
+    manifest = source.manifest
+    made_by = {"stage": "build", "onnx": source.path.name, "tensorrt": info.tensorrt, "gpu": info.gpu,
+               "compute_capability": info.compute_capability, "options": info.options}
+    manifest.artifacts[output.name] = ArtifactRecord.for_file(
+        output, kind=PLAN_KIND, made_by=made_by, precision=info.precision, tolerance=parity.tolerance,
+        parity=parity.as_record())
+    manifest.artifacts[plan_info_path(output).name] = ArtifactRecord.for_file(
+        plan_info_path(output), kind="tensorrt-plan-info", made_by={"stage": "build", "belongs_to": output.name})
+    write_manifest(source.bundle, manifest)
+
+
 def run(args: argparse.Namespace) -> int:
-    from runtime.backends.tensorrt_backend import TensorRTSession, build_plan
+    from runtime.backends.tensorrt_backend import build_plan
 
     model = load_model(args.onnx)
     options = BuildOptions(min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch,
@@ -85,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     source = locate(args.onnx, "onnxruntime")
     record = source.record
     precision = record.precision if record is not None and record.precision else graph_precision(model)
-    in_bundle = source.bundle is not None and output.parent.resolve() == source.bundle.resolve()
+    tolerance = record.tolerance if record is not None and record.tolerance else TOLERANCES[precision]
+    golden = Golden.load(source.bundle / GOLDEN_NAME) if source.bundle is not None else None
     with staging_dir(output.parent) as stage:
         staged = stage / output.name
         built = build_plan(args.onnx, staged, profiles, options)
@@ -98,30 +121,14 @@ def run(args: argparse.Namespace) -> int:
         stdout.print(f"built {output} in {info.build_seconds:.1f} s: TensorRT {info.tensorrt}, {info.gpu} "
                      f"(compute {info.compute_capability}), {precision}, batch "
                      f"{options.min_batch}..{options.max_batch}")
-        parity = None
-        if in_bundle:
-            tolerance = record.tolerance if record is not None and record.tolerance else TOLERANCES[precision]
-            golden = Golden.load(source.bundle / GOLDEN_NAME)
-            from runtime.self_check import run_golden
-
-            with TensorRTSession(Target("plan", staged, None, None, None, None, None)) as session:
-                parity = compare(golden.outputs, run_golden(session, golden.inputs), tolerance)
+        parity = _golden_parity(staged, golden, tolerance) if golden is not None else None
+        if parity is not None:
             stdout.print(f"{output.name}  {precision}  TensorRT vs torch: {parity.describe()}")
             if not parity.ok:
                 stdout.print("[bold red]the engine does not match torch; nothing was written[/]")
                 return 1
         publish(staged, output)
         publish(plan_info_path(staged), plan_info_path(output))
-        if in_bundle and parity is not None:
-            manifest = source.manifest
-            made_by = {"stage": "build", "onnx": args.onnx.name, "tensorrt": info.tensorrt, "gpu": info.gpu,
-                       "compute_capability": info.compute_capability, "options": info.options}
-            manifest.artifacts[output.name] = ArtifactRecord.for_file(
-                output, kind=PLAN_KIND, made_by=made_by, precision=precision, tolerance=parity.tolerance,
-                parity=parity.as_record())
-            manifest.artifacts[plan_info_path(output).name] = ArtifactRecord.for_file(
-                plan_info_path(output), kind="tensorrt-plan-info", made_by={"stage": "build",
-                                                                              "belongs_to": output.name})
-            write_manifest(source.bundle, manifest)
+        if parity is not None and output.parent.resolve() == source.bundle.resolve():
+            _record(source, output, info, parity)
     return 0
-

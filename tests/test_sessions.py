@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import runtime.session as sessions
-from export.zoo import ZOO
+from export.zoo import ZOO, instantiate
 from runtime.backends.onnxruntime_backend import choose_providers
 from runtime.bundle import GOLDEN_NAME
 from runtime.errors import UserError
@@ -179,8 +179,8 @@ def test_provider_choice():
 
 
 def test_runtime_imports_neither_tensorrt_nor_pycuda(digits_copy):
-    code = ("import sys, runtime, runtime.session, runtime.plan, runtime.backends.tensorrt_backend\n"
-            f"s = runtime.session.open({str(digits_copy / 'model.onnx')!r})\n"
+    code = ("import sys, runtime, runtime.plan, runtime.backends.tensorrt_backend\n"
+            f"s = runtime.open({str(digits_copy / 'model.onnx')!r})\n"
             "s.run(__import__('numpy').zeros((1, 1, 8, 8), 'float32'))\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'pycuda')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
@@ -194,3 +194,18 @@ def test_exactly_one_module_imports_tensorrt_and_one_pycuda():
                  for name in ("tensorrt", "pycuda")}
     assert importers == {"tensorrt": ["runtime/backends/tensorrt_backend.py"],
                          "pycuda": ["runtime/backends/cuda_memory.py"]}
+
+
+def test_a_factory_with_weights_is_a_torch_session(tmp_path, rng):
+    trained = instantiate(ZOO["digits_resnet"])
+    weights = tmp_path / "digits.pth"
+    torch.save(trained.state_dict(), weights)
+    x = rng.uniform(-1, 1, (5, 1, 8, 8)).astype(np.float32)
+    with torch.inference_mode():
+        expected = trained(torch.from_numpy(x)).numpy()
+    factory = "export.models.digits:build_digits_resnet"  # the untrained architecture
+    with sessions.open(factory, weights=weights, input_shape=(1, 8, 8)) as loaded, \
+            sessions.open(factory, input_shape=(1, 8, 8)) as untrained:
+        assert loaded.backend == "torch" and loaded.inputs[0].shape == (-1, 1, 8, 8)
+        np.testing.assert_array_equal(loaded.run(x)["logits"], expected)
+        assert not np.allclose(untrained.run(x)["logits"], expected)  # so the weights were what made it equal

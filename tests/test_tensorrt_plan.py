@@ -6,14 +6,17 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 import runtime.session as sessions
+from runtime.bundle import TOLERANCES, ArtifactRecord, read_manifest, write_manifest
 from runtime.errors import UserError
 from runtime.files import sha256_file
+from runtime.locate import PLAN_KIND
 from runtime.plan import (
     TRT_TO_NUMPY,
     BuildOptions,
@@ -161,3 +164,18 @@ def test_build_refuses_a_file_that_is_not_onnx(cli, tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"\x08garbage")
     code, _, err = cli("build", tmp_path / "model.onnx")
     assert code == 2 and "is not a readable ONNX file" in err
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed: plans are checked, not skipped")
+def test_verify_reports_recorded_plans_as_skipped_without_a_gpu(exported, cli, tmp_path):
+    bundle = tmp_path / "digits_resnet"
+    shutil.copytree(exported("digits_resnet").bundle, bundle)
+    plan = write_plan(bundle)
+    manifest = read_manifest(bundle)
+    manifest.artifacts[plan.name] = ArtifactRecord.for_file(plan, kind=PLAN_KIND, made_by={"stage": "build"},
+                                                            precision="fp32", tolerance=TOLERANCES["fp32"])
+    write_manifest(bundle, manifest)
+    code, out, _ = cli("verify", bundle)
+    assert code == 0
+    assert re.search(r"model\.plan\s+fp32\s+SKIP  checking a TensorRT plan needs an NVIDIA GPU", out)
+    assert re.search(r"model\.onnx\s+fp32\s+PASS", out)

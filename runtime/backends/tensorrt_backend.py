@@ -157,7 +157,7 @@ class TensorRTSession(Session):
 
     def _bind_input(self, name: str, value: Any) -> None:
         self._context.set_input_shape(name, tuple(value.shape))
-        if is_torch_tensor(value) and value.is_cuda and value.device.index == self._device.ordinal:
+        if is_torch_tensor(value) and value.is_cuda and (value.device.index or 0) == self._device.ordinal:
             import torch
 
             value = value.contiguous()

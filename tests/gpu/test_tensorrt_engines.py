@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,13 @@ def test_engine_matches_golden_and_onnxruntime(built, name, precision, rng):
                 assert got[key].shape == value.shape and np.isfinite(got[key]).all()
                 error = float(np.abs(got[key] - value).max())
                 assert error <= tolerance * float(np.abs(value).max()), f"{key} batch {batch}: {error}"
+
+
+def test_verify_checks_the_recorded_plans(built, cli):
+    code, out, _ = cli("verify", built("digits_resnet"))
+    assert code == 0 and "SKIP" not in out
+    for onnx_name in ARTIFACTS.values():
+        assert re.search(rf"{re.escape(Path(onnx_name).with_suffix('.plan').name)}\s+\w+\s+PASS .* top-1 9\d\.", out)
 
 
 def test_batch_above_the_profile_is_refused(built):
