@@ -31,9 +31,6 @@ class TensorSpec:
     def describe(self) -> str:
         return f"{self.name!r} {self.dtype.name} [{', '.join(str(d) for d in self.shape)}]"
 
-    def as_record(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.dtype.name, "shape": list(self.shape)}
-
 
 @dataclasses.dataclass(frozen=True)
 class BatchRange:

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 import runtime.session as sessions
+from runtime.build_cli import graph_precision
 from runtime.bundle import TOLERANCES, ArtifactRecord, read_manifest, write_manifest
 from runtime.errors import UserError
 from runtime.files import sha256_file
 from runtime.locate import PLAN_KIND
+from runtime.onnx_file import load_model
 from runtime.plan import (
     TRT_TO_NUMPY,
     BuildOptions,
@@ -179,3 +181,13 @@ def test_verify_reports_recorded_plans_as_skipped_without_a_gpu(exported, cli, t
     assert code == 0
     assert re.search(r"model\.plan\s+fp32\s+SKIP  checking a TensorRT plan needs an NVIDIA GPU", out)
     assert re.search(r"model\.onnx\s+fp32\s+PASS", out)
+
+
+def test_plan_precision_is_read_from_the_graph(exported, cli, tmp_path):
+    source = exported("digits_resnet").onnx_path
+    assert cli("quantize", source, "--precision", "fp16", "-o", tmp_path / "fp16.onnx")[0] == 0
+    assert cli("quantize", source, "--precision", "int8", "--calib", "digits", "--method", "minmax",
+               "-o", tmp_path / "int8.onnx")[0] == 0
+    found = {path.stem: graph_precision(load_model(path))
+             for path in (source, tmp_path / "fp16.onnx", tmp_path / "int8.onnx")}
+    assert found == {source.stem: "fp32", "fp16": "fp16", "int8": "int8"}
