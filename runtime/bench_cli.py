@@ -135,13 +135,13 @@ def render(rows: list[dict[str, Any]], sessions: dict[str, Session]) -> Table:
 def markdown(rows: list[dict[str, Any]], sessions: dict[str, Session]) -> str:
     lines = ["## Runtime sessions (`onebyone bench`)", "",
              "Throughput ratios are relative to the first artifact, each the median of per-round pairs.", "",
-             "| artifact | backend | batch | median ms | p90 ms | p99 ms | samples/s | × first |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| artifact | backend | batch | median ms | p90 ms | p99 ms | samples/s | × first | rel. diff vs first |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         if "skipped" not in row:
             lines.append(f"| {row['artifact']} | {sessions[row['artifact']].backend} | {row['batch']} | "
                          f"{row['median_ms']:.2f} | {row['p90_ms']:.2f} | {row['p99_ms']:.2f} | "
-                         f"{row['throughput']:.1f} | {row['vs_first']:.2f}× |")
+                         f"{row['throughput']:.1f} | {row['vs_first']:.2f}× | {row['max_rel_diff_vs_first']:.1e} |")
     return "\n".join(lines) + "\n"
 
 
