@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., ExportRe
         return cache[key]
 
     return export
+
+
+@pytest.fixture(scope="session")
+def bundle_copy(exported, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """bundle_copy(name) → a private copy of a zoo model's exported bundle, which a test may add to or alter."""
+
+    def copy(name: str) -> Path:
+        folder = tmp_path_factory.mktemp(f"{name}-copy") / name
+        shutil.copytree(exported(name).bundle, folder)
+        return folder
+
+    return copy
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,8 @@ IMAGE_TOLERANCE = 1 / 510 / 0.5  # a PNG stores ink to 1/255 (±1/510), normalis
 
 
 @pytest.fixture(scope="module")
-def bundle(exported, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("runtime_cli") / "digits_resnet"
-    shutil.copytree(exported("digits_resnet").bundle, folder)
-    return folder
+def bundle(bundle_copy) -> Path:
+    return bundle_copy("digits_resnet")
 
 
 @pytest.fixture(scope="module")

@@ -46,10 +46,8 @@ def test_torch_and_onnxruntime_sessions_agree(name, exported, rng):
 
 
 @pytest.fixture(scope="module")
-def digits_copy(exported, tmp_path_factory) -> Path:
-    bundle = tmp_path_factory.mktemp("sessions") / "digits_resnet"
-    shutil.copytree(exported("digits_resnet").bundle, bundle)
-    return bundle
+def digits_copy(bundle_copy) -> Path:
+    return bundle_copy("digits_resnet")
 
 
 @pytest.fixture(scope="module")
