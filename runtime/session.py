@@ -81,6 +81,8 @@ def open(target: str | Path, backend: str = "auto", *, providers: Sequence[str] 
     located = locate(target, backend, weights)
     if providers is not None and located.kind != "onnx":
         raise UserError("providers apply to ONNX files run by onnxruntime only")
+    if (weights is not None or input_shape is not None) and located.kind != "torch":
+        raise UserError("weights and input_shape apply to torch models only; an exported artifact has its own")
     if self_check:
         from runtime.self_check import check_recorded_file
 

@@ -154,10 +154,14 @@ def test_an_artifact_outside_a_bundle_opens_unchecked(digits_copy, tmp_path):
     ("{bundle}", "tensorrt", "has no tensorrt-plan artifact; build one with `onebyone build`"),
     ("{bundle}/golden.npz", "auto", "unknown artifact type .npz"),
     ("{bundle}", "tvm", "unknown backend 'tvm'"),
+    ("{bundle}", "weights", "weights and input_shape apply to torch models only"),
+    ("digits_resnet", "providers", "providers apply to ONNX files run by onnxruntime only"),
 ])
 def test_open_errors(digits_copy, target, backend, message):
-    with pytest.raises(UserError, match=None) as error:
-        sessions.open(target.format(bundle=digits_copy), backend)
+    options = {"weights": {"weights": digits_copy / "model.pth"}, "providers": {"providers": ["cpu"]}}
+    with pytest.raises(UserError) as error:
+        sessions.open(target.format(bundle=digits_copy), "auto" if backend in options else backend,
+                      **options.get(backend, {}))
     assert message in str(error.value)
 
 
