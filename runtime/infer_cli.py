@@ -24,14 +24,16 @@ from runtime.session import open as open_session
 stdout = Console(highlight=False, soft_wrap=True)
 
 
-def add_session_options(parser: argparse.ArgumentParser) -> None:
-    """--backend, --providers and --no-self-check, shared by the commands that open sessions."""
+def add_session_options(parser: argparse.ArgumentParser, self_check_flag: bool = True) -> None:
+    """--backend, --providers and (unless the command always checks) --no-self-check, for commands that open
+    sessions."""
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="auto (default): zoo name → torch, .onnx/bundle → onnxruntime, .plan → tensorrt")
     parser.add_argument("--providers", type=lambda text: [p for p in text.split(",") if p],
                         help="onnxruntime execution providers in order, e.g. cuda,cpu (default: the best available)")
-    parser.add_argument("--no-self-check", dest="self_check", action="store_false",
-                        help="do not verify a bundle artifact against its golden outputs when opening it")
+    if self_check_flag:
+        parser.add_argument("--no-self-check", dest="self_check", action="store_false",
+                            help="do not verify a bundle artifact against its golden outputs when opening it")
 
 
 def register(stages: argparse._SubParsersAction) -> None:

@@ -1,0 +1,150 @@
+"""Dynamic batching: concurrent requests whose inputs differ only in batch size are concatenated along axis 0, run
+once off the event loop, and split back per request.
+
+A batch is dispatched when it holds `max_batch` samples, or when its oldest request has waited `max_delay` seconds
+(Triton's `max_queue_delay`). Requests that cannot join (another shape or dtype, or too many samples) start the
+next batch. Runs happen one at a time on a single worker thread, so a session never runs concurrently with itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+Tensors = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class _Pending:
+    inputs: Tensors
+    key: tuple
+    samples: int
+    future: asyncio.Future[Tensors]
+
+
+@dataclasses.dataclass
+class BatchStats:
+    """Counters in Triton's terms: inference_count counts samples, execution_count model runs."""
+
+    inference_count: int = 0
+    execution_count: int = 0
+    request_count: int = 0
+    batch_sizes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def record(self, samples: int, requests: int) -> None:
+        self.inference_count += samples
+        self.execution_count += 1
+        self.request_count += requests
+        self.batch_sizes[samples] += 1
+
+
+def batch_key(inputs: Tensors) -> tuple:
+    """Requests with equal keys can be concatenated: same names, dtypes and non-batch dimensions."""
+    return tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in inputs.items()))
+
+
+class Runner:
+    """Runs a model on one worker thread and keeps the statistics; without batching each request runs alone."""
+
+    def __init__(self, run: Callable[[Tensors], Tensors]) -> None:
+        self._run = run
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="onebyone-run")
+        self.stats = BatchStats()
+
+    async def execute(self, inputs: Tensors, requests: int = 1) -> Tensors:
+        loop = asyncio.get_running_loop()
+        outputs = await loop.run_in_executor(self._executor, self._run, inputs)
+        self.stats.record(len(next(iter(inputs.values()))), requests)
+        return outputs
+
+    async def infer(self, inputs: Tensors) -> Tensors:
+        return await self.execute(inputs)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class DynamicBatcher(Runner):
+    """A Runner that gathers concurrent requests into batches of up to `max_batch` samples."""
+
+    def __init__(self, run: Callable[[Tensors], Tensors], max_batch: int, max_delay: float) -> None:
+        super().__init__(run)
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop once the queue is drained
+        self._carry: _Pending | None = None  # a request that could not join the last batch: it starts the next
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def infer(self, inputs: Tensors) -> Tensors:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._serve())
+        future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(inputs, batch_key(inputs), len(next(iter(inputs.values()))), future))
+        return await future
+
+    async def _next(self, timeout: float | None) -> _Pending | None:
+        if self._carry is not None:
+            pending, self._carry = self._carry, None
+            return pending
+        if timeout is None:
+            return await self._queue.get()
+        return await asyncio.wait_for(self._queue.get(), max(timeout, 0.0))
+
+    async def _gather(self, first: _Pending) -> list[_Pending]:
+        group, samples = [first], first.samples
+        deadline = asyncio.get_running_loop().time() + self.max_delay
+        while samples < self.max_batch:
+            try:
+                pending = await self._next(deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                break
+            if pending is None:
+                self._stopping = True
+                break
+            if pending.key != first.key or samples + pending.samples > self.max_batch:
+                self._carry = pending
+                break
+            group.append(pending)
+            samples += pending.samples
+        return group
+
+    async def _serve(self) -> None:
+        while (first := await self._next(None)) is not None:
+            group = await self._gather(first)
+            await self._dispatch(group)
+            if self._stopping:
+                return
+
+    async def _dispatch(self, group: list[_Pending]) -> None:
+        live = [pending for pending in group if not pending.future.cancelled()]
+        if not live:
+            return
+        names = list(live[0].inputs)
+        batch = {name: np.concatenate([p.inputs[name] for p in live]) if len(live) > 1 else live[0].inputs[name]
+                 for name in names}
+        try:
+            outputs = await self.execute(batch, requests=len(live))
+        except Exception as err:  # the model failed: every request of the batch gets the error
+            for pending in live:
+                if not pending.future.done():
+                    pending.future.set_exception(err)
+            return
+        start = 0
+        for pending in live:
+            stop = start + pending.samples
+            if not pending.future.done():
+                pending.future.set_result({name: value[start:stop] for name, value in outputs.items()})
+            start = stop
+
+    async def close(self) -> None:
+        """Finish every queued request, then stop."""
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+        await super().close()

@@ -1,0 +1,90 @@
+"""The models a server holds: a name, the session (self-checked at start-up), its runner, and their KServe v2
+metadata and Triton-style configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from runtime.errors import UserError
+from runtime.locate import Target
+from runtime.serve.batcher import DynamicBatcher, Runner, Tensors
+from runtime.serve.protocol import datatype_of
+from runtime.session import Session
+from runtime.tensors import DYNAMIC, TensorSpec
+
+VERSION = "1"
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "torch": "pytorch_libtorch"}
+
+
+def model_name(target: Target) -> str:
+    """A bundle's primary model is named after the bundle (`digits_resnet`); another of its artifacts gets the file
+    stem without `model.` (`digits_resnet.opt.int8-ort`); a loose file its stem; a torch model its zoo name."""
+    if target.path is None:
+        return (target.model or "model").rpartition(":")[2]
+    stem = target.path.name.rsplit(".", 1)[0]
+    if target.bundle is None:
+        return stem
+    primary = next((name for name, record in target.manifest.artifacts.items() if record.kind == "onnx"), None)
+    return target.bundle.name if target.path.name == primary else f"{target.bundle.name}.{stem.removeprefix('model.')}"
+
+
+def batches(session: Session) -> bool:
+    """Whether the model has a dynamic batch axis on every input (so requests can be batched)."""
+    return all(spec.shape and spec.shape[0] == DYNAMIC for spec in session.inputs)
+
+
+@dataclasses.dataclass
+class ModelEntry:
+    """One served model. `error` is set (and `ready` false) when its self-check failed at start-up."""
+
+    name: str
+    session: Session | None
+    runner: Runner | None
+    max_batch_size: int  # 0: the model has no batch axis (Triton's convention)
+    error: str | None = None
+    version: str = VERSION
+
+    @property
+    def ready(self) -> bool:
+        return self.error is None
+
+    def specs(self, specs: list[TensorSpec]) -> list[dict[str, Any]]:
+        return [{"name": s.name, "datatype": datatype_of(s.dtype), "shape": list(s.shape)} for s in specs]
+
+    def metadata(self) -> dict[str, Any]:
+        session = self._session()
+        return {"name": self.name, "versions": [self.version], "platform": PLATFORMS[session.backend],
+                "inputs": self.specs(session.inputs), "outputs": self.specs(session.outputs)}
+
+    def config(self, max_delay_us: int | None) -> dict[str, Any]:
+        """Triton's model configuration, as JSON (dims without the batch axis when batching)."""
+        session = self._session()
+        skip = 1 if self.max_batch_size else 0
+
+        def tensors(specs: list[TensorSpec]) -> list[dict[str, Any]]:
+            return [{"name": s.name, "data_type": f"TYPE_{datatype_of(s.dtype)}", "dims": list(s.shape[skip:])}
+                    for s in specs]
+
+        config: dict[str, Any] = {"name": self.name, "platform": PLATFORMS[session.backend],
+                                  "max_batch_size": self.max_batch_size, "input": tensors(session.inputs),
+                                  "output": tensors(session.outputs)}
+        if max_delay_us is not None and self.max_batch_size:
+            config["dynamic_batching"] = {"max_queue_delay_microseconds": max_delay_us}
+        return config
+
+    def _session(self) -> Session:
+        if self.session is None:
+            raise UserError(f"model {self.name!r} did not load: {self.error}")
+        return self.session
+
+
+def make_runner(session: Session, max_batch: int, max_delay: float | None) -> Runner:
+    """A DynamicBatcher for batchable models when `max_delay` is given, else a plain Runner."""
+
+    def run(inputs: Tensors) -> Tensors:
+        return session.run(inputs)
+
+    if max_delay is not None and batches(session):
+        return DynamicBatcher(run, max_batch, max_delay)
+    return Runner(run)
