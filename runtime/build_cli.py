@@ -11,17 +11,15 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import onnx_ir as ir
 from rich.console import Console
 
 from runtime.arguments import positive_int
 from runtime.bundle import GOLDEN_NAME, TOLERANCES, ArtifactRecord, Tolerance, write_manifest
-from runtime.errors import UserError
 from runtime.files import ensure_writable_dir, publish, sha256_file, staging_dir
 from runtime.golden import Golden, Parity, compare
 from runtime.locate import PLAN_KIND, Target, locate
-from runtime.onnx_file import load_model
+from runtime.onnx_file import io_specs, load_model
 from runtime.plan import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MIN_BATCH,
@@ -31,7 +29,7 @@ from runtime.plan import (
     profile_shapes,
     profiles_record,
 )
-from runtime.tensors import DYNAMIC, TensorSpec
+from runtime.tensors import spec_records
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -51,17 +49,6 @@ def register(stages: argparse._SubParsersAction) -> None:
     parser.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5",
                         help="builder optimization level (default 3)")
     parser.set_defaults(run=run)
-
-
-def graph_inputs(model: ir.Model) -> list[TensorSpec]:
-    """The ONNX graph's inputs as specs (symbolic dimensions → -1)."""
-    specs = []
-    for value in model.graph.inputs:
-        if value.dtype is None or value.shape is None:
-            raise UserError(f"graph input {value.name!r} has no type or shape; re-export the model")
-        shape = tuple(d if isinstance(d, int) else DYNAMIC for d in value.shape)
-        specs.append(TensorSpec(value.name, np.dtype(value.dtype.numpy()), shape))
-    return specs
 
 
 def graph_precision(model: ir.Model) -> str:
@@ -101,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.onnx)
     options = BuildOptions(min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch,
                            workspace_mib=args.workspace, timing_cache=args.timing_cache, opt_level=args.opt_level)
-    profiles = profile_shapes(graph_inputs(model), options)
+    inputs, outputs = io_specs(model)
+    profiles = profile_shapes(inputs, options)
     output = args.output or args.onnx.with_suffix(".plan")
     ensure_writable_dir(output.parent)
     source = locate(args.onnx, "onnxruntime")
@@ -116,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
                         plan_sha256=sha256_file(staged), precision=precision, profiles=profiles_record(profiles),
                         options={k: str(v) if isinstance(v, Path) else v
                                  for k, v in dataclasses.asdict(options).items()},
-                        metadata=dict(model.metadata_props), **built)
+                        metadata=dict(model.metadata_props),
+                        io={"inputs": spec_records(inputs), "outputs": spec_records(outputs)}, **built)
         plan_info_path(staged).write_text(info.to_json())
         stdout.print(f"built {output} in {info.build_seconds:.1f} s: TensorRT {info.tensorrt}, {info.gpu} "
                      f"(compute {info.compute_capability}), {precision}, batch "

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
 from runtime.errors import UserError
+from runtime.tensors import DYNAMIC, TensorSpec
 
 EXTERNAL_DATA_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with headroom for the graph itself
 
@@ -43,3 +45,15 @@ def save_model(model: ir.Model, path: Path) -> list[Path]:
 def external_data_files(path: Path) -> list[Path]:
     """The external-data files an ONNX file written by `save_model` refers to (empty when weights are inline)."""
     return sorted(path.parent.glob(f"{path.name}.data"))
+
+
+def io_specs(model: ir.Model) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The graph's inputs and outputs as specs (symbolic or unknown dimensions → -1)."""
+
+    def spec(value: ir.Value) -> TensorSpec:
+        if value.dtype is None or value.shape is None:
+            raise UserError(f"graph input/output {value.name!r} has no type or shape; re-export the model")
+        shape = tuple(d if isinstance(d, int) else DYNAMIC for d in value.shape)
+        return TensorSpec(value.name, np.dtype(value.dtype.numpy()), shape)
+
+    return [spec(v) for v in model.graph.inputs], [spec(v) for v in model.graph.outputs]

@@ -2,8 +2,8 @@
 the compatibility check on load, dtype mapping and buffer sizing. Everything here is plain Python, testable on CPU.
 
 A plan runs only on the TensorRT version and GPU compute capability it was built with; `MODEL.plan.json` records
-both (plus the GPU name, the ONNX file's sha256, the profiles, the build time and the plan's own sha256), and a load
-that finds anything else is refused with the rebuild command.
+both (plus the GPU name, the ONNX file's sha256, the profiles, the I/O tensors, the build time and the plan's own
+sha256), and a load that finds anything else is refused with the rebuild command.
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ class PlanInfo:
     build_seconds: float
     options: dict[str, Any]
     metadata: dict[str, str]  # the ONNX file's onebyone.* metadata (preprocessing, task)
+    io: dict[str, list[dict[str, Any]]]  # {"inputs": [...], "outputs": [...]}: runtime.tensors.spec_records
     format: str = PLAN_FORMAT
 
     def to_json(self) -> str:

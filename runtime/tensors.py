@@ -32,6 +32,15 @@ class TensorSpec:
         return f"{self.name!r} {self.dtype.name} [{', '.join(str(d) for d in self.shape)}]"
 
 
+def spec_records(specs: list[TensorSpec]) -> list[dict[str, Any]]:
+    """Specs as JSON-ready dicts (plan.json); `spec_from_record` reads one back."""
+    return [{"name": s.name, "dtype": s.dtype.name, "shape": list(s.shape)} for s in specs]
+
+
+def spec_from_record(record: dict[str, Any]) -> TensorSpec:
+    return TensorSpec(record["name"], np.dtype(record["dtype"]), tuple(record["shape"]))
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchRange:
     """Batch sizes a session accepts (a TensorRT engine's optimization profile; unbounded elsewhere)."""

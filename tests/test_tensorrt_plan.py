@@ -86,7 +86,9 @@ def write_plan(folder, content=b"serialized engine bytes", **fields) -> object:
                     onnx={"name": "build/m/model.onnx", "sha256": "0" * 64}, plan_sha256=sha256_file(plan),
                     precision="fp16", profiles={"input": {"min": [1, 3, 8, 8], "opt": [8, 3, 8, 8],
                                                           "max": [32, 3, 8, 8]}},
-                    build_seconds=12.5, options={"opt_level": 3}, metadata={})
+                    build_seconds=12.5, options={"opt_level": 3}, metadata={},
+                    io={"inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 3, 8, 8]}],
+                        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 10]}]})
     plan_info_path(plan).write_text(dataclasses.replace(info, **fields).to_json())
     return plan
 

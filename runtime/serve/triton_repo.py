@@ -1,0 +1,96 @@
+"""Triton model repositories: per model `config.pbtxt` and `1/model.onnx` (backend onnxruntime) or `1/model.plan`
+(backend tensorrt) — the scale-out path for the same artifacts the thin server runs.
+
+Tensor specs come from the file itself (the ONNX graph, or the I/O that `onebyone build` recorded in plan.json), so
+no GPU is needed to write a repository for a plan. A model directory is assembled beside its destination and renamed
+into place, replacing an older one only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from runtime.errors import UserError
+from runtime.files import ensure_writable_dir
+from runtime.locate import Target
+from runtime.onnx_file import external_data_files, io_specs, load_model
+from runtime.plan import read_plan_info
+from runtime.serve.protocol import datatype_of
+from runtime.tensors import DYNAMIC, TensorSpec, spec_from_record
+
+ACCELERATOR_PRECISIONS = ("fp32", "fp16")
+
+
+@dataclasses.dataclass(frozen=True)
+class RepoOptions:
+    max_batch: int = 32
+    max_delay_us: int | None = 2000  # None: no dynamic_batching block
+    instances: int = 1
+    kind: str = "gpu"  # instance_group kind: gpu or cpu
+    trt_accelerator: str | None = None  # onnxruntime on GPU: TensorRT EP with this precision_mode
+
+
+def _specs(target: Target) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    if target.kind == "plan":
+        io = read_plan_info(target.path).io
+        return [spec_from_record(r) for r in io["inputs"]], [spec_from_record(r) for r in io["outputs"]]
+    return io_specs(load_model(target.path))
+
+
+def _tensors(kind: str, specs: list[TensorSpec], skip: int) -> str:
+    entries = [f'  {{\n    name: "{s.name}"\n    data_type: TYPE_{datatype_of(s.dtype)}\n'
+               f"    dims: [ {', '.join(str(d) for d in s.shape[skip:])} ]\n  }}" for s in specs]
+    return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
+
+
+def config_text(name: str, target: Target, options: RepoOptions) -> str:
+    """config.pbtxt (protobuf text format of Triton's ModelConfig) for one model."""
+    inputs, outputs = _specs(target)
+    batching = all(s.shape and s.shape[0] == DYNAMIC for s in inputs)
+    backend = "tensorrt" if target.kind == "plan" else "onnxruntime"
+    if backend == "tensorrt" and options.kind != "gpu":
+        raise UserError(f"{target.path} is a TensorRT plan: it runs on KIND_GPU instances only")
+    if options.trt_accelerator is not None and (backend != "onnxruntime" or options.kind != "gpu"):
+        raise UserError("--trt-accelerator applies to ONNX models on GPU instances")
+    skip = 1 if batching else 0
+    text = (f'name: "{name}"\nbackend: "{backend}"\nmax_batch_size: {options.max_batch if batching else 0}\n'
+            + _tensors("input", inputs, skip) + _tensors("output", outputs, skip))
+    if batching and options.max_delay_us is not None:
+        text += f"dynamic_batching {{\n  max_queue_delay_microseconds: {options.max_delay_us}\n}}\n"
+    text += f"instance_group [\n  {{\n    count: {options.instances}\n    kind: KIND_{options.kind.upper()}\n  }}\n]\n"
+    if options.trt_accelerator is not None:
+        text += ("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n      {\n"
+                 '        name: "tensorrt"\n'
+                 f'        parameters {{ key: "precision_mode" value: "{options.trt_accelerator.upper()}" }}\n'
+                 "      }\n    ]\n  }\n}\n")
+    return text
+
+
+def write_model(repository: Path, name: str, target: Target, options: RepoOptions) -> Path:
+    """Write `repository/name/` (config.pbtxt, 1/model.onnx or 1/model.plan, external weights beside the ONNX)."""
+    config = config_text(name, target, options)
+    ensure_writable_dir(repository)
+    staged = Path(tempfile.mkdtemp(dir=repository, prefix=f".{name}-"))
+    try:
+        version = staged / "1"
+        version.mkdir()
+        shutil.copyfile(target.path, version / ("model.plan" if target.kind == "plan" else "model.onnx"))
+        for data in external_data_files(target.path) if target.kind == "onnx" else []:
+            shutil.copyfile(data, version / data.name)  # the ONNX refers to it by this name
+        (staged / "config.pbtxt").write_text(config)
+        os.chmod(staged, 0o755)
+        destination = repository / name
+        if destination.exists():
+            retired = Path(tempfile.mkdtemp(dir=repository, prefix=f".{name}-old-"))
+            os.replace(destination, retired / name)
+            os.replace(staged, destination)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staged, destination)
+        return destination
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
