@@ -10,7 +10,7 @@ BUNDLE := build/$(MODEL)
 STAMP  := $(VENV)/.installed
 SOURCES := $(shell find export optimize runtime -name '*.py' 2>/dev/null)
 
-.PHONY: setup export optimize quantize demo bench test test-fast lint clean
+.PHONY: setup export optimize quantize demo serve bench test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -54,12 +54,17 @@ $(SAMPLES)/.written: $(STAMP)
 	$(PY) -m export.samples $(SAMPLES) --count 8
 	@touch $@
 
+# The default model and its INT8 `ort` artifact over KServe v2 on loopback (tritonclient snippet in README).
+serve: $(QUANTIZED)
+	$(CLI) serve $(BUNDLE) $(BUNDLE)/model.opt.int8-ort.onnx --host 127.0.0.1 --port 8000
+
 demo: $(QUANTIZED) $(SAMPLES)/.written
 	$(CLI) verify $(BUNDLE)
 	$(CLI) infer $(DEMO_ARTIFACT) --input $(DEMO_IMAGE) --top-k 3
 
 # Side by side in one run: optimize targets vs the raw export, precision (FP16/INT8) vs ORT's quantize_static, and
-# ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, on ONNX Runtime CPU. Each part writes bench/<part>.{json,md}; bench_report merges them into bench/results.json and
+# ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, and the thin server vs the
+# in-process session through tritonclient, on ONNX Runtime CPU. Each part writes bench/<part>.{json,md}; bench_report merges them into bench/results.json and
 # bench/README.md.
 comma := ,
 BENCH_MODELS := resnet50,resnet50_v1,inception_block
@@ -74,6 +79,7 @@ bench: $(BENCH_EXPORTS)
 	$(CLI) bench resnet50 build/bench/resnet50/model.target-ort.onnx build/bench/resnet50/model.int8-ort.onnx \
 		--labels "torch eager,ORT FP32 --target ort,ORT INT8 ort" --batch 1,8 --seconds 15 \
 		--json bench/runtime.json --markdown bench/runtime.md
+	$(PY) -m runtime.serve.bench --build build/bench --out bench
 	$(PY) -m runtime.bench_report bench
 
 test: $(STAMP)

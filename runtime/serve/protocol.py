@@ -104,7 +104,7 @@ def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[st
         if offset + size > len(binary):
             raise ProtocolError(f"input {name!r}: needs {size} bytes of binary data, only {len(binary) - offset} "
                                 "remain (truncated body?)")
-        array = np.frombuffer(binary[offset:offset + size], dtype=dtype.newbyteorder("<")).astype(dtype)
+        array = np.frombuffer(binary[offset:offset + size], dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
         return name, array.reshape(shape), offset + size
     if "data" not in tensor:
         raise ProtocolError(f"input {name!r} has neither data nor parameters.binary_data_size")
