@@ -285,3 +285,24 @@ def test_fuzzed_requests_get_json_4xx_and_the_server_stays_healthy(bundle_copy, 
         result = client.infer("digits_resnet", [digits_input(np.zeros((2, 1, 8, 8), np.float32))])
         assert result.as_numpy("logits").shape == (2, 10)
         print(f"{len(statuses)} malformed requests answered; statuses {sorted(set(statuses))}")
+
+
+def test_the_readme_snippet_works_against_the_server(served, capsys):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    snippet = readme.split("```python\nimport numpy as np\nimport tritonclient.http as triton\n", 1)[1]
+    snippet = "import numpy as np\nimport tritonclient.http as triton\n" + snippet.split("```", 1)[0]
+    assert '"127.0.0.1:8000"' in snippet
+    exec(snippet.replace('"127.0.0.1:8000"', repr(served[0])), {})
+    printed = capsys.readouterr().out.strip()
+    with sessions.open(served[1]) as session:
+        expected = session.run(np.zeros((2, 1, 8, 8), np.float32))["logits"].argmax(axis=1)
+    assert printed == str(expected)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["missing.onnx"], "missing.onnx does not exist"),
+    (["digits_resnet", "--max-delay-ms", "-1"], "--max-delay-ms -1.0 is negative"),
+])
+def test_serve_user_errors_exit_2_before_listening(cli, args, message):
+    code, _, err = cli("serve", *args)
+    assert code == 2 and message in err and "Traceback" not in err
