@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import onnx_ir as ir
 from rich.console import Console
 
 from runtime.arguments import positive_int
@@ -19,7 +18,7 @@ from runtime.bundle import GOLDEN_NAME, TOLERANCES, ArtifactRecord, Tolerance, w
 from runtime.files import ensure_writable_dir, publish, sha256_file, staging_dir
 from runtime.golden import Golden, Parity, compare
 from runtime.locate import PLAN_KIND, Target, locate
-from runtime.onnx_file import io_specs, load_model
+from runtime.onnx_file import graph_precision, io_specs, load_model
 from runtime.plan import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MIN_BATCH,
@@ -51,22 +50,12 @@ def register(stages: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def graph_precision(model: ir.Model) -> str:
-    """int8 when the graph has Q/DQ, fp16 when any tensor is FP16, else fp32."""
-    ops = {node.op_type for node in model.graph.all_nodes()}
-    if ops & {"QuantizeLinear", "DequantizeLinear"}:
-        return "int8"
-    values = [*model.graph.initializers.values(), *(o for n in model.graph.all_nodes() for o in n.outputs)]
-    return "fp16" if any(v.dtype == ir.DataType.FLOAT16 for v in values) else "fp32"
-
-
 def _golden_parity(staged: Path, golden: Golden, tolerance: Tolerance) -> Parity:
     """Run the bundle's golden inputs through the staged plan (the plan.json beside it) and compare."""
     from runtime.backends.tensorrt_backend import TensorRTSession
-    from runtime.self_check import run_golden
 
     with TensorRTSession(Target("plan", staged, None, None, None, None, None)) as session:
-        return compare(golden.outputs, run_golden(session, golden.inputs), tolerance)
+        return compare(golden.outputs, session.run_batched(golden.inputs), tolerance)
 
 
 def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> None:

@@ -57,3 +57,12 @@ def io_specs(model: ir.Model) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return TensorSpec(value.name, np.dtype(value.dtype.numpy()), shape)
 
     return [spec(v) for v in model.graph.inputs], [spec(v) for v in model.graph.outputs]
+
+
+def graph_precision(model: ir.Model) -> str:
+    """int8 when the graph has Q/DQ, fp16 when any tensor is FP16, else fp32."""
+    ops = {node.op_type for node in model.graph.all_nodes()}
+    if ops & {"QuantizeLinear", "DequantizeLinear"}:
+        return "int8"
+    values = [*model.graph.initializers.values(), *(o for n in model.graph.all_nodes() for o in n.outputs)]
+    return "fp16" if any(v.dtype == ir.DataType.FLOAT16 for v in values) else "fp32"

@@ -3,8 +3,6 @@ golden torch outputs within the artifact's recorded tolerance, or it is refused 
 
 from __future__ import annotations
 
-import numpy as np
-
 from runtime.bundle import GOLDEN_NAME, TOLERANCES, Tolerance
 from runtime.errors import UserError
 from runtime.files import sha256_file
@@ -22,14 +20,6 @@ def _tolerance(session: Session) -> Tolerance | None:
         return TOLERANCES["fp32"]
     record = session.target.record
     return record.tolerance if record is not None else None
-
-
-def run_golden(session: Session, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the golden inputs in chunks the session accepts (an engine's max batch may be below the golden batch)."""
-    batch = len(next(iter(inputs.values())))
-    step = min(batch, session.batch_range.maximum or batch)
-    chunks = [session.run({k: v[start:start + step] for k, v in inputs.items()}) for start in range(0, batch, step)]
-    return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
 
 def check_recorded_file(target: Target) -> None:
@@ -53,7 +43,7 @@ def check_session(session: Session) -> None:
         session.self_check_note = f"not checked: {golden_path} is missing"
         return
     golden = Golden.load(golden_path)
-    parity = compare(golden.outputs, run_golden(session, golden.inputs), tolerance)
+    parity = compare(golden.outputs, session.run_batched(golden.inputs), tolerance)
     session.self_check = parity
     session.self_check_note = f"self-check {parity.describe()}"
     if not parity.ok:

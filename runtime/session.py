@@ -49,6 +49,14 @@ class Session(abc.ABC):
         feeds = prepare_inputs(self.inputs, inputs, self.batch_range)
         return self._run(feeds, select_outputs(self.outputs, list(outputs) if outputs is not None else None))
 
+    def run_batched(self, inputs: Mapping[str, np.ndarray], batch: int | None = None) -> dict[str, np.ndarray]:
+        """Run many samples in chunks of at most `batch` (and at most what the session accepts, e.g. an engine's
+        max batch); the outputs are concatenated."""
+        count = len(next(iter(inputs.values())))
+        step = min(count, batch or count, self.batch_range.maximum or count)
+        chunks = [self.run({k: v[start:start + step] for k, v in inputs.items()}) for start in range(0, count, step)]
+        return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+
     @abc.abstractmethod
     def _run(self, feeds: dict[str, Any], output_names: list[str]) -> dict[str, np.ndarray]:
         """Run validated inputs; return the named outputs."""

@@ -64,13 +64,12 @@ def tensorrt_missing() -> str | None:
 def check_plan(path: Path, golden: Golden, tolerance: Tolerance, labelled: LabelledSet | None) -> ArtifactCheck:
     """The plan in a TensorRT session: golden parity, and labelled accuracy in batches the engine accepts."""
     from runtime.golden import compare
-    from runtime.self_check import run_golden
     from runtime.session import open as open_session
 
     with open_session(path, "tensorrt", self_check=False) as session:
-        parity = compare(golden.outputs, run_golden(session, golden.inputs), tolerance)
+        parity = compare(golden.outputs, session.run_batched(golden.inputs), tolerance)
         accuracy = None
         if labelled is not None:
-            logits = run_golden(session, {session.inputs[0].name: labelled.inputs})[session.outputs[0].name]
+            logits = session.run_batched({session.inputs[0].name: labelled.inputs})[session.outputs[0].name]
             accuracy = labelled.accuracy(logits)
     return ArtifactCheck(parity=parity, accuracy=accuracy)

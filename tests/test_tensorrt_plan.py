@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 import runtime.session as sessions
-from runtime.build_cli import graph_precision
 from runtime.bundle import TOLERANCES, ArtifactRecord, read_manifest, write_manifest
 from runtime.errors import UserError
 from runtime.files import sha256_file
 from runtime.locate import PLAN_KIND
-from runtime.onnx_file import load_model
+from runtime.onnx_file import graph_precision, load_model
 from runtime.plan import (
     TRT_TO_NUMPY,
     BuildOptions,

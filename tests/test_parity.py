@@ -1,0 +1,83 @@
+"""`onebyone parity`: metrics computed as defined, localisation naming a deliberately corrupted layer, and user
+errors (mismatched models, labels, data sources) exiting 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from runtime.parity.metrics import BOUNDS, measure
+
+CORRUPTED = "/layer2/layer2.0/conv2/Conv"
+
+
+def test_metrics_follow_their_definitions(rng):
+    reference = rng.normal(size=(50, 10))
+    candidate = reference + rng.normal(scale=0.01, size=reference.shape)
+    labels = rng.integers(0, 10, 50)
+    metrics = measure({"y": reference}, {"y": candidate}, labels)
+    diff = candidate - reference
+    assert metrics.max_abs == pytest.approx(np.abs(diff).max())
+    assert metrics.max_rel == pytest.approx(np.abs(diff).max() / np.abs(reference).max())
+    assert metrics.rel_l2 == pytest.approx(np.linalg.norm(diff) / np.linalg.norm(reference))
+    cosine = np.sum(reference * candidate) / np.linalg.norm(reference) / np.linalg.norm(candidate)
+    assert metrics.cosine == pytest.approx(cosine)
+    assert metrics.top1_agreement == pytest.approx(np.mean(reference.argmax(1) == candidate.argmax(1)))
+    overlap = np.mean([len(set(np.argsort(-r)[:5]) & set(np.argsort(-c)[:5])) / 5
+                       for r, c in zip(reference, candidate, strict=True)])
+    assert metrics.top5_overlap == pytest.approx(overlap)
+    assert metrics.accuracy_reference == pytest.approx(np.mean(reference.argmax(1) == labels))
+    assert metrics.accuracy_candidate == pytest.approx(np.mean(candidate.argmax(1) == labels))
+    same = measure({"y": reference}, {"y": reference.copy()}, None)
+    assert same.max_abs == 0 and same.cosine == pytest.approx(1.0) and same.failures(BOUNDS["fp32"]) == []
+    broken = measure({"y": reference}, {"y": np.where(candidate > 2, np.nan, candidate)}, None)
+    assert "non-finite outputs" in broken.failures(BOUNDS["int8"])
+
+
+def test_a_corrupted_conv_is_named_as_the_first_divergence(exported, cli, tmp_path):
+    source = exported("digits_resnet").onnx_path
+    model = ir.load(source)
+    conv = next(node for node in model.graph if node.name == CORRUPTED)
+    weight = conv.inputs[1]
+    weight.const_value = ir.tensor(weight.const_value.numpy() * 1.5, name=weight.name)
+    ir.save(model, tmp_path / "corrupted.onnx")
+    code, out, err = cli("parity", source, tmp_path / "corrupted.onnx", source, "--data", "digits",
+                         "--json", tmp_path / "parity.json")
+    assert code == 1, err  # the corrupted candidate fails; the untouched one passes
+    report = json.loads((tmp_path / "parity.json").read_text())
+    corrupted, untouched = report["candidates"]
+    assert corrupted["failures"] and not untouched["failures"]
+    first = corrupted["layers"]["first_divergence"]
+    assert first["node"] == CORRUPTED and first["op"] == "Conv"
+    layers = corrupted["layers"]["layers"]
+    before = layers[:[layer["node"] for layer in layers].index(CORRUPTED)]
+    assert before and max(layer["rel_l2"] for layer in before) < 1e-6  # exact up to there
+    assert untouched["layers"]["first_divergence"] is None
+    assert f"first layer above rel-L2 0.0001: {CORRUPTED} (Conv)" in out
+
+
+def test_passing_candidates_exit_0_with_accuracy_on_labels(bundle_copy, cli, tmp_path):
+    bundle = bundle_copy("digits_resnet")
+    assert cli("quantize", bundle / "model.onnx", "--precision", "fp16")[0] == 0
+    code, out, err = cli("parity", bundle, bundle / "model.onnx", bundle / "model.fp16.onnx", "--samples", "100")
+    assert code == 0, out + err
+    assert "data: sklearn digits, held-out test split (360 images)" in out  # the bundle's labelled data
+    assert out.count("PASS") == 2 and "accuracy" in out
+
+
+@pytest.mark.parametrize(("candidate", "data", "message"), [
+    ("inception", None, "has inputs [('input', (192, 28, 28))], the reference has [('input', (1, 8, 8))]"),
+    ("digits", "{tmp}/mismatch.npz", "has 5 inputs but 4 labels; they must pair up"),
+    ("digits", "imagenet", "unknown data source 'imagenet'"),
+    ("digits", "{tmp}/unnamed.npz", "holds ['x']; name the inputs 'inputs'"),
+])
+def test_user_errors_exit_2(exported, cli, tmp_path, candidate, data, message):
+    np.savez(tmp_path / "mismatch.npz", inputs=np.zeros((5, 1, 8, 8), np.float32), labels=np.zeros(4, np.int64))
+    np.savez(tmp_path / "unnamed.npz", x=np.zeros((5, 1, 8, 8), np.float32))
+    target = exported("inception_block" if candidate == "inception" else "digits_resnet").onnx_path
+    args = ["--data", data.format(tmp=tmp_path)] if data else []
+    code, _, err = cli("parity", exported("digits_resnet").onnx_path, target, *args)
+    assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
