@@ -15,7 +15,8 @@ from optimize.precision.calibrate import Calibration, collect, with_types
 from optimize.precision.fp16 import convert_to_fp16
 from optimize.precision.qdq import FLAVOURS, TensorRange, insert_qdq
 from optimize.precision.ranges import METHODS
-from optimize.precision.sources import SOURCES_HELP, open_source
+from optimize.precision.sensitivity import fall_back
+from optimize.precision.sources import SOURCES_HELP, CalibrationData, calibration_labels, open_source
 from optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
 from optimize.precision.trt_rules import trt_violations
 from runtime.arguments import positive_int
@@ -27,6 +28,7 @@ from runtime.preprocess import Preprocess
 
 stdout = Console(highlight=False, soft_wrap=True)
 PRECISIONS = ("fp16", "int8")
+FALLBACK_SAMPLES = 256  # the accuracy fallback evaluates every candidate on at most this many calibration samples
 
 
 def register(stages: argparse._SubParsersAction) -> None:
@@ -48,6 +50,15 @@ def register(stages: argparse._SubParsersAction) -> None:
     parser.add_argument("--exclude", default="", help="comma-separated node names to leave unquantized (int8)")
     parser.add_argument("--keep-fp32", default="", help="comma-separated node names to keep in FP32")
     parser.add_argument("--fp16-io", action="store_true", help="fp16: FP16 graph inputs/outputs (default FP32)")
+    fallback = parser.add_mutually_exclusive_group()
+    fallback.add_argument("--accuracy-budget", type=float, metavar="PT",
+                          help="int8: keep the most quantization-sensitive layers in float until the accuracy drop "
+                               "on the calibration data is at most PT points (labels, else top-1 changes)")
+    fallback.add_argument("--auto-exclude", type=positive_int, metavar="K",
+                          help="int8: keep the K most quantization-sensitive layers in float")
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="int8: rank every weighted layer by the output error it causes when quantized alone "
+                             "(printed and recorded in the manifest)")
     parser.add_argument("--trt-version", default=installed_tensorrt() or DEFAULT_TRT_VERSION,
                         help="TensorRT version named in the legacy calibration cache (default: the installed one, "
                              f"else {DEFAULT_TRT_VERSION})")
@@ -80,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--precision int8 needs calibration data: --calib DATA (" + SOURCES_HELP + ")")
     if not 0 < args.percentile <= 100:
         raise UserError(f"--percentile must be in (0, 100], got {args.percentile}")
+    if _wants_sensitivity(args) and (args.precision != "int8" or Path(args.calib).suffix == ".json"):
+        raise UserError("--sensitivity/--accuracy-budget/--auto-exclude apply to --precision int8 with calibration "
+                        "data (--calib DATA, not a calib.json): they measure errors on that data")
+    if args.accuracy_budget is not None and args.accuracy_budget < 0:
+        raise UserError(f"--accuracy-budget {args.accuracy_budget} is negative")
     model = with_types(load_model(args.input))
     output = args.output or default_output(args.input, args.precision, args.flavour)
     exclude, keep = node_names(args.exclude, model), node_names(args.keep_fp32, model)
@@ -87,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.input} holds ONNX Runtime contrib ops (from `optimize --target ort`), which cannot "
                         "be quantized; quantize an export or an `optimize --target trt` (or generic) output")
     with staging_dir(output.parent) as stage:
-        calibration, calib_file, companions = _calibration(args, model, output, stage)
+        calibration, calib_file, companions, data = _calibration(args, model, output, stage)
         if args.precision == "fp16":
             made_by = _to_fp16(model, calibration, keep, args.fp16_io)
         else:
-            made_by = _to_int8(model, calibration, args, exclude | keep)
+            made_by = _to_int8(model, calibration, args, exclude | keep, data)
             if made_by is None:
                 return 1
         made_by = {"stage": "quantize", "from": args.input.name, "precision": args.precision} | made_by
@@ -111,11 +127,11 @@ def _calib_path(source: Path, output: Path) -> Path:
 
 
 def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
-                 stage: Path) -> tuple[Calibration | None, Path | None, list[Companion]]:
-    """The calibration to use, the calib.json it lives in, and the files to publish with the output (calib.json
-    and the TensorRT cache, when this run calibrated)."""
+                 stage: Path) -> tuple[Calibration | None, Path | None, list[Companion], CalibrationData | None]:
+    """The calibration to use, the calib.json it lives in, the files to publish with the output (calib.json and the
+    TensorRT cache, when this run calibrated), and the data it was calibrated on (None for a calib.json)."""
     if not args.calib:
-        return None, None, []
+        return None, None, [], None
     model_sha256 = sha256_file(args.input)
     calib_file = Path(args.calib)
     if calib_file.suffix == ".json" and calib_file.is_file():
@@ -124,7 +140,7 @@ def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
             raise UserError(f"{calib_file} was made for another model (sha256 {calibration.model_sha256[:12]}…, "
                             f"{args.input.name} is {model_sha256[:12]}…); calibrate this one with --calib DATA")
         stdout.print(f"calibration: {calib_file} ({calibration.samples} samples of {calibration.source})")
-        return calibration, calib_file, []
+        return calibration, calib_file, [], None
     graph_input = model.graph.inputs[0]
     sample_shape = tuple(d if isinstance(d, int) else None for d in graph_input.shape[1:])
     preprocess = model.metadata_props.get("onebyone.preprocess")
@@ -141,7 +157,7 @@ def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
     cache = calib_json.with_name(calib_json.name.removesuffix(".json") + ".cache")
     write_cache(cache, ranges, args.trt_version)
     companions = [Companion(calib_json, "calibration"), Companion(cache, "tensorrt-calibration-cache")]
-    return calibration, _calib_path(args.input, output), companions
+    return calibration, _calib_path(args.input, output), companions, data
 
 
 def _to_fp16(model: ir.Model, calibration: Calibration | None, keep: set[str], fp16_io: bool) -> dict:
@@ -155,11 +171,46 @@ def _to_fp16(model: ir.Model, calibration: Calibration | None, keep: set[str], f
             "activation_ranges_checked": calibration is not None}
 
 
-def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace, exclude: set[str]) -> dict | None:
+def _wants_sensitivity(args: argparse.Namespace) -> bool:
+    return args.sensitivity or args.accuracy_budget is not None or args.auto_exclude is not None
+
+
+def _fallback(model: ir.Model, ranges: dict[str, TensorRange], args: argparse.Namespace, exclude: set[str],
+              data: CalibrationData) -> dict:
+    """Rank the layers and run the fallback on (up to FALLBACK_SAMPLES of) the calibration data; report and record
+    it. With --sensitivity alone nothing is excluded."""
+    inputs = data.read(0, min(data.count, FALLBACK_SAMPLES))
+    labels = calibration_labels(args.calib, len(inputs))
+    if args.accuracy_budget is not None:
+        budget = args.accuracy_budget
+        result = fall_back(model, ranges, args.flavour, exclude, inputs, labels, lambda _, drop: drop <= budget)
+    elif args.auto_exclude is not None:
+        result = fall_back(model, ranges, args.flavour, exclude, inputs, labels,
+                           lambda count, _: count >= args.auto_exclude)
+    else:
+        result = fall_back(model, ranges, args.flavour, exclude, inputs, labels, lambda count, _: count >= 0,
+                           always_rank=True)
+    for rank, (layer, error) in enumerate(result.ranking[:None if args.sensitivity else 5], start=1):
+        stdout.print(f"  sensitivity {rank}. {layer}: output rel-L2 {error:.3g} when quantized alone")
+    stdout.print(f"fallback: drop {result.drop_before:.2f} → {result.drop_after:.2f} pt ({result.metric}, "
+                 f"{len(inputs)} samples); kept float: {', '.join(result.excluded) or 'nothing'}")
+    return {"accuracy_budget_pt": args.accuracy_budget, "auto_exclude": args.auto_exclude,
+            "excluded": result.excluded, "drop_before_pt": result.drop_before, "drop_after_pt": result.drop_after,
+            "metric": result.metric, "samples": len(inputs), "ranking": result.ranking}
+
+
+def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace, exclude: set[str],
+             data: CalibrationData | None) -> dict | None:
     amax = calibration.ranges(args.method, args.percentile)
     ranges = {name: TensorRange(amax[name], stats.minimum, stats.maximum)
               for name, stats in calibration.statistics.items()}
+    fallback = None
+    if data is not None and _wants_sensitivity(args):
+        fallback = _fallback(model, ranges, args, exclude, data)
+        exclude = exclude | set(fallback["excluded"])
     report = insert_qdq(model, ranges, args.flavour, exclude)
+    for rank, layer in enumerate(fallback["excluded"] if fallback else [], start=1):
+        report.float_nodes[layer] = f"kept float by the sensitivity fallback (rank {rank})"
     stdout.print(f"int8 ({args.flavour}, {args.method}): {report.activations} activations and {report.weights} "
                  f"weights quantized, {len(report.float_nodes)} weighted nodes left float")
     for name, reason in report.float_nodes.items():
@@ -173,4 +224,4 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
             return None
     return {"flavour": args.flavour, "method": args.method,
             "percentile": args.percentile if args.method == "percentile" else None,
-            "float_nodes": report.float_nodes}
+            "float_nodes": report.float_nodes} | ({"fallback": fallback} if fallback else {})

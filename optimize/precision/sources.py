@@ -164,3 +164,16 @@ def _checked(data: CalibrationData, sample_shape: tuple[int | None, ...]) -> Cal
         return batch
 
     return dataclasses.replace(data, read=read)
+
+
+def calibration_labels(spec: str, count: int) -> np.ndarray | None:
+    """Labels for the first `count` calibration samples, where the source has them: `digits` (its calibration
+    split) or a .npz with a `labels` array; None otherwise."""
+    if spec == "digits":
+        from export.models.digits import digits_splits
+
+        return digits_splits()["calib"].labels[:count]
+    if spec.endswith(".npz"):
+        with np.load(spec, allow_pickle=False) as archive:
+            return archive["labels"][:count] if "labels" in archive.files else None
+    return None

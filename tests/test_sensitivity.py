@@ -1,0 +1,96 @@
+"""Sensitivity and fallback on a model made quantization-hostile in one layer: one channel of conv1's output is
+scaled up 500× (and conv2's weights on it down 500×, so the float model computes the same). Per-tensor INT8 on
+conv2's input then rounds the other seven channels to almost nothing; the ranking must put conv2 first, and
+`--accuracy-budget` must keep it in float and bring the drop within the budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+from onnx import helper
+
+from optimize.precision.calibrate import collect
+from optimize.precision.qdq import TensorRange
+from optimize.precision.sensitivity import drop_points, fall_back, quantized, rank_layers, run
+from optimize.precision.sources import CalibrationData
+from tests.graphs import model as onnx_model
+from tests.graphs import tensor_input
+
+OUTLIER = 500.0
+BUDGET = 2.0  # points of top-1 agreement with the float model
+
+
+def hostile_model(rng: np.random.Generator) -> ir.Model:
+    w1, b1 = rng.normal(0, 0.5, (8, 3, 3, 3)), rng.normal(0, 0.1, 8)
+    w2, b2 = rng.normal(0, 0.5, (16, 8, 1, 1)), rng.normal(0, 0.1, 16)
+    w1[0] *= OUTLIER
+    b1[0] = abs(b1[0]) * OUTLIER
+    w2[:, 0] /= OUTLIER
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["a_relu"], name="relu1"),
+             helper.make_node("Conv", ["a_relu", "w2", "b2"], ["c"], name="conv2"),
+             helper.make_node("Relu", ["c"], ["c_relu"], name="relu2"),
+             helper.make_node("GlobalAveragePool", ["c_relu"], ["pooled"], name="pool"),
+             helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "w3", "b3"], ["logits"], name="fc", transB=1)]
+    weights = {"w1": w1, "b1": b1, "w2": w2, "b2": b2, "w3": rng.normal(0, 1, (10, 16)), "b3": rng.normal(0, 1, 10)}
+    return onnx_model(nodes, [tensor_input("x", ["N", 3, 8, 8])], ["logits"], weights)
+
+
+@pytest.fixture
+def hostile(rng):
+    model = hostile_model(rng)
+    inputs = rng.standard_normal((256, 3, 8, 8)).astype(np.float32)
+    data = CalibrationData("N(0,1)", len(inputs), lambda start, stop: inputs[start:stop])
+    calibration = collect(model, "0" * 64, data, 64)
+    amax = calibration.ranges("minmax", 100.0)
+    ranges = {name: TensorRange(amax[name], s.minimum, s.maximum) for name, s in calibration.statistics.items()}
+    return model, ranges, inputs
+
+
+@pytest.mark.parametrize("flavour", ["trt", "ort"])
+def test_the_hostile_layer_ranks_first_and_the_budget_keeps_it_float(hostile, flavour, rng):
+    model, ranges, inputs = hostile
+    ranking = rank_layers(model, ranges, flavour, inputs)
+    assert ranking[0][0] == "conv2", ranking
+    assert ranking[0][1] > 5 * ranking[1][1]  # by a wide margin
+    result = fall_back(model, ranges, flavour, set(), inputs, None, lambda _, drop: drop <= BUDGET)
+    assert result.drop_before > BUDGET and result.excluded == ["conv2"] and result.drop_after <= BUDGET
+    fresh = rng.standard_normal((256, 3, 8, 8)).astype(np.float32)  # held-out: the choice generalises
+    reference = run(model, fresh)
+    error = {name: float(np.linalg.norm(run(quantized(model, ranges, flavour, excluded), fresh) - reference)
+                         / np.linalg.norm(reference))
+             for name, excluded in (("all int8", set()), ("conv2 float", {"conv2"}))}
+    drops = {name: drop_points(reference, run(quantized(model, ranges, flavour, excluded), fresh), None)
+             for name, excluded in (("all int8", set()), ("conv2 float", {"conv2"}))}
+    print(f"{flavour}: calibration drop {result.drop_before:.1f} → {result.drop_after:.1f} pt; held-out rel-L2 "
+          f"{error}, top-1 changes {drops}")
+    assert error["conv2 float"] < error["all int8"] / 5 and drops["conv2 float"] <= BUDGET < drops["all int8"]
+
+
+def test_quantize_accuracy_budget_writes_conv2_float(hostile, cli, tmp_path):
+    model, _, inputs = hostile
+    ir.save(model, tmp_path / "hostile.onnx")
+    reference = run(model, inputs)
+    np.savez(tmp_path / "calib.npz", inputs=inputs, labels=reference.argmax(1))
+    code, out, err = cli("quantize", tmp_path / "hostile.onnx", "--precision", "int8", "--calib",
+                         tmp_path / "calib.npz", "--method", "minmax", "--accuracy-budget", str(BUDGET))
+    assert code == 0, out + err
+    assert "sensitivity 1. conv2" in out and "kept float: conv2" in out
+    written = ir.load(tmp_path / "hostile.int8-trt.onnx")
+    conv2 = next(node for node in written.graph if node.name == "conv2")
+    conv1 = next(node for node in written.graph if node.name == "conv1")
+    assert conv2.inputs[0].producer().op_type != "DequantizeLinear"  # conv2 reads the float activation
+    assert conv1.inputs[0].producer().op_type == "DequantizeLinear"  # the rest is quantized
+    drop = drop_points(reference, run(written, inputs), reference.argmax(1))
+    assert drop <= BUDGET
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--precision", "fp16", "--sensitivity"], "apply to --precision int8 with calibration data"),
+    (["--precision", "int8", "--calib", "digits", "--accuracy-budget", "-1"], "--accuracy-budget -1.0 is negative"),
+])
+def test_fallback_user_errors(exported, cli, args, message):
+    code, _, err = cli("quantize", exported("digits_resnet").onnx_path, *args)
+    assert code == 2 and message in " ".join(err.split())
