@@ -1,5 +1,5 @@
 # onebyone — stages chained by artifact: build/MODEL/model.onnx → model.opt.onnx → model.opt.{fp16,int8-trt,int8-ort}.onnx
-# → verify → infer on a held-out digit. CALIB names the calibration data (an image folder, .npy/.npz, digits, random).
+# → verify → infer on a held-out digit → parity report. CALIB names the calibration data (an image folder, .npy/.npz, digits, random).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -61,6 +61,8 @@ serve: $(QUANTIZED)
 demo: $(QUANTIZED) $(SAMPLES)/.written
 	$(CLI) verify $(BUNDLE)
 	$(CLI) infer $(DEMO_ARTIFACT) --input $(DEMO_IMAGE) --top-k 3
+	$(CLI) parity $(BUNDLE) $(BUNDLE)/model.onnx $(BUNDLE)/model.opt.onnx $(QUANTIZED) \
+		--json $(BUNDLE)/parity.json --report $(BUNDLE)/parity.html
 
 # Side by side in one run: optimize targets vs the raw export, precision (FP16/INT8) vs ORT's quantize_static, and
 # ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, and the thin server vs the

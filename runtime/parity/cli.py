@@ -35,6 +35,7 @@ def register(stages: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help=f"{SOURCES} (default: the bundle's labelled data, else random)")
     parser.add_argument("--samples", type=positive_int, help="use at most this many samples")
     parser.add_argument("--json", type=Path, help="write every metric and layer as JSON")
+    parser.add_argument("--report", type=Path, help="write a self-contained HTML report with plots")
     parser.add_argument("--max-rel", type=float, help="override max|diff|/max|ref| for every candidate")
     parser.add_argument("--min-cosine", type=float, help="override the cosine-similarity bound")
     parser.add_argument("--min-top1", type=float, help="override the top-1 agreement bound (0..1)")
@@ -150,10 +151,13 @@ def run(args: argparse.Namespace) -> int:
         data = _data(args, reference)
         stdout.print(f"reference: {reference.describe()}\ndata: {data.description}")
         reference_outputs = reference.run_batched({reference.inputs[0].name: data.inputs}, batch=32)
-        records = []
+        records, calibrations = [], []
         for target in args.candidates:
             with open_session(target, "auto", self_check=False) as candidate:
                 record = compare_candidate(reference, reference_outputs, candidate, data, args)
+                calibration = _calibration_file(candidate)
+            if calibration is not None and calibration not in calibrations:
+                calibrations.append(calibration)
             stdout.print(describe(record))
             records.append(record)
     if args.json is not None:
@@ -161,4 +165,17 @@ def run(args: argparse.Namespace) -> int:
                   "candidates": [{k: v for k, v in r.items() if k != "outputs"} for r in records]}
         with atomic_write(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if args.report is not None:
+        from runtime.parity.report import write_report
+
+        write_report(args.report, reference.target.label, data.description, records, reference_outputs, calibrations)
+        stdout.print(f"report: {args.report}")
     return 1 if any(r["failures"] for r in records) else 0
+
+
+def _calibration_file(candidate: Session) -> Path | None:
+    """The calib.json a bundle's quantized artifact was made with, when it is still there."""
+    record = candidate.target.record
+    name = (record.made_by.get("calibration") or {}).get("file") if record is not None else None
+    path = candidate.target.bundle / name if name else None
+    return path if path is not None and path.is_file() else None

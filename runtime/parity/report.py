@@ -1,0 +1,125 @@
+"""The parity report as one self-contained HTML file: a summary table, and matplotlib plots embedded as base64 PNG
+(per-layer error per candidate, histogram of output differences, calibration ranges). No scripts, no external URLs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.files import atomic_write
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
+         "table{border-collapse:collapse;font-size:13px}"
+         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+         ".pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}img{max-width:100%}")
+
+
+def _png(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _layer_plot(records: list[dict[str, Any]]) -> str | None:
+    import matplotlib.pyplot as plt
+
+    with_layers = [r for r in records if r.get("layers")]
+    if not with_layers:
+        return None
+    figure, axis = plt.subplots(figsize=(10, 4))
+    for record in with_layers:
+        errors = [max(layer["rel_l2"], 1e-9) for layer in record["layers"]["layers"]]
+        axis.plot(errors, marker=".", label=f"{Path(record['artifact']).name} ({record['precision']})")
+        first = record["layers"]["first_divergence"]
+        if first is not None:
+            index = [layer["tensor"] for layer in record["layers"]["layers"]].index(first["tensor"])
+            axis.annotate(first["node"], (index, errors[index]), fontsize=7, rotation=20)
+    axis.set_yscale("log")
+    axis.set_xlabel("layer (topological order of the FP32 graph)")
+    axis.set_ylabel("relative L2 error vs FP32 graph\n(exact layers drawn at 1e-9)")
+    axis.legend(fontsize=8)
+    axis.set_title("Per-layer error")
+    encoded = _png(figure)
+    plt.close(figure)
+    return encoded
+
+
+def _difference_plot(records: list[dict[str, Any]], reference: dict[str, np.ndarray]) -> str:
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(10, 4))
+    for record in records:
+        diffs = np.concatenate([(record["outputs"][k].astype(np.float64) - v).ravel() for k, v in reference.items()])
+        diffs = diffs[np.isfinite(diffs)]
+        axis.hist(diffs, bins=100, histtype="step", label=f"{Path(record['artifact']).name} ({record['precision']})")
+    axis.set_yscale("log")
+    axis.set_xlabel("candidate − reference, every output element")
+    axis.set_ylabel("count")
+    axis.legend(fontsize=8)
+    axis.set_title("Output differences")
+    encoded = _png(figure)
+    plt.close(figure)
+    return encoded
+
+
+def _calibration_plot(calibration: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    raw = json.loads(calibration.read_text())
+    tensors = raw["tensors"]
+    names = list(tensors)
+    observed = [max(abs(t["min"]), abs(t["max"])) for t in tensors.values()]
+    chosen = [t["amax"] for t in tensors.values()]
+    figure, axis = plt.subplots(figsize=(10, 4))
+    axis.plot(observed, marker=".", label="max |x| observed")
+    axis.plot(chosen, marker=".", label=f"amax ({raw['method']})")
+    axis.set_yscale("log")
+    axis.set_xlabel(f"tensor (of {len(names)}, topological order)")
+    axis.set_ylabel("range")
+    axis.legend(fontsize=8)
+    axis.set_title(f"Calibration ranges: {calibration.name} ({raw['samples']} samples of {raw['source']})")
+    encoded = _png(figure)
+    plt.close(figure)
+    return encoded
+
+
+def _row(record: dict[str, Any]) -> str:
+    m = record["metrics"]
+
+    def number(value: float | None, form: str) -> str:
+        return "—" if value is None else format(value, form)
+
+    verdict = "<span class='fail'>FAIL</span>" if record["failures"] else "<span class='pass'>PASS</span>"
+    first = (record.get("layers") or {}).get("first_divergence")
+    cells = [html.escape(record["artifact"]), record["precision"], verdict, number(m["max_rel"], ".2e"),
+             number(m["rel_l2"], ".2e"), number(m["cosine"], ".6f"), number(m["top1_agreement"], ".2%"),
+             number(m["top5_overlap"], ".2%"), number(m["accuracy_candidate"], ".2%"),
+             html.escape(f"{first['node']} ({first['rel_l2']:.2e})") if first else "—",
+             html.escape("; ".join(record["failures"])) or "—"]
+    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def write_report(path: Path, reference: str, data: str, records: list[dict[str, Any]],
+                 reference_outputs: dict[str, np.ndarray], calibrations: list[Path]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    headers = ["artifact", "precision", "verdict", "max|diff|/max|ref|", "rel-L2", "cosine", "top-1 agree",
+               "top-5 overlap", "accuracy", "first divergence", "out of bounds"]
+    figures = [_layer_plot(records), _difference_plot(records, reference_outputs),
+               *[_calibration_plot(c) for c in calibrations]]
+    body = [f"<h1>onebyone parity</h1><p>reference: {html.escape(reference)}<br>data: {html.escape(data)}</p>",
+            "<table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>",
+            *[_row(r) for r in records], "</table>",
+            *[f"<p><img alt='plot' src='{figure}'></p>" for figure in figures if figure]]
+    document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>onebyone parity</title>"
+                f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    with atomic_write(path) as tmp:
+        tmp.write_text(document)
