@@ -21,9 +21,18 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
          ".pass{color:#1a7f37;font-weight:bold}.fail{color:#cf222e;font-weight:bold}img{max-width:100%}")
 
 
-def _png(figure: Any) -> str:
+def _finish(figure: Any, axis: Any, xlabel: str, ylabel: str, title: str) -> str:
+    """Log-scale y, labels, legend, title; the figure as a PNG data URL (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    axis.set_yscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.legend(fontsize=8)
+    axis.set_title(title)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -41,14 +50,8 @@ def _layer_plot(records: list[dict[str, Any]]) -> str | None:
         if first is not None:
             index = [layer["tensor"] for layer in record["layers"]["layers"]].index(first["tensor"])
             axis.annotate(first["node"], (index, errors[index]), fontsize=7, rotation=20)
-    axis.set_yscale("log")
-    axis.set_xlabel("layer (topological order of the FP32 graph)")
-    axis.set_ylabel("relative L2 error vs FP32 graph\n(exact layers drawn at 1e-9)")
-    axis.legend(fontsize=8)
-    axis.set_title("Per-layer error")
-    encoded = _png(figure)
-    plt.close(figure)
-    return encoded
+    return _finish(figure, axis, "layer (topological order of the FP32 graph)",
+                   "relative L2 error vs FP32 graph\n(exact layers drawn at 1e-9)", "Per-layer error")
 
 
 def _difference_plot(records: list[dict[str, Any]], reference: dict[str, np.ndarray]) -> str:
@@ -59,14 +62,7 @@ def _difference_plot(records: list[dict[str, Any]], reference: dict[str, np.ndar
         diffs = np.concatenate([(record["outputs"][k].astype(np.float64) - v).ravel() for k, v in reference.items()])
         diffs = diffs[np.isfinite(diffs)]
         axis.hist(diffs, bins=100, histtype="step", label=f"{Path(record['artifact']).name} ({record['precision']})")
-    axis.set_yscale("log")
-    axis.set_xlabel("candidate − reference, every output element")
-    axis.set_ylabel("count")
-    axis.legend(fontsize=8)
-    axis.set_title("Output differences")
-    encoded = _png(figure)
-    plt.close(figure)
-    return encoded
+    return _finish(figure, axis, "candidate − reference, every output element", "count", "Output differences")
 
 
 def _calibration_plot(calibration: Path) -> str:
@@ -80,14 +76,8 @@ def _calibration_plot(calibration: Path) -> str:
     figure, axis = plt.subplots(figsize=(10, 4))
     axis.plot(observed, marker=".", label="max |x| observed")
     axis.plot(chosen, marker=".", label=f"amax ({raw['method']})")
-    axis.set_yscale("log")
-    axis.set_xlabel(f"tensor (of {len(names)}, topological order)")
-    axis.set_ylabel("range")
-    axis.legend(fontsize=8)
-    axis.set_title(f"Calibration ranges: {calibration.name} ({raw['samples']} samples of {raw['source']})")
-    encoded = _png(figure)
-    plt.close(figure)
-    return encoded
+    return _finish(figure, axis, f"tensor (of {len(names)}, topological order)", "range",
+                   f"Calibration ranges: {calibration.name} ({raw['samples']} samples of {raw['source']})")
 
 
 def _row(record: dict[str, Any]) -> str:
