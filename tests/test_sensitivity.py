@@ -96,3 +96,20 @@ def test_quantize_accuracy_budget_writes_conv2_float(hostile, cli, tmp_path):
 def test_fallback_user_errors(exported, cli, args, message):
     code, _, err = cli("quantize", exported("digits_resnet").onnx_path, *args)
     assert code == 2 and message in " ".join(err.split())
+
+
+def test_the_fallback_is_recorded_in_the_bundle_manifest(bundle_copy, cli):
+    from runtime.bundle import read_manifest
+
+    bundle = bundle_copy("digits_resnet")
+    code, out, err = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",
+                         "--method", "minmax", "--auto-exclude", "1")
+    assert code == 0, out + err
+    fallback = read_manifest(bundle).artifacts["model.int8-trt.onnx"].made_by["fallback"]
+    first = fallback["ranking"][0][0]
+    assert fallback["auto_exclude"] == 1 and fallback["excluded"] == [first]
+    assert fallback["metric"] == "accuracy on the labels (points)" and fallback["samples"] == 180
+    assert [name for name, _ in fallback["ranking"]] == sorted((name for name, _ in fallback["ranking"]),
+                                                               key=dict(fallback["ranking"]).get, reverse=True)
+    assert read_manifest(bundle).artifacts["model.int8-trt.onnx"].made_by["float_nodes"][first].startswith(
+        "kept float by the sensitivity fallback")

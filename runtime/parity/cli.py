@@ -17,6 +17,7 @@ from rich.console import Console
 from runtime.arguments import positive_int
 from runtime.errors import UserError
 from runtime.files import atomic_write
+from runtime.labelled import LABELLED_NAME, LabelledSet
 from runtime.parity.data import SOURCES, ParityData, load
 from runtime.parity.metrics import BOUNDS, Bounds, measure
 from runtime.session import Session
@@ -51,16 +52,13 @@ def open_reference(target: str) -> Session:
 def _data(args: argparse.Namespace, reference: Session) -> ParityData:
     if args.data is None:
         bundle = reference.target.bundle
-        if bundle is not None and (bundle / "labelled.npz").is_file():
-            from runtime.labelled import LabelledSet
-
-            labelled = LabelledSet.load(bundle / "labelled.npz")
-            return load_labelled(labelled, args.samples)
+        if bundle is not None and (bundle / LABELLED_NAME).is_file():
+            return load_labelled(LabelledSet.load(bundle / LABELLED_NAME), args.samples)
         return load("random", reference.inputs[0], reference.model.preprocess, args.samples)
     return load(args.data, reference.inputs[0], reference.model.preprocess, args.samples)
 
 
-def load_labelled(labelled: Any, samples: int | None) -> ParityData:
+def load_labelled(labelled: LabelledSet, samples: int | None) -> ParityData:
     count = samples or len(labelled.labels)
     return ParityData(labelled.inputs[:count], labelled.labels[:count], labelled.description)
 
