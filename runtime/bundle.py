@@ -76,6 +76,10 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
 
+    def primary_onnx(self) -> str | None:
+        """The bundle's own model: the first ONNX artifact recorded (the export's model.onnx)."""
+        return next((name for name, record in self.artifacts.items() if record.kind == "onnx"), None)
+
     @classmethod
     def from_json(cls, text: str, origin: Path) -> Manifest:
         try:

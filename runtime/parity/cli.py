@@ -8,6 +8,7 @@ exported from) or an FP32 ONNX. Exit codes: 0 all pass, 1 a candidate fails, 2 a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def _fp32_graph(reference: Session, candidate: Session) -> Path | None:
         return reference.target.path
     bundle = candidate.target.bundle
     if bundle is not None:
-        primary = next((name for name, r in candidate.target.manifest.artifacts.items() if r.kind == "onnx"), None)
+        primary = candidate.target.manifest.primary_onnx()
         return bundle / primary if primary else None
     return None
 
@@ -113,8 +114,8 @@ def compare_candidate(reference: Session, reference_outputs: dict, candidate: Se
     bounds = bounds_for(precision, args)
     metrics = measure(reference_outputs, outputs, data.labels)
     record: dict[str, Any] = {"artifact": candidate.target.label, "backend": candidate.backend,
-                              "precision": precision, "bounds": bounds.__dict__, "metrics": metrics.as_record(),
-                              "failures": metrics.failures(bounds), "outputs": outputs}
+                              "precision": precision, "bounds": dataclasses.asdict(bounds),
+                              "metrics": metrics.as_record(), "failures": metrics.failures(bounds), "outputs": outputs}
     fp32 = _fp32_graph(reference, candidate) if args.layers and candidate.target.kind == "onnx" else None
     if fp32 is not None:
         record["layers"] = localise(fp32, candidate.target.path, data.inputs[:LAYER_SAMPLES], precision).as_record()

@@ -25,7 +25,7 @@ def model_name(target: Target) -> str:
     stem = target.path.name.rsplit(".", 1)[0]
     if target.bundle is None:
         return stem
-    primary = next((name for name, record in target.manifest.artifacts.items() if record.kind == "onnx"), None)
+    primary = target.manifest.primary_onnx()
     return target.bundle.name if target.path.name == primary else f"{target.bundle.name}.{stem.removeprefix('model.')}"
 
 
