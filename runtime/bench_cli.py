@@ -26,6 +26,7 @@ from runtime.errors import UserError
 from runtime.files import atomic_write
 from runtime.golden import Golden
 from runtime.infer_cli import add_session_options
+from runtime.parity.metrics import measure
 from runtime.session import Session
 from runtime.session import open as open_session
 from runtime.tensors import DYNAMIC
@@ -83,13 +84,10 @@ def _accepts(session: Session, feed: dict[str, np.ndarray]) -> bool:
                                                                                           or batch <= upper)
 
 
-def _difference(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict[str, float]:
-    """Max |diff| relative to max |reference| over all outputs, and top-1 agreement of the first output."""
-    diff = max(float(np.max(np.abs(outputs[k].astype(np.float64) - v))) for k, v in reference.items())
-    scale = max(float(np.max(np.abs(v))) for v in reference.values()) or 1.0
-    first = next(iter(reference))
-    agreement = float(np.mean(outputs[first].argmax(-1) == reference[first].argmax(-1)))
-    return {"max_rel_diff_vs_first": diff / scale, "top1_agreement_vs_first": agreement}
+def _difference(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """Max |diff| relative to max |reference| over all outputs, and top-1 agreement of class scores."""
+    metrics = measure(reference, outputs, None)
+    return {"max_rel_diff_vs_first": metrics.max_rel, "top1_agreement_vs_first": metrics.top1_agreement}
 
 
 def bench(sessions: dict[str, Session], batches: list[int], seconds: float) -> list[dict[str, Any]]:

@@ -1,9 +1,11 @@
 """Dynamic batching: concurrent requests whose inputs differ only in batch size are concatenated along axis 0, run
 once off the event loop, and split back per request.
 
-A batch is dispatched when it holds `max_batch` samples, or when its oldest request has waited `max_delay` seconds
-(Triton's `max_queue_delay`). Requests that cannot join (another shape or dtype, or too many samples) start the
-next batch. Runs happen one at a time on a single worker thread, so a session never runs concurrently with itself.
+A batch is dispatched when it holds `max_batch` samples, or `max_delay` seconds after it started forming (like
+Triton's `max_queue_delay`, but counted from the start of forming, so requests queued during the previous run can
+still be joined by the clients that run just answered). Requests that cannot join (another shape or dtype, or too
+many samples) start the next batch. Runs happen one at a time on a single worker thread, so a session never runs
+concurrently with itself.
 """
 
 from __future__ import annotations
