@@ -7,9 +7,11 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from runtime.cpu import this_cpu
 from runtime.progress import progress
 
 
@@ -59,7 +61,8 @@ def time_interleaved(runners: dict[str, Callable[[], object]], batch: int, round
     return {name: Timing(batch, values) for name, values in latencies.items()}
 
 
-def machine() -> dict[str, str | int]:
-    """What the numbers were measured on."""
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: the CPU by name, class and instruction sets (runtime/cpu.py)."""
+    cpu = this_cpu()
+    return {"platform": platform.platform(), "processor": cpu.describe(), "cpu": cpu.as_record(),
             "cpus": os.cpu_count() or 0, "python": platform.python_version()}

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from runtime.bench import machine, time_interleaved
 from runtime.bundle import GOLDEN_NAME
+from runtime.cpu import this_cpu
 from runtime.errors import UserError
 from runtime.files import atomic_write
 from runtime.golden import Golden
@@ -132,7 +133,8 @@ def render(rows: list[dict[str, Any]], sessions: dict[str, Session]) -> Table:
 
 def markdown(rows: list[dict[str, Any]], sessions: dict[str, Session]) -> str:
     lines = ["## Runtime sessions (`onebyone bench`)", "",
-             "Throughput ratios are relative to the first artifact, each the median of per-round pairs.", "",
+             f"Throughput ratios are relative to the first artifact, each the median of per-round pairs. "
+             f"CPU: {this_cpu().describe()}.", "",
              "| artifact | backend | batch | median ms | p90 ms | p99 ms | samples/s | × first | rel. diff vs first |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:

@@ -9,8 +9,11 @@ from typing import Any
 import numpy as np
 
 from runtime.bundle import Tolerance
+from runtime.cpu import this_cpu
 from runtime.golden import Golden, Parity, compare, reference_session, run_session
 from runtime.labelled import LabelledSet
+
+MAX_BATCH = 32  # samples per run when the model takes any batch (bounds activation memory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +30,9 @@ class ArtifactCheck:
         return self.parity.describe() + accuracy
 
     def as_record(self) -> dict[str, Any]:
-        return self.parity.as_record() | ({"accuracy": self.accuracy} if self.accuracy is not None else {})
+        """The parity (and accuracy) measured, and the CPU it was measured on."""
+        return (self.parity.as_record() | ({"accuracy": self.accuracy} if self.accuracy is not None else {})
+                | {"cpu": this_cpu().as_record()})
 
 
 def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance,
@@ -43,14 +48,14 @@ def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance,
 
 
 def run_in_batches(session: object, input_name: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Run many samples through a session; a fixed-batch model gets chunks of its batch, the last one zero-padded
-    (the padding's outputs are dropped)."""
-    batch = next(i.shape[0] for i in session.get_inputs() if i.name == input_name)
-    if not isinstance(batch, int):
-        return run_session(session, {input_name: inputs})
+    """Run many samples through an ONNX Runtime session in chunks of at most MAX_BATCH; a fixed-batch model gets
+    chunks of its batch, the last one zero-padded (the padding's outputs are dropped)."""
+    fixed = next(i.shape[0] for i in session.get_inputs() if i.name == input_name)
+    batch = fixed if isinstance(fixed, int) else MAX_BATCH
     chunks: list[dict[str, np.ndarray]] = []
     for start in range(0, len(inputs), batch):
         chunk = inputs[start:start + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        padded = (chunk if not isinstance(fixed, int)
+                  else np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)]))
         chunks.append({k: v[:len(chunk)] for k, v in run_session(session, {input_name: padded}).items()})
     return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}

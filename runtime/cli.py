@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from rich.console import Console
 from rich.markup import escape
 
 from runtime import __version__
-from runtime.errors import UserError
+from runtime.errors import Int8OverflowWarning, UserError
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -31,11 +33,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    """A `warnings.showwarning` that prints onebyone's own warnings as one `warning:` line (no source location)
+    and hands the others to `show`."""
+
+    def shown(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        if issubclass(category, Int8OverflowWarning):
+            stderr.print(f"[bold yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return shown
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one stage. Exit codes: 0 ok, 1 a check failed, 2 a user error (message, no traceback), 130 interrupted."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return int(args.run(args) or 0)
     except UserError as err:
         stderr.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         return 2

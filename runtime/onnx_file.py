@@ -66,3 +66,15 @@ def graph_precision(model: ir.Model) -> str:
         return "int8"
     values = [*model.graph.initializers.values(), *(o for n in model.graph.all_nodes() for o in n.outputs)]
     return "fp16" if any(v.dtype == ir.DataType.FLOAT16 for v in values) else "fp32"
+
+
+def weight_axis(node: ir.Node, rank: int) -> int:
+    """The output-channel axis of a weighted op's weight (Conv, ConvTranspose, Gemm, MatMul and their quantized
+    forms QLinearConv, ConvInteger, QGemm, QLinearMatMul, MatMulInteger)."""
+    if node.op_type in ("Conv", "QLinearConv", "ConvInteger"):
+        return 0
+    if node.op_type in ("Gemm", "QGemm"):
+        return 0 if node.attributes.get_int("transB", 0) else 1
+    if node.op_type == "ConvTranspose":
+        return 1
+    return rank - 1  # MatMul: (…, K, N)

@@ -1,5 +1,6 @@
 """Self-check on open: a session whose target belongs to a bundle runs the bundle's golden inputs and must match the
-golden torch outputs within the artifact's recorded tolerance, or it is refused with the measured error."""
+golden torch outputs within the artifact's recorded tolerance, or it is refused with the measured error. An INT8
+ONNX artifact must also pass the kernel check: the session's outputs against the file's exact Q/DQ math."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from runtime.bundle import GOLDEN_NAME, TOLERANCES, Tolerance
 from runtime.errors import UserError
 from runtime.files import sha256_file
 from runtime.golden import Golden, compare
+from runtime.kernel_check import check_kernels
 from runtime.locate import Target
 from runtime.session import Session
 
@@ -43,9 +45,17 @@ def check_session(session: Session) -> None:
         session.self_check_note = f"not checked: {golden_path} is missing"
         return
     golden = Golden.load(golden_path)
-    parity = compare(golden.outputs, session.run_batched(golden.inputs), tolerance)
+    outputs = session.run_batched(golden.inputs)
+    parity = compare(golden.outputs, outputs, tolerance)
     session.self_check = parity
     session.self_check_note = f"self-check {parity.describe()}"
+    if parity.ok and target.kind == "onnx" and target.record is not None and target.record.precision == "int8":
+        kernels = check_kernels(target.path, golden.inputs, outputs)
+        session.self_check_note += f"; {kernels.describe()}"
+        if not kernels.ok:
+            raise SelfCheckFailed(f"{target.label}: the engine's int8 kernels do not compute the file's Q/DQ math "
+                                  f"on this CPU: {kernels.describe()}; re-quantize it with `onebyone quantize "
+                                  "--weight-range safe`, or open it without the self-check to inspect it")
     if not parity.ok:
         golden_record = target.manifest.artifacts.get(GOLDEN_NAME) if target.manifest else None
         changed = golden_record is not None and sha256_file(golden_path) != golden_record.sha256

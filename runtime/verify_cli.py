@@ -1,21 +1,26 @@
 """`onebyone verify BUNDLE`: re-check every ONNX artifact and TensorRT plan of a bundle against its golden torch
-outputs (plans are reported as skipped on machines without an NVIDIA GPU and TensorRT)."""
+outputs (plans are reported as skipped on machines without an NVIDIA GPU and TensorRT), and run the kernel check
+on every INT8 ONNX artifact: the engine that deploys it against the file's exact Q/DQ math."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from runtime.bundle import GOLDEN_NAME, Tolerance, read_manifest
-from runtime.check import ArtifactCheck, check_artifact
+from runtime.check import MAX_BATCH, ArtifactCheck, check_artifact
 from runtime.files import sha256_file
 from runtime.golden import Golden
+from runtime.kernel_check import KernelCheck, check_kernels, fresh_inputs
 from runtime.labelled import LabelledSet
 from runtime.locate import PLAN_KIND
+from runtime.tensors import DYNAMIC
 
 stdout = Console(highlight=False, soft_wrap=True)
+FRESH_SAMPLES = 16  # new random samples per INT8 kernel check
 
 
 def register(stages: argparse._SubParsersAction) -> None:
@@ -49,7 +54,27 @@ def run(args: argparse.Namespace) -> int:
         result = check(path, golden, record.tolerance, labelled)
         stdout.print(f"{name:<24} {record.precision:<5} {result.describe()}")
         failures += not result.ok
+        if record.kind == "onnx" and record.precision == "int8":
+            kernels = kernel_check(path, golden, labelled)
+            stdout.print(f"{'':<30} {kernels.describe()}")
+            failures += not kernels.ok
     return 1 if failures else 0
+
+
+def kernel_check(path: Path, golden: Golden, labelled: LabelledSet | None) -> KernelCheck:
+    """The INT8 file in its deployment session (ONNX Runtime, every optimization on) against its exact Q/DQ math, on
+    the golden inputs, the labelled data and FRESH_SAMPLES new random samples (whole batches of a fixed-batch model)."""
+    from runtime.session import open as open_session
+
+    fresh = fresh_inputs(golden.inputs, FRESH_SAMPLES, np.random.default_rng())
+    inputs = {name: np.concatenate([values, *([labelled.inputs] if labelled is not None else []), fresh[name]])
+              for name, values in golden.inputs.items()}
+    with open_session(path, self_check=False) as session:
+        fixed = session.inputs[0].shape[0]
+        if fixed != DYNAMIC:
+            inputs = {name: values[:len(values) - len(values) % fixed] for name, values in inputs.items()}
+        outputs = session.run_batched(inputs, batch=MAX_BATCH if fixed == DYNAMIC else fixed)
+    return check_kernels(path, inputs, outputs)
 
 
 def tensorrt_missing() -> str | None:

@@ -1,7 +1,8 @@
 """The accuracy-parity tests: every artifact of the pipeline — FP32 export, optimized, FP16, INT8 `trt`, INT8 `ort` —
 against the torch reference through `onebyone parity`, each within its precision's bounds. digits_resnet on its
-held-out test split (real labels: accuracy drops asserted), resnet50 with random weights on N(0,1) inputs. Also the
-HTML report: it parses, embeds its plots as PNG data, and refers to nothing outside itself."""
+held-out test split (real labels: accuracy drops asserted), resnet50 with random weights on N(0,1) inputs; the INT8
+files (default, safe weights) also pass the kernel check on whatever CPU runs the tests. Also the HTML report: it
+parses, names the CPU, embeds its plots as PNG data, and refers to nothing outside itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+from runtime.cpu import this_cpu
+from runtime.kernel_check import KERNEL_BOUNDS
 
 ARTIFACTS = ["model.onnx", "model.opt.onnx", "model.opt.fp16.onnx", "model.opt.int8-trt.onnx",
              "model.opt.int8-ort.onnx"]
@@ -55,9 +59,15 @@ def test_every_artifact_is_within_its_bounds_of_torch(bundle_copy, cli, tmp_path
     by_name = {Path(c["artifact"]).name: c for c in report["candidates"]}
     assert list(by_name) == ARTIFACTS
     assert [by_name[a]["precision"] for a in ARTIFACTS] == ["fp32", "fp32", "fp16", "int8", "int8"]
+    assert report["cpu"] == this_cpu().as_record()
     for artifact, record in by_name.items():
         assert record["failures"] == [], f"{artifact}: {record['failures']}"
         assert record["layers"]["layers"], f"{artifact}: no layers compared"
+        assert ("kernel" in record) == (record["precision"] == "int8"), artifact
+    for artifact in ("model.opt.int8-trt.onnx", "model.opt.int8-ort.onnx"):  # default (safe) weights, this CPU
+        kernel = by_name[artifact]["kernel"]
+        assert kernel["ok"] and kernel["metrics"]["rel_l2"] <= KERNEL_BOUNDS.max_rel_l2, (artifact, kernel)
+        print(f"{artifact}: kernel check rel-L2 {kernel['metrics']['rel_l2']:.2e} on {this_cpu().describe()}")
     if name == "digits_resnet":
         reference = by_name["model.onnx"]["metrics"]["accuracy_reference"]
         assert reference >= 0.97
@@ -67,7 +77,9 @@ def test_every_artifact_is_within_its_bounds_of_torch(bundle_copy, cli, tmp_path
         assert drops["model.opt.fp16.onnx"] <= FP16_DROP
         assert drops["model.opt.int8-trt.onnx"] <= INT8_DROP and drops["model.opt.int8-ort.onnx"] <= INT8_DROP
     document = Document()
-    document.feed((tmp_path / "parity.html").read_text())
+    page = (tmp_path / "parity.html").read_text()
+    document.feed(page)
+    assert this_cpu().cpu_class in page
     assert document.rows == 1 + len(ARTIFACTS) and document.references == []
     assert len(document.images) == 3  # per-layer errors, output differences, calibration ranges
     for source in document.images:

@@ -54,15 +54,19 @@ def test_trt_qdq_computes_torch_fake_quantization(rng):
     np.testing.assert_allclose(got, expected, rtol=0, atol=INT8_REL_TOL * float(np.abs(expected).max()))
 
 
-def test_weights_round_to_the_nearest_step_per_channel(rng):
+@pytest.mark.parametrize(("weight_range", "levels"), [(None, 64), ("safe", 64), ("full", 127)])
+def test_weights_round_to_the_nearest_step_per_channel(rng, weight_range, levels):
+    """s_c = max|W_c| / L with L = 64 for the safe range (the default) and 127 for the full one; every channel's
+    largest weight lands on ±L and every weight within half a step."""
     graph = residual_conv(rng)
     weight = graph.graph.initializers["w"].const_value.numpy()
-    insert_qdq(graph, {"x": TensorRange(1.0, -1.0, 1.0)}, "trt", set())
+    insert_qdq(graph, {"x": TensorRange(1.0, -1.0, 1.0)}, "trt", set(), weight_range)
     dq = next(n for n in graph.graph if n.op_type == "Conv").inputs[1].producer()
     values, scale = dq.inputs[0].const_value.numpy(), dq.inputs[1].const_value.numpy()
-    np.testing.assert_allclose(scale, np.abs(weight).max(axis=(1, 2, 3)) / 127, rtol=1e-6)
+    np.testing.assert_allclose(scale, np.abs(weight).max(axis=(1, 2, 3)) / levels, rtol=1e-6)
     error = np.abs(values * scale[:, None, None, None] - weight)
-    assert (error <= scale[:, None, None, None] / 2 * (1 + 1e-5)).all() and np.abs(values).max() == 127
+    assert (error <= scale[:, None, None, None] / 2 * (1 + 1e-5)).all()
+    assert (np.abs(values).reshape(4, -1).max(axis=1) == levels).all()
 
 
 def test_ort_activation_parameters_cover_the_range_with_zero_exact():

@@ -1,9 +1,11 @@
 """`make bench`, precision part, side by side with ONNX Runtime's own quantizer (`quantize_static`, QDQ, U8
 activations, S8 per-channel weights) on the same calibration samples:
 
-1. digits_resnet accuracy on its held-out test split: FP32, FP16, INT8 trt/ort × minmax/percentile/entropy, and
-   ORT's MinMax/Entropy/Percentile — with whether each ORT method's scales differ from its MinMax ones.
-2. ResNet-50 batch 8 throughput on ORT CPU: FP32 (`--target ort`), INT8-ort, INT8-trt, ORT quantize_static.
+1. digits_resnet accuracy on its held-out test split: FP32, FP16, INT8 trt/ort × minmax/percentile/entropy (safe
+   weights) and entropy with full weights, and ORT's MinMax/Entropy/Percentile — with whether each ORT method's
+   scales differ from its MinMax ones, and every INT8 file's kernel check.
+2. ResNet-50 batch 8 on ORT CPU, the INT8 paths: FP32 (`--target ort`), INT8 ort/trt × safe/full weights, ORT
+   quantize_static with and without reduce_range — speed × FP32, error vs FP32, kernel check, static check.
 3. Calibration peak RSS at 224²: onebyone with 64 and 512 samples, ORT's Entropy calibrator with 16 and 64, each in
    a fresh process.
 
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 from rich.console import Console
 
@@ -35,7 +38,11 @@ from runtime import cli
 from runtime.bench import machine, time_interleaved
 from runtime.errors import UserError
 from runtime.files import atomic_write
+from runtime.golden import reference_session, run_session
+from runtime.int8_overflow import overflow_prone
+from runtime.kernel_check import check_kernels
 from runtime.labelled import LabelledSet
+from runtime.parity.metrics import measure
 from runtime.preprocess import IMAGENET, load_image
 
 stdout = Console(highlight=False)
@@ -87,12 +94,15 @@ def activation_scales(path: Path) -> dict[str, float]:
 
 
 def accuracy(path: Path, labelled: LabelledSet, fused: bool) -> float:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if fused
-                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = deployment_session(path) if fused else reference_session(path)
     name = session.get_inputs()[0].name
     return labelled.accuracy(session.run(None, {name: labelled.inputs})[0])
+
+
+def kernel_rel_l2(path: Path, labelled: LabelledSet) -> float:
+    """The kernel check's rel-L2 on the labelled inputs: ORT's fused kernels vs the file's exact Q/DQ math."""
+    feed = {"input": labelled.inputs}
+    return check_kernels(path, feed, run_session(deployment_session(path), feed)).metrics.rel_l2
 
 
 def digits_accuracy(build: Path) -> list[dict]:
@@ -105,13 +115,15 @@ def digits_accuracy(build: Path) -> list[dict]:
     onebyone("quantize", source, "--precision", "fp16", "--calib", "digits")
     rows.append({"artifact": "onebyone FP16", "accuracy": accuracy(bundle / "model.fp16.onnx", labelled, False)})
     for flavour in ("trt", "ort"):
-        for method in METHODS:
-            output = bundle / f"model.{method}.int8-{flavour}.onnx"
+        for method, weight_range in [*((m, "safe") for m in METHODS), ("entropy", "full")]:
+            output = bundle / f"model.{method}.{weight_range}.int8-{flavour}.onnx"
             started = time.perf_counter()
             onebyone("quantize", source, "--precision", "int8", "--calib", "digits", "--method", method,
-                     "--flavour", flavour, "-o", output)
-            rows.append({"artifact": f"onebyone INT8 {flavour} {method}", "seconds": time.perf_counter() - started,
-                         "accuracy": accuracy(output, labelled, flavour == "ort")})
+                     "--flavour", flavour, "--weight-range", weight_range, "-o", output)
+            rows.append({"artifact": f"onebyone INT8 {flavour} {method}, {weight_range} weights",
+                         "seconds": time.perf_counter() - started,
+                         "accuracy": accuracy(output, labelled, flavour == "ort"),
+                         "kernel_rel_l2": kernel_rel_l2(output, labelled)})
     calib = digits_splits()["calib"].images
     minmax_scales = None
     for method in ORT_METHODS:
@@ -120,7 +132,7 @@ def digits_accuracy(build: Path) -> list[dict]:
         scales = activation_scales(output)
         minmax_scales = minmax_scales or scales
         rows.append({"artifact": f"ORT quantize_static {method}", "seconds": seconds,
-                     "accuracy": accuracy(output, labelled, True),
+                     "accuracy": accuracy(output, labelled, True), "kernel_rel_l2": kernel_rel_l2(output, labelled),
                      "scales_differ_from_minmax": sum(scales[k] != minmax_scales.get(k) for k in scales)})
     fp32 = rows[0]["accuracy"]
     for row in rows:
@@ -152,7 +164,19 @@ def calibration_images(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def resnet50_throughput(build: Path, images: Path, seconds: float) -> list[dict]:
+def ort_quantize_reduce_range(source: Path, output: Path, reader: ArrayReader) -> None:
+    """ORT's quantize_static with `reduce_range=True` (7-bit weights), which ORT documents for CPUs without VNNI."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(str(source), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+
+
+def resnet50_int8_paths(build: Path, images: Path, seconds: float) -> list[dict]:
+    """ResNet-50 batch 8 on ONNX Runtime CPU: FP32 and every INT8 path (onebyone ort/trt × safe/full weights, ORT's
+    quantize_static with and without reduce_range), each with its speed × FP32, its output error vs FP32, the
+    kernel check (fused kernels vs the file's exact Q/DQ math) and the static check (overflow-prone tensors)."""
     bundle = build / "resnet50"
     source = bundle / "model.onnx"
     if not source.is_file():
@@ -161,32 +185,46 @@ def resnet50_throughput(build: Path, images: Path, seconds: float) -> list[dict]
     fp32 = bundle / "model.target-ort.onnx"
     onebyone("optimize", source, "-o", fp32, "--target", "ort")
     onebyone("quantize", source, "--precision", "int8", "--calib", images, "--calib-samples", "32",
-             "--flavour", "ort", "-o", bundle / "model.int8-ort.onnx")
-    onebyone("quantize", source, "--precision", "int8", "--calib", calib, "--flavour", "trt",
-             "-o", bundle / "model.int8-trt.onnx")
+              "--flavour", "ort", "-o", bundle / "model.int8-ort.onnx")
+    candidates = {"FP32 --target ort": fp32,
+                  "onebyone INT8 ort (safe weights, default)": bundle / "model.int8-ort.onnx"}
+    for flavour, weight_range in (("ort", "full"), ("trt", "safe"), ("trt", "full")):
+        output = bundle / f"model.int8-{flavour}{'' if weight_range == 'safe' else '-full'}.onnx"
+        onebyone("quantize", source, "--precision", "int8", "--calib", calib, "--flavour", flavour,
+                  "--weight-range", weight_range, "-o", output)
+        default = " default" if weight_range == "safe" else ""
+        candidates[f"onebyone INT8 {flavour} ({weight_range} weights{default})"] = output
     files = sorted(images.glob("*.png"))[:32]
     ort_int8 = bundle / "model.ort-quantize-static.onnx"
     ort_quantize(source, ort_int8, ImageReader("input", files), "MinMax")
-    candidates = {"FP32 --target ort": fp32, "onebyone INT8 ort": bundle / "model.int8-ort.onnx",
-                  "onebyone INT8 trt": bundle / "model.int8-trt.onnx", "ORT quantize_static U8S8 MinMax": ort_int8}
-    sessions = {}
-    for label, path in candidates.items():
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sessions[label] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    candidates["ORT quantize_static U8S8 MinMax"] = ort_int8
+    reduced = bundle / "model.ort-quantize-static-reduce-range.onnx"
+    ort_quantize_reduce_range(source, reduced, ImageReader("input", files))
+    candidates["ORT quantize_static U8S8 MinMax reduce_range"] = reduced
+    sessions = {label: deployment_session(path) for label, path in candidates.items()}
     batch = 8
     feed = {"input": np.stack([load_image(path, IMAGENET) for path in files[:batch]])}
-    reference = sessions["FP32 --target ort"].run(None, feed)[0]
+    reference = run_session(sessions["FP32 --target ort"], feed)
     timings = time_interleaved({label: (lambda s=s: s.run(None, feed)) for label, s in sessions.items()}, batch,
                                rounds=max(5, int(seconds)), label="resnet50 precision")
     baseline = timings["FP32 --target ort"]
     rows = []
     for label, session in sessions.items():
-        output = session.run(None, feed)[0]
-        rows.append({"artifact": label, **timings[label].as_record(),
-                     "vs_fp32": timings[label].speedup_over(baseline),
-                     "top1_agreement_vs_fp32": float(np.mean(output.argmax(1) == reference.argmax(1)))})
+        output = run_session(session, feed)
+        row = {"artifact": label, **timings[label].as_record(), "vs_fp32": timings[label].speedup_over(baseline),
+               "top1_agreement_vs_fp32": measure(reference, output, None).top1_agreement,
+               "rel_l2_vs_fp32": measure(reference, output, None).rel_l2}
+        if label != "FP32 --target ort":
+            row["kernel_rel_l2"] = check_kernels(candidates[label], feed, output).metrics.rel_l2
+            row["overflow_prone_tensors"] = len(overflow_prone(ir.load(candidates[label])))
+        rows.append(row)
     return rows
+
+
+def deployment_session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def calibration_memory(build: Path, images: Path) -> list[dict]:
@@ -228,18 +266,28 @@ def worker(impl: str, model: Path, images: Path, samples: int) -> None:
 
 
 def markdown(record: dict) -> str:
-    lines = ["## Precision (`optimize/precision/bench.py`)", "",
+    cpu = record["machine"]["processor"]
+    lines = ["## Precision (`optimize/precision/bench.py`)", "", f"CPU: {cpu}.", "",
              "### digits_resnet, held-out test split (360 images), calibration split (180 images)", "",
-             "| artifact | top-1 | drop (pt) | seconds | ORT scales ≠ its MinMax |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['artifact']} | {r['accuracy']:.2%} | {r['drop_points']:.2f} | {r.get('seconds', 0):.1f} | "
+             "INT8 `ort` files and ORT's run on ORT's fused kernels, `trt` files as written; the kernel check is the "
+             "rel-L2 of ORT's fused kernels from the file's exact Q/DQ math on the 360 test images (bound 0.03).", "",
+             "| artifact | top-1 | drop (pt) | kernel check rel-L2 | seconds | ORT scales ≠ its MinMax |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['artifact']} | {r['accuracy']:.2%} | {r['drop_points']:.2f} | "
+              f"{format(r['kernel_rel_l2'], '.2e') if 'kernel_rel_l2' in r else '—'} | {r.get('seconds', 0):.1f} | "
               f"{r.get('scales_differ_from_minmax', '')} |" for r in record["digits"]]
     clipping = record["digits_entropy"]
     lines += ["", f"onebyone's entropy ranges clip {clipping['clipped_below_max']} of {clipping['tensors']} tensors "
                   "below their max |x|."]
-    lines += ["", "### ResNet-50, batch 8, ONNX Runtime CPU (ORT_ENABLE_ALL)", "",
-              "| artifact | median ms | samples/s | × FP32 | top-1 agreement with FP32 |", "|---|---:|---:|---:|---:|"]
+    lines += ["", f"### ResNet-50 (random weights), batch 8, ONNX Runtime CPU (ORT_ENABLE_ALL), {cpu}", "",
+              "Kernel check: rel-L2 of the fused kernels' outputs from the same file's exact Q/DQ math (bound 0.03). "
+              "Overflow-prone: weight tensors that can saturate a non-VNNI x86 int8 dot product (static check).", "",
+              "| artifact | median ms | samples/s | × FP32 | rel-L2 vs FP32 | top-1 agreement with FP32 | kernel check "
+              "rel-L2 | overflow-prone tensors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['artifact']} | {r['median_ms']:.1f} | {r['throughput']:.1f} | {r['vs_fp32']:.2f} | "
-              f"{r['top1_agreement_vs_fp32']:.0%} |" for r in record["resnet50_b8"]]
+              f"{r['rel_l2_vs_fp32']:.2e} | {r['top1_agreement_vs_fp32']:.0%} | "
+              f"{format(r['kernel_rel_l2'], '.2e') if 'kernel_rel_l2' in r else '—'} | "
+              f"{r.get('overflow_prone_tensors', '—')} |" for r in record["resnet50_b8"]]
     lines += ["", "### Calibration peak memory, ResNet-50 at 224² (fresh process each)", "",
               "| calibrator | samples | peak RSS MB | × its fewest-samples run | seconds |",
               "|---|---:|---:|---:|---:|"]
@@ -265,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     calibration_images(images, 512)
     record = {"machine": machine(), "onnxruntime": ort.__version__, "digits": digits_accuracy(args.build),
               "digits_entropy": entropy_clipping(args.build / "digits_resnet" / "model.calib.json"),
-              "resnet50_b8": resnet50_throughput(args.build, images, args.seconds),
+              "resnet50_b8": resnet50_int8_paths(args.build, images, args.seconds),
               "calibration_memory": calibration_memory(args.build, images)}
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out / "precision.json") as tmp:

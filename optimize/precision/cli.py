@@ -13,7 +13,7 @@ from rich.console import Console
 from optimize.artifact import Companion, write_artifact
 from optimize.precision.calibrate import Calibration, collect, with_types
 from optimize.precision.fp16 import convert_to_fp16
-from optimize.precision.qdq import FLAVOURS, TensorRange, insert_qdq
+from optimize.precision.qdq import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS, TensorRange, insert_qdq
 from optimize.precision.ranges import METHODS
 from optimize.precision.sensitivity import fall_back
 from optimize.precision.sources import SOURCES_HELP, CalibrationData, calibration_labels, open_source
@@ -23,6 +23,7 @@ from runtime.arguments import positive_int
 from runtime.bundle import TOLERANCES
 from runtime.errors import UserError
 from runtime.files import sha256_file, staging_dir
+from runtime.int8_overflow import overflow_prone
 from runtime.onnx_file import load_model
 from runtime.preprocess import Preprocess
 
@@ -47,6 +48,10 @@ def register(stages: argparse._SubParsersAction) -> None:
     parser.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     parser.add_argument("--flavour", choices=FLAVOURS, default="trt",
                         help="trt: symmetric INT8 for TensorRT (default); ort: U8 activations, fast in ONNX Runtime")
+    parser.add_argument("--weight-range", choices=tuple(WEIGHT_LEVELS), default=DEFAULT_WEIGHT_RANGE,
+                        help="int8 weights: safe = [-64, 64], right on every CPU (non-VNNI x86 int8 kernels saturate "
+                             "8-bit weights); full = [-127, 127], one more bit for int32-accumulating engines only "
+                             f"(TensorRT GPUs, VNNI/AMX CPUs). Default: {DEFAULT_WEIGHT_RANGE} (docs/cpus.md)")
     parser.add_argument("--exclude", default="", help="comma-separated node names to leave unquantized (int8)")
     parser.add_argument("--keep-fp32", default="", help="comma-separated node names to keep in FP32")
     parser.add_argument("--fp16-io", action="store_true", help="fp16: FP16 graph inputs/outputs (default FP32)")
@@ -183,13 +188,14 @@ def _fallback(model: ir.Model, ranges: dict[str, TensorRange], args: argparse.Na
     labels = calibration_labels(args.calib, len(inputs))
     if args.accuracy_budget is not None:
         budget = args.accuracy_budget
-        result = fall_back(model, ranges, args.flavour, exclude, inputs, labels, lambda _, drop: drop <= budget)
+        result = fall_back(model, ranges, args.flavour, exclude, inputs, labels, lambda _, drop: drop <= budget,
+                           weight_range=args.weight_range)
     elif args.auto_exclude is not None:
         result = fall_back(model, ranges, args.flavour, exclude, inputs, labels,
-                           lambda count, _: count >= args.auto_exclude)
+                           lambda count, _: count >= args.auto_exclude, weight_range=args.weight_range)
     else:
         result = fall_back(model, ranges, args.flavour, exclude, inputs, labels, lambda count, _: count >= 0,
-                           always_rank=True)
+                           always_rank=True, weight_range=args.weight_range)
     for rank, (layer, error) in enumerate(result.ranking[:None if args.sensitivity else 5], start=1):
         stdout.print(f"  sensitivity {rank}. {layer}: output rel-L2 {error:.3g} when quantized alone")
     stdout.print(f"fallback: drop {result.drop_before:.2f} → {result.drop_after:.2f} pt ({result.metric}, "
@@ -208,13 +214,19 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
     if data is not None and _wants_sensitivity(args):
         fallback = _fallback(model, ranges, args, exclude, data)
         exclude = exclude | set(fallback["excluded"])
-    report = insert_qdq(model, ranges, args.flavour, exclude)
+    report = insert_qdq(model, ranges, args.flavour, exclude, args.weight_range)
     for rank, layer in enumerate(fallback["excluded"] if fallback else [], start=1):
         report.float_nodes[layer] = f"kept float by the sensitivity fallback (rank {rank})"
-    stdout.print(f"int8 ({args.flavour}, {args.method}): {report.activations} activations and {report.weights} "
-                 f"weights quantized, {len(report.float_nodes)} weighted nodes left float")
+    levels = WEIGHT_LEVELS[args.weight_range]
+    stdout.print(f"int8 ({args.flavour}, {args.method}, {args.weight_range} weights ±{levels}): "
+                 f"{report.activations} activations and {report.weights} weights quantized, "
+                 f"{len(report.float_nodes)} weighted nodes left float")
     for name, reason in report.float_nodes.items():
         stdout.print(f"  float {name}: {reason}")
+    prone = overflow_prone(model)  # none with safe weights, by construction (optimize/precision/qdq.py)
+    if prone:
+        stdout.print(f"  {len(prone)} weight tensors can overflow the int8 dot products of x86 CPUs without VNNI "
+                     "(--weight-range full, as asked): run this file on TensorRT or VNNI/AMX CPUs")
     if args.flavour == "trt":
         problems = trt_violations(model)
         if problems:
@@ -222,6 +234,7 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
             for problem in problems:
                 stdout.print(f"  {problem}")
             return None
-    return {"flavour": args.flavour, "method": args.method,
+    return {"flavour": args.flavour, "method": args.method, "weight_range": args.weight_range, "weight_levels": levels,
+            "overflow_prone_tensors": len(prone),
             "percentile": args.percentile if args.method == "percentile" else None,
             "float_nodes": report.float_nodes} | ({"fallback": fallback} if fallback else {})

@@ -14,9 +14,15 @@ Flavours, from the same ranges:
   DQ→Conv→(Relu→)Q into QLinearConv (a Relu before a Q with z = 0 is its saturation), DQ→Add→Q into QLinearAdd
   and so on. Reshape-like ops and MaxPool share their input's (s, z): ORT then drops their Q/DQ entirely.
 
-Weights (both flavours): per output channel c, s_c = max|W_c| / 127, W_q = round(W / s_c) as an INT8 initializer
-read through a DequantizeLinear on the channel axis (0 for Conv and transB Gemm, 1 for ConvTranspose, Gemm
-without transB and MatMul). `ort` also stores the bias as INT32 with s = s_x · s_c, as ORT's QLinearConv requires.
+Weights (both flavours): per output channel c, s_c = max|W_c| / L, W_q = clip(round(W / s_c), −L, L) as an INT8
+initializer read through a DequantizeLinear on the channel axis (0 for Conv and transB Gemm, 1 for ConvTranspose,
+Gemm without transB and MatMul). `ort` also stores the bias as INT32 with s = s_x · s_c, as ORT's QLinearConv
+requires. The weight range sets L:
+- `safe`, L = 64: |W_q| ≤ 64, so every pair a₁w₁ + a₂w₂ with a ∈ [0, 255] stays within ±255·128 = ±32640 and fits the
+  saturating int16 of a non-VNNI x86 int8 dot product (runtime/int8_overflow.py): the file computes its own Q/DQ
+  math on every CPU. The same levels as ONNX Runtime's `reduce_range`.
+- `full`, L = 127: one more bit of weight resolution, for engines that accumulate in int32 (TensorRT on GPUs, VNNI
+  and AMX CPUs); on other x86 CPUs the kernels may saturate.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ import onnx_ir as ir
 
 from optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
 from runtime.errors import UserError
+from runtime.onnx_file import weight_axis
 
 FLAVOURS = ("trt", "ort")
+WEIGHT_LEVELS = {"safe": 64, "full": 127}  # L of each weight range (module docstring)
+DEFAULT_WEIGHT_RANGE = "safe"  # for both flavours: docs/cpus.md says why
 INT8_MAX = 127
 UINT8_MAX = 255
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -54,10 +63,13 @@ class QuantizeReport:
     float_nodes: dict[str, str] = dataclasses.field(default_factory=dict)  # weighted node → why it stays float
 
 
-def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str]) -> QuantizeReport:
-    """Quantize `model` in place; nodes named in `exclude` keep float inputs and weights."""
+def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str],
+               weight_range: str | None = None) -> QuantizeReport:
+    """Quantize `model` in place; nodes named in `exclude` keep float inputs and weights. `weight_range`: "safe" or
+    "full" (None: DEFAULT_WEIGHT_RANGE)."""
     if flavour not in FLAVOURS:
         raise UserError(f"unknown flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
+    levels = WEIGHT_LEVELS[weight_range or DEFAULT_WEIGHT_RANGE]
     if opset_version(model) < MIN_QDQ_OPSET:
         raise UserError(f"INT8 Q/DQ needs ONNX opset ≥ {MIN_QDQ_OPSET} (per-channel weights); the model has opset "
                         f"{opset_version(model)}: re-export it with a newer opset")
@@ -81,7 +93,7 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
             report.float_nodes[node.name] = "its input is not quantized"
             continue
         input_scale = input_parameters[0].const_value.numpy() if flavour == "ort" else None
-        report.weights += _quantize_weights(graph, node, input_scale)
+        report.weights += _quantize_weights(graph, node, input_scale, levels)
     return report
 
 
@@ -198,36 +210,25 @@ def _insert_pair(graph: ir.Graph, value: ir.Value, scale: ir.Value, zero_point: 
     return dequantize.outputs[0]
 
 
-def weight_axis(node: ir.Node, rank: int) -> int:
-    """The output-channel axis of a weighted op's weight."""
-    if node.op_type == "Conv":
-        return 0
-    if node.op_type == "Gemm":
-        return 0 if node.attributes.get_int("transB", 0) else 1
-    if node.op_type == "ConvTranspose":
-        return 1
-    return rank - 1  # MatMul: (…, K, N)
-
-
-def per_channel_weights(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W_q int8, s float32 per channel) with s_c = max|W_c| / 127 (1/127 for an all-zero channel)."""
+def per_channel_weights(weight: np.ndarray, axis: int, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W_q int8 in [−L, L], s float32 per channel) with s_c = max|W_c| / L (1/L for an all-zero channel)."""
     others = tuple(i for i in range(weight.ndim) if i != axis)
     amax = np.abs(weight).max(axis=others)
-    scale = np.where(amax > 0, amax / INT8_MAX, 1 / INT8_MAX).astype(np.float32)
+    scale = np.where(amax > 0, amax / levels, 1 / levels).astype(np.float32)
     shape = [1] * weight.ndim
     shape[axis] = -1
-    quantized = np.clip(np.rint(weight / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    quantized = np.clip(np.rint(weight / scale.reshape(shape)), -levels, levels).astype(np.int8)
     return quantized, scale
 
 
-def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | None) -> int:
+def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | None, levels: int) -> int:
     """Store the node's constant weight as INT8, and with the scale of its quantized input (`ort`) its bias as INT32;
     returns how many weights it stored."""
     weight = constant(node.inputs[1])
     if weight is None or weight.dtype != np.float32 or weight.ndim < 2:
         return 0
     axis = weight_axis(node, weight.ndim)
-    values, scale = per_channel_weights(weight, axis)
+    values, scale = per_channel_weights(weight, axis, levels)
     _dequantized_constant(graph, node, 1, values, scale, axis, "weight")
     bias_index = 2
     if input_scale is not None and node.op_type != "MatMul" and len(node.inputs) > bias_index:

@@ -37,10 +37,11 @@ def weighted_layers(model: ir.Model) -> list[str]:
     return [node.name for node in model.graph if node.op_type in WEIGHTED and node.domain == ""]
 
 
-def quantized(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str]) -> ir.Model:
+def quantized(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str],
+              weight_range: str | None = None) -> ir.Model:
     """A quantized copy of `model` (the original is untouched)."""
     copy = ir.from_proto(ir.to_proto(model))
-    insert_qdq(copy, ranges, flavour, exclude)
+    insert_qdq(copy, ranges, flavour, exclude, weight_range)
     return copy
 
 
@@ -59,7 +60,7 @@ def drop_points(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray |
 
 
 def rank_layers(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, inputs: np.ndarray,
-                reference: np.ndarray | None = None) -> list[tuple[str, float]]:
+                reference: np.ndarray | None = None, weight_range: str | None = None) -> list[tuple[str, float]]:
     """(layer, output rel-L2 when quantized alone), most sensitive first."""
     reference = run(model, inputs) if reference is None else reference
     everything = {node.name for node in model.graph}
@@ -68,26 +69,27 @@ def rank_layers(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, i
     with progress() as bar:
         task = bar.add_task(f"sensitivity of {len(layers)} layers", total=len(layers))
         for layer in layers:
-            outputs = run(quantized(model, ranges, flavour, everything - {layer}), inputs)
+            outputs = run(quantized(model, ranges, flavour, everything - {layer}, weight_range), inputs)
             scores.append((layer, float(np.linalg.norm(outputs - reference) / np.linalg.norm(reference))))
             bar.advance(task)
     return sorted(scores, key=lambda item: -item[1])
 
 
 def fall_back(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str], inputs: np.ndarray,
-              labels: np.ndarray | None, stop: Callable[[int, float], bool], always_rank: bool = False) -> Fallback:
+              labels: np.ndarray | None, stop: Callable[[int, float], bool], always_rank: bool = False,
+              weight_range: str | None = None) -> Fallback:
     """Exclude layers in order of sensitivity until `stop(count, drop)` is true (or every layer is float). The
     ranking is skipped when nothing needs excluding, unless `always_rank`."""
     reference = run(model, inputs)
 
     def drop(excluded: set[str]) -> float:
-        return drop_points(reference, run(quantized(model, ranges, flavour, excluded), inputs), labels)
+        return drop_points(reference, run(quantized(model, ranges, flavour, excluded, weight_range), inputs), labels)
 
     metric = "accuracy on the labels (points)" if labels is not None else "top-1 changes vs float (points)"
     before = drop(exclude)
     if stop(0, before) and not always_rank:
         return Fallback([], before, before, metric, [])
-    ranking = rank_layers(model, ranges, flavour, inputs, reference)
+    ranking = rank_layers(model, ranges, flavour, inputs, reference, weight_range)
     chosen: list[str] = []
     after = before
     for layer, _ in ranking:

@@ -8,12 +8,17 @@ be created is an error, not a quiet fallback to the CPU.
 from __future__ import annotations
 
 import ctypes
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx_ir as ir
 
-from runtime.errors import UserError
+from runtime.cpu import this_cpu
+from runtime.errors import Int8OverflowWarning, UserError
+from runtime.int8_overflow import overflow_prone, warning
 from runtime.locate import Target, describe_from_manifest, describe_from_metadata
 from runtime.session import Session
 from runtime.tensors import DYNAMIC, TensorSpec
@@ -79,6 +84,14 @@ def _spec(value: Any) -> TensorSpec:
     return TensorSpec(value.name, np.dtype(ORT_TYPES[value.type]), shape)
 
 
+def warn_if_overflow_prone(path: Path) -> None:
+    """On a CPU whose int8 dot products saturate, warn (Int8OverflowWarning) when the file has INT8 weights that
+    can overflow them; elsewhere nothing is read."""
+    cpu = this_cpu()
+    if cpu.int8_saturates and (prone := overflow_prone(ir.load(path))):
+        warnings.warn(warning(str(path), prone, cpu), Int8OverflowWarning, stacklevel=2)
+
+
 class OnnxRuntimeSession(Session):
     """An ONNX file in ONNX Runtime with every graph optimization enabled (the deployment configuration)."""
 
@@ -108,8 +121,12 @@ class OnnxRuntimeSession(Session):
         metadata = self._session.get_modelmeta().custom_metadata_map
         description = (describe_from_manifest(target.manifest, record) if target.manifest is not None
                        else describe_from_metadata(path.stem, metadata, precision))
+        on_cpu = created[0] == "CPUExecutionProvider"
+        if on_cpu and description.precision in (None, "int8"):
+            warn_if_overflow_prone(path)
+        device = ", ".join(created) + (f" on {this_cpu().describe()}" if on_cpu else "")
         super().__init__(target, [_spec(i) for i in self._session.get_inputs()],
-                         [_spec(o) for o in self._session.get_outputs()], description, ", ".join(created))
+                         [_spec(o) for o in self._session.get_outputs()], description, device)
 
     def _run(self, feeds: dict[str, Any], output_names: list[str]) -> dict[str, np.ndarray]:
         arrays = {name: value if isinstance(value, np.ndarray) else value.detach().cpu().numpy()

@@ -2,7 +2,8 @@
 against per-precision bounds, and for ONNX candidates the per-layer error with the first layer that diverges.
 
 The reference is the torch model (a zoo name, package.module:factory, or a bundle directory: the model it was
-exported from) or an FP32 ONNX. Exit codes: 0 all pass, 1 a candidate fails, 2 a user error.
+exported from) or an FP32 ONNX. INT8 ONNX candidates also get the kernel check (runtime/kernel_check.py): the same
+outputs against the file's exact Q/DQ math. Exit codes: 0 all pass, 1 a candidate fails, 2 a user error.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 from rich.console import Console
 
 from runtime.arguments import positive_int
+from runtime.cpu import this_cpu
 from runtime.errors import UserError
 from runtime.files import atomic_write
+from runtime.kernel_check import check_kernels
 from runtime.labelled import LABELLED_NAME, LabelledSet
 from runtime.parity.data import SOURCES, ParityData, load
 from runtime.parity.metrics import BOUNDS, Bounds, measure
@@ -116,6 +119,10 @@ def compare_candidate(reference: Session, reference_outputs: dict, candidate: Se
     record: dict[str, Any] = {"artifact": candidate.target.label, "backend": candidate.backend,
                               "precision": precision, "bounds": dataclasses.asdict(bounds),
                               "metrics": metrics.as_record(), "failures": metrics.failures(bounds), "outputs": outputs}
+    if precision == "int8" and candidate.target.kind == "onnx":
+        kernels = check_kernels(candidate.target.path, {candidate.inputs[0].name: data.inputs}, outputs)
+        record["kernel"] = kernels.as_record()
+        record["failures"] += [f"kernel check: {failure}" for failure in kernels.failures]
     fp32 = _fp32_graph(reference, candidate) if args.layers and candidate.target.kind == "onnx" else None
     if fp32 is not None:
         record["layers"] = localise(fp32, candidate.target.path, data.inputs[:LAYER_SAMPLES], precision).as_record()
@@ -132,6 +139,10 @@ def describe(record: dict[str, Any]) -> str:
     if m["accuracy_candidate"] is not None:
         parts.append(f"accuracy {m['accuracy_candidate']:.2%} (reference {m['accuracy_reference']:.2%})")
     text = "  ".join(parts)
+    kernel = record.get("kernel")
+    if kernel:
+        text += (f"\n    kernel check {'PASS' if kernel['ok'] else 'FAIL'}: rel-L2 {kernel['metrics']['rel_l2']:.2e} "
+                 "from the file's exact Q/DQ math")
     if record["failures"]:
         text += "\n    out of bounds: " + "; ".join(record["failures"])
     layers = record.get("layers")
@@ -148,7 +159,7 @@ def describe(record: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     with open_reference(args.reference) as reference:
         data = _data(args, reference)
-        stdout.print(f"reference: {reference.describe()}\ndata: {data.description}")
+        stdout.print(f"reference: {reference.describe()}\ndata: {data.description}\ncpu: {this_cpu().describe()}")
         reference_outputs = reference.run_batched({reference.inputs[0].name: data.inputs}, batch=32)
         records, calibrations = [], []
         for target in args.candidates:
@@ -160,14 +171,15 @@ def run(args: argparse.Namespace) -> int:
             stdout.print(describe(record))
             records.append(record)
     if args.json is not None:
-        report = {"reference": reference.target.label, "data": data.description,
+        report = {"reference": reference.target.label, "data": data.description, "cpu": this_cpu().as_record(),
                   "candidates": [{k: v for k, v in r.items() if k != "outputs"} for r in records]}
         with atomic_write(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
     if args.report is not None:
         from runtime.parity.report import write_report
 
-        write_report(args.report, reference.target.label, data.description, records, reference_outputs, calibrations)
+        write_report(args.report, reference.target.label, data.description, this_cpu().describe(), records,
+                     reference_outputs, calibrations)
         stdout.print(f"report: {args.report}")
     return 1 if any(r["failures"] for r in records) else 0
 

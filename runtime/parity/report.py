@@ -91,21 +91,23 @@ def _row(record: dict[str, Any]) -> str:
     cells = [html.escape(record["artifact"]), record["precision"], verdict, number(m["max_rel"], ".2e"),
              number(m["rel_l2"], ".2e"), number(m["cosine"], ".6f"), number(m["top1_agreement"], ".2%"),
              number(m["top5_overlap"], ".2%"), number(m["accuracy_candidate"], ".2%"),
+             number((record.get("kernel") or {}).get("metrics", {}).get("rel_l2"), ".2e"),
              html.escape(f"{first['node']} ({first['rel_l2']:.2e})") if first else "—",
              html.escape("; ".join(record["failures"])) or "—"]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
 
 
-def write_report(path: Path, reference: str, data: str, records: list[dict[str, Any]],
+def write_report(path: Path, reference: str, data: str, cpu: str, records: list[dict[str, Any]],
                  reference_outputs: dict[str, np.ndarray], calibrations: list[Path]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     headers = ["artifact", "precision", "verdict", "max|diff|/max|ref|", "rel-L2", "cosine", "top-1 agree",
-               "top-5 overlap", "accuracy", "first divergence", "out of bounds"]
+               "top-5 overlap", "accuracy", "kernel rel-L2 vs exact Q/DQ", "first divergence", "out of bounds"]
     figures = [_layer_plot(records), _difference_plot(records, reference_outputs),
                *[_calibration_plot(c) for c in calibrations]]
-    body = [f"<h1>onebyone parity</h1><p>reference: {html.escape(reference)}<br>data: {html.escape(data)}</p>",
+    body = [f"<h1>onebyone parity</h1><p>reference: {html.escape(reference)}<br>data: {html.escape(data)}<br>"
+            f"cpu: {html.escape(cpu)}</p>",
             "<table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>",
             *[_row(r) for r in records], "</table>",
             *[f"<p><img alt='plot' src='{figure}'></p>" for figure in figures if figure]]
