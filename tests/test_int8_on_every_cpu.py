@@ -22,6 +22,7 @@ from runtime.errors import Int8OverflowWarning
 from runtime.golden import run_onnx
 from runtime.int8_overflow import INT16_PAIR_LIMIT, overflow_prone, worst_pairs
 from runtime.kernel_check import KERNEL_BOUNDS, check_kernels
+from runtime.self_check import SelfCheckFailed
 from runtime.session import open as open_session
 from tests.graphs import model, tensor_input
 
@@ -251,3 +252,31 @@ def test_quantize_writes_safe_weights_unless_asked_and_says_so(bundle_copy, cli)
         assert record.made_by["overflow_prone_tensors"] == len(prone)
         assert (len(prone) > 0) == (weight_range == "full"), name
         assert record.parity["cpu"] == this_cpu().as_record()
+
+
+def test_verify_and_the_self_check_run_the_kernel_check(bundle_copy, cli, monkeypatch, rng):
+    """The default INT8 file passes verify's kernel check on this CPU (whichever it is). An engine that computes
+    something else — ORT's outputs with 10% noise added, as saturating kernels would — fails it: verify exits 1
+    although the file's own Q/DQ math still passes golden parity, and the self-check refuses the session."""
+    bundle = bundle_copy("digits_resnet")
+    code, out, _ = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",
+                       "--flavour", "ort")
+    assert code == 0, out
+    code, out, _ = cli("verify", bundle)
+    assert code == 0, out
+    line = next(line for line in out.splitlines() if "kernel check" in line)
+    assert "kernel check PASS" in line and this_cpu().cpu_class in line
+    assert float(line.split("rel-L2 ")[1].split()[0]) <= KERNEL_BOUNDS.max_rel_l2
+    original = onnxruntime_backend.OnnxRuntimeSession._run
+
+    def noisy(self, feeds, output_names):
+        outputs = original(self, feeds, output_names)
+        return {k: v + 0.1 * np.abs(v).mean() * rng.standard_normal(v.shape).astype(v.dtype)
+                for k, v in outputs.items()}
+
+    monkeypatch.setattr(onnxruntime_backend.OnnxRuntimeSession, "_run", noisy)
+    code, out, _ = cli("verify", bundle)
+    assert code == 1 and "kernel check FAIL" in out
+    assert "PASS" in next(line for line in out.splitlines() if line.startswith("model.int8-ort.onnx")), out
+    with pytest.raises(SelfCheckFailed, match="do not compute the file's Q/DQ math"):
+        open_session(bundle / "model.int8-ort.onnx")
