@@ -7,10 +7,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from export.onnx_export import DEFAULT_OPSET, EXPORTERS, ExportOptions
-from export.zoo import ZOO, parse_input_shape, resolve
-from runtime.arguments import positive_int
-from runtime.errors import UserError
+from onebyone.export.onnx_export import DEFAULT_OPSET, EXPORTERS, ExportOptions
+from onebyone.export.zoo import ZOO, parse_input_shape, resolve
+from onebyone.runtime.arguments import positive_int
+from onebyone.runtime.errors import UserError
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -34,7 +34,7 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.stage import ExportMismatch, export_bundle
+    from onebyone.export.stage import ExportMismatch, export_bundle
 
     input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
     spec = resolve(args.model, input_shape)

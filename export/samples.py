@@ -1,6 +1,6 @@
 """Sample images for trying a model: held-out sklearn digits written as 8×8 grayscale PNGs.
 
-    python -m export.samples OUT_DIR [--count N]
+    python -m onebyone.export.samples OUT_DIR [--count N]
 
 File names carry the true label (`digit-003-label-7.png`) so `onebyone infer`'s answer can be checked by eye. The
 pixels are the digit's 0..16 ink levels scaled to 0..255; reading one back with the model's preprocessing gives the
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.models.digits import PREPROCESS, digits_splits
-from runtime.files import atomic_write
+from onebyone.export.models.digits import PREPROCESS, digits_splits
+from onebyone.runtime.files import atomic_write
 
 
 def write_digit_images(folder: Path, count: int) -> list[Path]:

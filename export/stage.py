@@ -11,11 +11,11 @@ import onnx
 import onnxruntime
 import torch
 
-from export.onnx_export import ExportOptions, export_onnx
-from export.weights import load_weights
-from export.zoo import ModelSpec, instantiate
-from runtime import __version__
-from runtime.bundle import (
+from onebyone import __version__
+from onebyone.export.onnx_export import ExportOptions, export_onnx
+from onebyone.export.weights import load_weights
+from onebyone.export.zoo import ModelSpec, instantiate
+from onebyone.runtime.bundle import (
     GOLDEN_NAME,
     MANIFEST_NAME,
     TOLERANCES,
@@ -26,13 +26,13 @@ from runtime.bundle import (
     read_manifest,
     write_manifest,
 )
-from runtime.check import ArtifactCheck, check_artifact
-from runtime.errors import UserError
-from runtime.files import publish, sha256_file, staging_dir
-from runtime.golden import Golden
-from runtime.labelled import LABELLED_NAME
-from runtime.onnx_file import external_data_files
-from runtime.progress import progress
+from onebyone.runtime.check import ArtifactCheck, check_artifact
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import publish, sha256_file, staging_dir
+from onebyone.runtime.golden import Golden
+from onebyone.runtime.labelled import LABELLED_NAME
+from onebyone.runtime.onnx_file import external_data_files
+from onebyone.runtime.progress import progress
 
 GOLDEN_SEED = 0
 GOLDEN_DYNAMIC_BATCH = 2  # golden batch for dynamic-batch exports: more than one, to exercise the batch axis

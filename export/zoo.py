@@ -11,10 +11,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from export.models import digits, inception, mobilenet, resnet
-from runtime.errors import UserError
-from runtime.labelled import LabelledSet
-from runtime.preprocess import IMAGENET, Preprocess
+from onebyone.export.models import digits, inception, mobilenet, resnet
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.labelled import LabelledSet
+from onebyone.runtime.preprocess import IMAGENET, Preprocess
 
 INIT_SEED = 0  # random-init zoo models are reproducible: same seed, same weights
 

@@ -9,12 +9,12 @@ from typing import Any
 import onnx_ir as ir
 from rich.console import Console
 
-from runtime.bundle import GOLDEN_NAME, ArtifactRecord, Tolerance, manifest_path, read_manifest, write_manifest
-from runtime.check import check_artifact
-from runtime.files import publish, staging_dir
-from runtime.golden import Golden
-from runtime.labelled import LabelledSet
-from runtime.onnx_file import save_model
+from onebyone.runtime.bundle import GOLDEN_NAME, ArtifactRecord, Tolerance, manifest_path, read_manifest, write_manifest
+from onebyone.runtime.check import check_artifact
+from onebyone.runtime.files import publish, staging_dir
+from onebyone.runtime.golden import Golden
+from onebyone.runtime.labelled import LabelledSet
+from onebyone.runtime.onnx_file import save_model
 
 stdout = Console(highlight=False, soft_wrap=True)
 

@@ -1,8 +1,9 @@
 """`make bench`, graph-pass part: ONNX Runtime CPU throughput of the raw export against `onebyone optimize`'s
 targets, side by side in one run, each as a ratio to the raw export at ORT_ENABLE_ALL (what a user gets without
-onebyone). Writes `bench/optimize.json` and `bench/optimize.md` (`python -m runtime.bench_report` merges the parts).
+onebyone). Writes `bench/optimize.json` and `bench/optimize.md` (`python -m onebyone.runtime.bench_report` merges
+the parts).
 
-    python -m optimize.bench --models resnet50,resnet50_v1,inception_block --batches 1,8
+    python -m onebyone.optimize.bench --models resnet50,resnet50_v1,inception_block --batches 1,8
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
-from runtime import cli
-from runtime.arguments import positive_int
-from runtime.bench import Timing, machine, time_interleaved
-from runtime.errors import UserError
-from runtime.files import atomic_write
+from onebyone.runtime import cli
+from onebyone.runtime.arguments import positive_int
+from onebyone.runtime.bench import Timing, machine, time_interleaved
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import atomic_write
 
 LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
 
@@ -115,7 +116,7 @@ def table_markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optimize.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m onebyone.optimize.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet50,resnet50_v1,inception_block")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--seconds", type=float, default=40.0, help="time budget per model and batch size")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from optimize.artifact import write_artifact
-from optimize.pipeline import PASSES, TARGETS, VerificationFailed, run_passes, select_passes
-from optimize.verify import Verifier
-from runtime.bundle import TOLERANCES
-from runtime.files import atomic_write
-from runtime.onnx_file import load_model
+from onebyone.optimize.artifact import write_artifact
+from onebyone.optimize.pipeline import PASSES, TARGETS, VerificationFailed, run_passes, select_passes
+from onebyone.optimize.verify import Verifier
+from onebyone.runtime.bundle import TOLERANCES
+from onebyone.runtime.files import atomic_write
+from onebyone.runtime.onnx_file import load_model
 
 stdout = Console(highlight=False, soft_wrap=True)
 

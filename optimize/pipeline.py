@@ -8,18 +8,18 @@ from typing import Any
 
 import onnx_ir as ir
 
-from optimize.graph import op_counts
-from optimize.passes.base import GraphPass, Refusal
-from optimize.passes.cleanup import Cleanup
-from optimize.passes.conv_as_gemm import ConvAsGemm
-from optimize.passes.fold_affine import FoldAffine
-from optimize.passes.fold_batchnorm import FoldBatchNorm
-from optimize.passes.fuse_conv_activation import FuseConvActivation
-from optimize.passes.gemm_as_conv import GemmAsConv
-from optimize.passes.merge_conv_chain import MergeConvChain
-from optimize.passes.merge_siblings import MergeSiblings
-from optimize.verify import Verifier
-from runtime.errors import UserError
+from onebyone.optimize.graph import op_counts
+from onebyone.optimize.passes.base import GraphPass, Refusal
+from onebyone.optimize.passes.cleanup import Cleanup
+from onebyone.optimize.passes.conv_as_gemm import ConvAsGemm
+from onebyone.optimize.passes.fold_affine import FoldAffine
+from onebyone.optimize.passes.fold_batchnorm import FoldBatchNorm
+from onebyone.optimize.passes.fuse_conv_activation import FuseConvActivation
+from onebyone.optimize.passes.gemm_as_conv import GemmAsConv
+from onebyone.optimize.passes.merge_conv_chain import MergeConvChain
+from onebyone.optimize.passes.merge_siblings import MergeSiblings
+from onebyone.optimize.verify import Verifier
+from onebyone.runtime.errors import UserError
 
 PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (
     Cleanup, FoldBatchNorm, FoldAffine, MergeConvChain, MergeSiblings, GemmAsConv, ConvAsGemm, FuseConvActivation)}

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.cpu import this_cpu
-from runtime.progress import progress
+from onebyone.runtime.cpu import this_cpu
+from onebyone.runtime.progress import progress
 
 
 @dataclasses.dataclass(frozen=True)

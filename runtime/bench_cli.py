@@ -20,17 +20,17 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from runtime.bench import machine, time_interleaved
-from runtime.bundle import GOLDEN_NAME
-from runtime.cpu import this_cpu
-from runtime.errors import UserError
-from runtime.files import atomic_write
-from runtime.golden import Golden
-from runtime.infer_cli import add_session_options
-from runtime.parity.metrics import measure
-from runtime.session import Session
-from runtime.session import open as open_session
-from runtime.tensors import DYNAMIC
+from onebyone.runtime.bench import machine, time_interleaved
+from onebyone.runtime.bundle import GOLDEN_NAME
+from onebyone.runtime.cpu import this_cpu
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import atomic_write
+from onebyone.runtime.golden import Golden
+from onebyone.runtime.infer_cli import add_session_options
+from onebyone.runtime.parity.metrics import measure
+from onebyone.runtime.session import Session
+from onebyone.runtime.session import open as open_session
+from onebyone.runtime.tensors import DYNAMIC
 
 stdout = Console(highlight=False, soft_wrap=True)
 MIN_ROUNDS = 5

@@ -1,7 +1,7 @@
 """Merge the parts `make bench` wrote (`bench/<part>.json` + `bench/<part>.md`) into `bench/results.json` and
 `bench/README.md`.
 
-    python -m runtime.bench_report bench
+    python -m onebyone.runtime.bench_report bench
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from runtime.bench import machine
-from runtime.files import atomic_write
+from onebyone.runtime.bench import machine
+from onebyone.runtime.files import atomic_write
 
 MERGED = "results.json"
 

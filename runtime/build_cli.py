@@ -13,13 +13,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from runtime.arguments import positive_int
-from runtime.bundle import GOLDEN_NAME, TOLERANCES, ArtifactRecord, Tolerance, write_manifest
-from runtime.files import ensure_writable_dir, publish, sha256_file, staging_dir
-from runtime.golden import Golden, Parity, compare
-from runtime.locate import PLAN_KIND, Target, locate
-from runtime.onnx_file import graph_precision, io_specs, load_model
-from runtime.plan import (
+from onebyone.runtime.arguments import positive_int
+from onebyone.runtime.bundle import GOLDEN_NAME, TOLERANCES, ArtifactRecord, Tolerance, write_manifest
+from onebyone.runtime.files import ensure_writable_dir, publish, sha256_file, staging_dir
+from onebyone.runtime.golden import Golden, Parity, compare
+from onebyone.runtime.locate import PLAN_KIND, Target, locate
+from onebyone.runtime.onnx_file import graph_precision, io_specs, load_model
+from onebyone.runtime.plan import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MIN_BATCH,
     BuildOptions,
@@ -28,7 +28,7 @@ from runtime.plan import (
     profile_shapes,
     profiles_record,
 )
-from runtime.tensors import spec_records
+from onebyone.runtime.tensors import spec_records
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -52,7 +52,7 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 def _golden_parity(staged: Path, golden: Golden, tolerance: Tolerance) -> Parity:
     """Run the bundle's golden inputs through the staged plan (the plan.json beside it) and compare."""
-    from runtime.backends.tensorrt_backend import TensorRTSession
+    from onebyone.runtime.backends.tensorrt_backend import TensorRTSession
 
     with TensorRTSession(Target("plan", staged, None, None, None, None, None)) as session:
         return compare(golden.outputs, session.run_batched(golden.inputs), tolerance)
@@ -72,7 +72,7 @@ def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.backends.tensorrt_backend import build_plan
+    from onebyone.runtime.backends.tensorrt_backend import build_plan
 
     model = load_model(args.onnx)
     options = BuildOptions(min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch,

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError
-from runtime.files import atomic_write, sha256_file
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import atomic_write, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 GOLDEN_NAME = "golden.npz"

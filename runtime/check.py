@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.bundle import Tolerance
-from runtime.cpu import this_cpu
-from runtime.golden import Golden, Parity, compare, reference_session, run_session
-from runtime.labelled import LabelledSet
+from onebyone.runtime.bundle import Tolerance
+from onebyone.runtime.cpu import this_cpu
+from onebyone.runtime.golden import Golden, Parity, compare, reference_session, run_session
+from onebyone.runtime.labelled import LabelledSet
 
 MAX_BATCH = 32  # samples per run when the model takes any batch (bounds activation memory)
 

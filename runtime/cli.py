@@ -15,8 +15,8 @@ from importlib.metadata import entry_points
 from rich.console import Console
 from rich.markup import escape
 
-from runtime import __version__
-from runtime.errors import Int8OverflowWarning, UserError
+from onebyone import __version__
+from onebyone.runtime.errors import Int8OverflowWarning, UserError
 
 stderr = Console(stderr=True, highlight=False)
 

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from runtime.errors import UserError
+from onebyone.runtime.errors import UserError
 
 
 def ensure_writable_dir(directory: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bundle import Tolerance
-from runtime.errors import UserError
+from onebyone.runtime.bundle import Tolerance
+from onebyone.runtime.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

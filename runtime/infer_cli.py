@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from runtime.arguments import positive_int
-from runtime.errors import UserError
-from runtime.files import atomic_write
-from runtime.preprocess import IMAGE_SUFFIXES, load_image
-from runtime.session import BACKENDS, Session
-from runtime.session import open as open_session
+from onebyone.runtime.arguments import positive_int
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import atomic_write
+from onebyone.runtime.preprocess import IMAGE_SUFFIXES, load_image
+from onebyone.runtime.session import BACKENDS, Session
+from onebyone.runtime.session import open as open_session
 
 stdout = Console(highlight=False, soft_wrap=True)
 

@@ -22,8 +22,8 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from runtime.cpu import Cpu
-from runtime.onnx_file import weight_axis
+from onebyone.runtime.cpu import Cpu
+from onebyone.runtime.onnx_file import weight_axis
 
 INT16_PAIR_LIMIT = 128  # the largest same-sign |w₁| + |w₂| whose products with 255 fit an int16
 DEQUANTIZED_WEIGHT = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})  # weight: input 1, through a DQ

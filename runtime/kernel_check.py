@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.check import run_in_batches
-from runtime.cpu import Cpu, this_cpu
-from runtime.golden import reference_session, run_session
-from runtime.parity.metrics import BOUNDS, Metrics, measure
+from onebyone.runtime.check import run_in_batches
+from onebyone.runtime.cpu import Cpu, this_cpu
+from onebyone.runtime.golden import reference_session, run_session
+from onebyone.runtime.parity.metrics import BOUNDS, Metrics, measure
 
 KERNEL_BOUNDS = BOUNDS["int8-kernel"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bundle import Manifest
-from runtime.errors import UserError
+from onebyone.runtime.bundle import Manifest
+from onebyone.runtime.errors import UserError
 
 LABELLED_NAME = "labelled.npz"
 

@@ -1,4 +1,4 @@
-"""What `runtime.open` was pointed at: an ONNX file, a TensorRT plan, a bundle directory or a torch model, and what
+"""What `onebyone.open` was pointed at: an ONNX file, a TensorRT plan, a bundle directory or a torch model, and what
 is known about the model behind it (preprocessing, task, precision, the bundle record it can be checked against).
 
 Nothing here imports torch, onnxruntime or TensorRT; a zoo name is only resolved (which imports torch) when the
@@ -11,9 +11,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from runtime.bundle import MANIFEST_NAME, ArtifactRecord, Manifest, read_manifest
-from runtime.errors import UserError
-from runtime.preprocess import Preprocess
+from onebyone.runtime.bundle import MANIFEST_NAME, ArtifactRecord, Manifest, read_manifest
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.preprocess import Preprocess
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
@@ -78,7 +78,7 @@ def _bundle_target(bundle: Path, backend: str) -> Target:
 
 def _torch_target_of_bundle(bundle: Path, manifest: Manifest) -> Target:
     """The torch model a bundle was exported from, with the weights it recorded (refused if they changed since)."""
-    from runtime.files import sha256_file
+    from onebyone.runtime.files import sha256_file
 
     weights = None
     if manifest.model.weights is not None:
@@ -123,7 +123,7 @@ def locate(target: str | Path, backend: str, weights: Path | None = None) -> Tar
 
 
 def _is_zoo_name(name: str) -> bool:
-    from export.zoo import ZOO
+    from onebyone.export.zoo import ZOO
 
     return name.removeprefix("zoo:") in ZOO
 

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from runtime.errors import UserError
-from runtime.tensors import DYNAMIC, TensorSpec
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.tensors import DYNAMIC, TensorSpec
 
 EXTERNAL_DATA_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with headroom for the graph itself
 

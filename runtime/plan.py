@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import UserError
-from runtime.files import sha256_file
-from runtime.tensors import DYNAMIC, TensorSpec
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import sha256_file
+from onebyone.runtime.tensors import DYNAMIC, TensorSpec
 
 PLAN_FORMAT = "onebyone.plan/1"
 DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 8, 32

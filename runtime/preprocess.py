@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import UserError
+from onebyone.runtime.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,13 +4,13 @@ ONNX artifact must also pass the kernel check: the session's outputs against the
 
 from __future__ import annotations
 
-from runtime.bundle import GOLDEN_NAME, TOLERANCES, Tolerance
-from runtime.errors import UserError
-from runtime.files import sha256_file
-from runtime.golden import Golden, compare
-from runtime.kernel_check import check_kernels
-from runtime.locate import Target
-from runtime.session import Session
+from onebyone.runtime.bundle import GOLDEN_NAME, TOLERANCES, Tolerance
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import sha256_file
+from onebyone.runtime.golden import Golden, compare
+from onebyone.runtime.kernel_check import check_kernels
+from onebyone.runtime.locate import Target
+from onebyone.runtime.session import Session
 
 
 class SelfCheckFailed(UserError):

@@ -1,7 +1,7 @@
-"""One way to run any artifact: `runtime.open(target)` → a Session with input/output specs and `run(inputs)`.
+"""One way to run any artifact: `onebyone.open(target)` → a Session with input/output specs and `run(inputs)`.
 
-    import runtime
-    with runtime.open("build/digits_resnet/model.opt.int8-ort.onnx") as session:   # self-checked on open
+    import onebyone
+    with onebyone.open("build/digits_resnet/model.opt.int8-ort.onnx") as session:   # self-checked on open
         logits = session.run({"input": x})["logits"]
 
 Backends: `torch` (a zoo name, package.module:factory [+ weights], or a bundle's own model: the reference),
@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import UserError
-from runtime.golden import Parity
-from runtime.locate import ModelDescription, Target, locate
-from runtime.tensors import BatchRange, TensorSpec, prepare_inputs, select_outputs
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.golden import Parity
+from onebyone.runtime.locate import ModelDescription, Target, locate
+from onebyone.runtime.tensors import BatchRange, TensorSpec, prepare_inputs, select_outputs
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
@@ -92,12 +92,12 @@ def open(target: str | Path, backend: str = "auto", *, providers: Sequence[str] 
     if (weights is not None or input_shape is not None) and located.kind != "torch":
         raise UserError("weights and input_shape apply to torch models only; an exported artifact has its own")
     if self_check:
-        from runtime.self_check import check_recorded_file
+        from onebyone.runtime.self_check import check_recorded_file
 
         check_recorded_file(located)
     session = _construct(located, providers, input_shape)
     if self_check:
-        from runtime.self_check import check_session
+        from onebyone.runtime.self_check import check_session
 
         try:
             check_session(session)
@@ -110,13 +110,13 @@ def open(target: str | Path, backend: str = "auto", *, providers: Sequence[str] 
 def _construct(located: Target, providers: Sequence[str] | None,
                input_shape: tuple[int, int, int] | None) -> Session:
     if located.kind == "torch":
-        from runtime.backends.torch_backend import TorchSession
+        from onebyone.runtime.backends.torch_backend import TorchSession
 
         return TorchSession(located, input_shape)
     if located.kind == "onnx":
-        from runtime.backends.onnxruntime_backend import OnnxRuntimeSession
+        from onebyone.runtime.backends.onnxruntime_backend import OnnxRuntimeSession
 
         return OnnxRuntimeSession(located, providers)
-    from runtime.backends.tensorrt_backend import TensorRTSession
+    from onebyone.runtime.backends.tensorrt_backend import TensorRTSession
 
     return TensorRTSession(located)

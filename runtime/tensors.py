@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import UserError
+from onebyone.runtime.errors import UserError
 
 DYNAMIC = -1  # a dimension any size may take (the batch of a dynamic-batch model)
 

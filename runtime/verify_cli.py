@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from runtime.bundle import GOLDEN_NAME, Tolerance, read_manifest
-from runtime.check import MAX_BATCH, ArtifactCheck, check_artifact
-from runtime.files import sha256_file
-from runtime.golden import Golden
-from runtime.kernel_check import KernelCheck, check_kernels, fresh_inputs
-from runtime.labelled import LabelledSet
-from runtime.locate import PLAN_KIND
-from runtime.tensors import DYNAMIC
+from onebyone.runtime.bundle import GOLDEN_NAME, Tolerance, read_manifest
+from onebyone.runtime.check import MAX_BATCH, ArtifactCheck, check_artifact
+from onebyone.runtime.files import sha256_file
+from onebyone.runtime.golden import Golden
+from onebyone.runtime.kernel_check import KernelCheck, check_kernels, fresh_inputs
+from onebyone.runtime.labelled import LabelledSet
+from onebyone.runtime.locate import PLAN_KIND
+from onebyone.runtime.tensors import DYNAMIC
 
 stdout = Console(highlight=False, soft_wrap=True)
 FRESH_SAMPLES = 16  # new random samples per INT8 kernel check
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 def kernel_check(path: Path, golden: Golden, labelled: LabelledSet | None) -> KernelCheck:
     """The INT8 file in its deployment session (ONNX Runtime, every optimization on) against its exact Q/DQ math, on
     the golden inputs, the labelled data and FRESH_SAMPLES new random samples (whole batches of a fixed-batch model)."""
-    from runtime.session import open as open_session
+    from onebyone.runtime.session import open as open_session
 
     fresh = fresh_inputs(golden.inputs, FRESH_SAMPLES, np.random.default_rng())
     inputs = {name: np.concatenate([values, *([labelled.inputs] if labelled is not None else []), fresh[name]])
@@ -88,8 +88,8 @@ def tensorrt_missing() -> str | None:
 
 def check_plan(path: Path, golden: Golden, tolerance: Tolerance, labelled: LabelledSet | None) -> ArtifactCheck:
     """The plan in a TensorRT session: golden parity, and labelled accuracy in batches the engine accepts."""
-    from runtime.golden import compare
-    from runtime.session import open as open_session
+    from onebyone.runtime.golden import compare
+    from onebyone.runtime.session import open as open_session
 
     with open_session(path, "tensorrt", self_check=False) as session:
         parity = compare(golden.outputs, session.run_batched(golden.inputs), tolerance)

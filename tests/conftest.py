@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.onnx_export import ExportOptions
-from export.stage import ExportResult, export_bundle
-from export.zoo import resolve
-from runtime.cli import main
+from onebyone.export.onnx_export import ExportOptions
+from onebyone.export.stage import ExportResult, export_bundle
+from onebyone.export.zoo import resolve
+from onebyone.runtime.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ import onnx
 import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
 
-from optimize.passes.base import GraphPass
-from optimize.verify import random_inputs, run_model
+from onebyone.optimize.passes.base import GraphPass
+from onebyone.optimize.verify import random_inputs, run_model
 
 REL_TOL = 1e-5  # FP32 rewrites: max|after − before| ≤ 1e-5 · max|before|
 

@@ -8,15 +8,22 @@ import numpy as np
 import onnx
 import pytest
 
-import runtime.onnx_file
-from export.onnx_export import ExportOptions
-from export.stage import export_bundle
-from export.zoo import ZOO
-from runtime.bundle import GOLDEN_NAME, MANIFEST_NAME, TOLERANCES, ArtifactRecord, read_manifest, write_manifest
-from runtime.check import check_artifact
-from runtime.errors import UserError
-from runtime.golden import Golden, compare
-from runtime.labelled import LABELLED_NAME
+import onebyone.runtime.onnx_file
+from onebyone.export.onnx_export import ExportOptions
+from onebyone.export.stage import export_bundle
+from onebyone.export.zoo import ZOO
+from onebyone.runtime.bundle import (
+    GOLDEN_NAME,
+    MANIFEST_NAME,
+    TOLERANCES,
+    ArtifactRecord,
+    read_manifest,
+    write_manifest,
+)
+from onebyone.runtime.check import check_artifact
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.golden import Golden, compare
+from onebyone.runtime.labelled import LABELLED_NAME
 from tests.conftest import files_under
 
 
@@ -75,7 +82,7 @@ def test_reexport_removes_artifacts_derived_from_the_old_model(bundle, cli):
 
 
 def test_large_models_are_written_and_optimized_with_external_data(tmp_path, monkeypatch, cli):
-    monkeypatch.setattr(runtime.onnx_file, "EXTERNAL_DATA_BYTES", 1000)  # digits_resnet's weights exceed this
+    monkeypatch.setattr(onebyone.runtime.onnx_file, "EXTERNAL_DATA_BYTES", 1000)  # digits_resnet's weights exceed this
     result = export_bundle(ZOO["digits_resnet"], tmp_path / "b", ExportOptions())
     assert files_under(result.bundle) == sorted([GOLDEN_NAME, LABELLED_NAME, MANIFEST_NAME, "model.onnx",
                                                  "model.onnx.data"])

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from optimize.precision.sources import open_source
-from optimize.precision.trt_cache import cache_text, parse_cache, version_number
-from runtime.errors import UserError
-from runtime.preprocess import Preprocess, load_image
+from onebyone.optimize.precision.sources import open_source
+from onebyone.optimize.precision.trt_cache import cache_text, parse_cache, version_number
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.preprocess import Preprocess, load_image
 
 GRAY = Preprocess(resize=8, crop=8, mean=(0.5,), std=(0.5,), mode="L")
 

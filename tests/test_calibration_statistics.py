@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from optimize.precision.histogram import BINS, TensorStatistics, bin_counts
-from optimize.precision.ranges import amax, amax_entropy, divergences
+from onebyone.optimize.precision.histogram import BINS, TensorStatistics, bin_counts
+from onebyone.optimize.precision.ranges import amax, amax_entropy, divergences
 
 
 def streamed(batches: list[np.ndarray]) -> TensorStatistics:
@@ -84,7 +84,10 @@ def test_entropy_matches_the_published_loop(rng):
 
 
 def test_entropy_clips_heavy_tails_and_keeps_uniform_data(rng):
-    heavy = streamed(np.array_split(rng.standard_t(2, 500_000), 5))
+    # Clipped at ±1000 so the core spans more than one of the 2048 bins: one outlier beyond 4096 (about 1 seed in 30)
+    # puts the whole core into bin 0, which the method replaces by bin 1 (as for a Relu's zeros), and the search
+    # then keeps the outlier — a limit of the 2048-bin histogram that TensorRT's calibrator shares.
+    heavy = streamed(np.array_split(np.clip(rng.standard_t(2, 500_000), -1000, 1000), 5))
     assert amax(heavy, "entropy") < 0.2 * amax(heavy, "minmax")
     uniform = streamed([rng.uniform(-5, 5, 400_000)])
     assert abs(amax(uniform, "entropy") - amax(uniform, "minmax")) <= uniform.bin_width

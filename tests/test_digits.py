@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.models.digits import CALIB_SIZE, accuracy, digits_splits, training_report
-from export.zoo import ZOO, instantiate
-from runtime.bundle import read_manifest
-from runtime.golden import run_onnx
+from onebyone.export.models.digits import CALIB_SIZE, accuracy, digits_splits, training_report
+from onebyone.export.zoo import ZOO, instantiate
+from onebyone.runtime.bundle import read_manifest
+from onebyone.runtime.golden import run_onnx
 
 MIN_TEST_ACCURACY = 0.97
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from optimize.passes.fold_affine import FoldAffine
+from onebyone.optimize.passes.fold_affine import FoldAffine
 from tests.graphs import REL_TOL, apply_and_compare, model, ops, tensor_input
 
 CHANNEL = (1, 6, 1, 1)

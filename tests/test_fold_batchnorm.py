@@ -7,7 +7,7 @@ import onnx_ir as ir
 import pytest
 from onnx import helper
 
-from optimize.passes.fold_batchnorm import FoldBatchNorm
+from onebyone.optimize.passes.fold_batchnorm import FoldBatchNorm
 from tests.graphs import REL_TOL, apply_and_compare, bn_node, bn_params, model, ops, tensor_input
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from optimize.passes.fuse_conv_activation import MS_DOMAIN, FuseConvActivation
+from onebyone.optimize.passes.fuse_conv_activation import MS_DOMAIN, FuseConvActivation
 from tests.graphs import REL_TOL, apply_and_compare, model, ops, tensor_input
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from onnx import helper
 
-from optimize.passes.conv_as_gemm import ConvAsGemm
-from optimize.passes.gemm_as_conv import GemmAsConv
+from onebyone.optimize.passes.conv_as_gemm import ConvAsGemm
+from onebyone.optimize.passes.gemm_as_conv import GemmAsConv
 from tests.graphs import REL_TOL, apply_and_compare, model, ops, tensor_input
 
 

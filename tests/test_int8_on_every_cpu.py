@@ -14,16 +14,16 @@ import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import runtime.backends.onnxruntime_backend as onnxruntime_backend
-from optimize.precision.qdq import WEIGHT_LEVELS, TensorRange, insert_qdq
-from runtime.bundle import read_manifest
-from runtime.cpu import X86_FEATURES, Cpu, parse_cpuinfo, this_cpu
-from runtime.errors import Int8OverflowWarning
-from runtime.golden import run_onnx
-from runtime.int8_overflow import INT16_PAIR_LIMIT, overflow_prone, worst_pairs
-from runtime.kernel_check import KERNEL_BOUNDS, check_kernels
-from runtime.self_check import SelfCheckFailed
-from runtime.session import open as open_session
+import onebyone.runtime.backends.onnxruntime_backend as onnxruntime_backend
+from onebyone.optimize.precision.qdq import WEIGHT_LEVELS, TensorRange, insert_qdq
+from onebyone.runtime.bundle import read_manifest
+from onebyone.runtime.cpu import X86_FEATURES, Cpu, parse_cpuinfo, this_cpu
+from onebyone.runtime.errors import Int8OverflowWarning
+from onebyone.runtime.golden import run_onnx
+from onebyone.runtime.int8_overflow import INT16_PAIR_LIMIT, overflow_prone, worst_pairs
+from onebyone.runtime.kernel_check import KERNEL_BOUNDS, check_kernels
+from onebyone.runtime.self_check import SelfCheckFailed
+from onebyone.runtime.session import open as open_session
 from tests.graphs import model, tensor_input
 
 EPYC = """processor\t: 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from onnx import helper
 
-from optimize.passes.merge_conv_chain import MergeConvChain
+from onebyone.optimize.passes.merge_conv_chain import MergeConvChain
 from tests.graphs import REL_TOL, apply_and_compare, model, ops, tensor_input
 
 

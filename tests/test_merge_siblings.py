@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from onnx import helper
 
-from optimize.passes.merge_siblings import MergeSiblings
+from onebyone.optimize.passes.merge_siblings import MergeSiblings
 from tests.graphs import REL_TOL, apply_and_compare, model, ops, tensor_input
 
 

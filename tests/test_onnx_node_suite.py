@@ -13,8 +13,8 @@ import pytest
 from onnx import numpy_helper
 from onnx.backend.test.loader import load_model_tests
 
-from optimize.pipeline import TARGETS, run_passes, select_passes
-from runtime.golden import reference_session, run_session
+from onebyone.optimize.pipeline import TARGETS, run_passes, select_passes
+from onebyone.runtime.golden import reference_session, run_session
 
 OPS = {"conv": "Conv", "convtranspose": "ConvTranspose", "batchnorm": "BatchNormalization", "relu": "Relu",
        "add": "Add", "gemm": "Gemm", "matmul": "MatMul"}

@@ -10,10 +10,10 @@ import pytest
 from onnx import helper
 from torch import nn
 
-from export.models.inception import Inception
-from export.models.resnet import Bottleneck
-from export.zoo import ZOO, instantiate
-from runtime.bundle import read_manifest
+from onebyone.export.models.inception import Inception
+from onebyone.export.models.resnet import Bottleneck
+from onebyone.export.zoo import ZOO, instantiate
+from onebyone.runtime.bundle import read_manifest
 from tests.conftest import files_under
 from tests.test_export import ZOO_PARAMS, assert_matches_torch, count, op_counts
 

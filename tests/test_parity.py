@@ -9,7 +9,7 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 
-from runtime.parity.metrics import BOUNDS, measure
+from onebyone.runtime.parity.metrics import BOUNDS, measure
 
 CORRUPTED = "/layer2/layer2.0/conv2/Conv"
 

@@ -14,18 +14,18 @@ import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 
-from optimize.precision.calibrate import Calibration, collect
-from optimize.precision.qdq import WEIGHTED
-from optimize.precision.ranges import METHODS
-from optimize.precision.sources import open_source
-from optimize.precision.trt_cache import parse_cache
-from optimize.precision.trt_rules import trt_violations
-from runtime.bundle import TOLERANCES, read_manifest
-from runtime.check import check_artifact
-from runtime.cli import main
-from runtime.golden import Golden
-from runtime.labelled import LabelledSet
-from runtime.onnx_file import load_model
+from onebyone.optimize.precision.calibrate import Calibration, collect
+from onebyone.optimize.precision.qdq import WEIGHTED
+from onebyone.optimize.precision.ranges import METHODS
+from onebyone.optimize.precision.sources import open_source
+from onebyone.optimize.precision.trt_cache import parse_cache
+from onebyone.optimize.precision.trt_rules import trt_violations
+from onebyone.runtime.bundle import TOLERANCES, read_manifest
+from onebyone.runtime.check import check_artifact
+from onebyone.runtime.cli import main
+from onebyone.runtime.golden import Golden
+from onebyone.runtime.labelled import LabelledSet
+from onebyone.runtime.onnx_file import load_model
 from tests.conftest import files_under
 
 FP16_MAX_DROP = 0.0025  # accuracy points as fractions: 0.25 pt

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import runtime.session as sessions
-from export.models.digits import PREPROCESS, digits_splits
-from export.samples import write_digit_images
-from runtime.preprocess import load_image
+import onebyone.runtime.session as sessions
+from onebyone.export.models.digits import PREPROCESS, digits_splits
+from onebyone.export.samples import write_digit_images
+from onebyone.runtime.preprocess import load_image
 from tests.conftest import files_under
 
 IMAGE_TOLERANCE = 1 / 510 / 0.5  # a PNG stores ink to 1/255 (±1/510), normalisation divides by std 0.5

@@ -10,10 +10,10 @@ import onnx_ir as ir
 import pytest
 from onnx import helper
 
-from optimize.precision.calibrate import collect
-from optimize.precision.qdq import TensorRange
-from optimize.precision.sensitivity import drop_points, fall_back, quantized, rank_layers, run
-from optimize.precision.sources import CalibrationData
+from onebyone.optimize.precision.calibrate import collect
+from onebyone.optimize.precision.qdq import TensorRange
+from onebyone.optimize.precision.sensitivity import drop_points, fall_back, quantized, rank_layers, run
+from onebyone.optimize.precision.sources import CalibrationData
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input
 
@@ -99,7 +99,7 @@ def test_fallback_user_errors(exported, cli, args, message):
 
 
 def test_the_fallback_is_recorded_in_the_bundle_manifest(bundle_copy, cli):
-    from runtime.bundle import read_manifest
+    from onebyone.runtime.bundle import read_manifest
 
     bundle = bundle_copy("digits_resnet")
     code, out, err = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",

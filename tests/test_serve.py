@@ -18,10 +18,10 @@ import tritonclient.http as triton
 from onnx import helper
 from tritonclient.utils import InferenceServerException
 
-import runtime.session as sessions
-from runtime.bundle import GOLDEN_NAME
-from runtime.golden import Golden
-from runtime.serve.server import BackgroundServer, create_app, load_models
+import onebyone.runtime.session as sessions
+from onebyone.runtime.bundle import GOLDEN_NAME
+from onebyone.runtime.golden import Golden
+from onebyone.runtime.serve.server import BackgroundServer, create_app, load_models
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input
 
@@ -186,14 +186,22 @@ def test_shutdown_drains_in_flight_requests(bundle_copy):
     entries = load_models([bundle_copy("digits_resnet")], "auto", None, 8, None)
     session = entries["digits_resnet"].session
     slow_run = session.run
-    session.run = lambda inputs, outputs=None: (time.sleep(0.3), slow_run(inputs, outputs))[1]
+    running = threading.Event()
+
+    def slow(inputs: dict, outputs: list | None = None) -> dict:
+        running.set()
+        time.sleep(0.3)
+        return slow_run(inputs, outputs)
+
+    session.run = slow
     server = BackgroundServer(create_app(entries, 1 << 20, None)).__enter__()
     x = np.zeros((1, 1, 8, 8), np.float32)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(lambda: triton.InferenceServerClient(server.url).infer("digits_resnet",
                                                                                       [digits_input(x)]))
                    for _ in range(4)]
-        time.sleep(0.1)  # the requests are in the server, the first one running
+        assert running.wait(30), "no request reached the model"
+        time.sleep(0.1)  # the first request is running; the others, sent with it, are in the server
         server.__exit__(None, None, None)
         results = [future.result(timeout=30).as_numpy("logits") for future in futures]
     assert all(r.shape == (1, 10) and np.isfinite(r).all() for r in results)

@@ -1,4 +1,4 @@
-"""runtime.open: torch and ONNX Runtime sessions agree on every zoo model; inputs are validated with clear
+"""onebyone.open: torch and ONNX Runtime sessions agree on every zoo model; inputs are validated with clear
 messages; bundles self-check on open and refuse tampered golden outputs or modified artifacts."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import onnx
 import pytest
 import torch
 
-import runtime.session as sessions
-from export.zoo import ZOO, instantiate
-from runtime.backends.onnxruntime_backend import choose_providers
-from runtime.bundle import GOLDEN_NAME
-from runtime.errors import UserError
-from runtime.golden import Golden
-from runtime.self_check import SelfCheckFailed
-from runtime.tensors import BatchRange, TensorSpec, prepare_inputs
+import onebyone.runtime.session as sessions
+from onebyone.export.zoo import ZOO, instantiate
+from onebyone.runtime.backends.onnxruntime_backend import choose_providers
+from onebyone.runtime.bundle import GOLDEN_NAME
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.golden import Golden
+from onebyone.runtime.self_check import SelfCheckFailed
+from onebyone.runtime.tensors import BatchRange, TensorSpec, prepare_inputs
 from tests.conftest import REPO
 
 FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, every output element
@@ -181,8 +181,8 @@ def test_provider_choice():
 
 
 def test_runtime_imports_neither_tensorrt_nor_pycuda(digits_copy):
-    code = ("import sys, runtime, runtime.plan, runtime.backends.tensorrt_backend\n"
-            f"s = runtime.open({str(digits_copy / 'model.onnx')!r})\n"
+    code = ("import sys, onebyone, onebyone.runtime.plan, onebyone.runtime.backends.tensorrt_backend\n"
+            f"s = onebyone.open({str(digits_copy / 'model.onnx')!r})\n"
             "s.run(__import__('numpy').zeros((1, 1, 8, 8), 'float32'))\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'pycuda')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)

@@ -12,13 +12,13 @@ import shutil
 import numpy as np
 import pytest
 
-import runtime.session as sessions
-from runtime.bundle import TOLERANCES, ArtifactRecord, read_manifest, write_manifest
-from runtime.errors import UserError
-from runtime.files import sha256_file
-from runtime.locate import PLAN_KIND
-from runtime.onnx_file import graph_precision, load_model
-from runtime.plan import (
+import onebyone.runtime.session as sessions
+from onebyone.runtime.bundle import TOLERANCES, ArtifactRecord, read_manifest, write_manifest
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import sha256_file
+from onebyone.runtime.locate import PLAN_KIND
+from onebyone.runtime.onnx_file import graph_precision, load_model
+from onebyone.runtime.plan import (
     TRT_TO_NUMPY,
     BuildOptions,
     PlanInfo,
@@ -29,7 +29,7 @@ from runtime.plan import (
     profile_shapes,
     read_plan_info,
 )
-from runtime.tensors import TensorSpec
+from onebyone.runtime.tensors import TensorSpec
 from tests.conftest import files_under
 
 DYNAMIC_INPUT = TensorSpec("input", np.dtype(np.float32), (-1, 3, 224, 224))

@@ -7,12 +7,12 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from export.onnx_export import ExportOptions
-from export.stage import export_bundle
-from export.zoo import resolve
-from runtime.files import sha256_file
-from runtime.plan import PlanInfo, plan_info_path
-from runtime.serve.server import load_models
+from onebyone.export.onnx_export import ExportOptions
+from onebyone.export.stage import export_bundle
+from onebyone.export.zoo import resolve
+from onebyone.runtime.files import sha256_file
+from onebyone.runtime.plan import PlanInfo, plan_info_path
+from onebyone.runtime.serve.server import load_models
 from tests.conftest import files_under
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.models.digits import build_digits_resnet
-from runtime.bundle import GOLDEN_NAME
-from runtime.golden import Golden
+from onebyone.export.models.digits import build_digits_resnet
+from onebyone.runtime.bundle import GOLDEN_NAME
+from onebyone.runtime.golden import Golden
 from tests.conftest import files_under
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from export.models.mobilenet import InvertedResidual
-from export.models.resnet import Bottleneck
-from export.zoo import ZOO, instantiate, resolve
+from onebyone.export.models.mobilenet import InvertedResidual
+from onebyone.export.models.resnet import Bottleneck
+from onebyone.export.zoo import ZOO, instantiate, resolve
 
 # torchvision's published parameter counts (torchvision.models docs, "num_params").
 TORCHVISION_PARAMS = {

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.cache import cache_dir
-from export.models.resnet import ResNet
-from runtime.files import atomic_write
-from runtime.preprocess import Preprocess
-from runtime.progress import progress
+from onebyone.export.cache import cache_dir
+from onebyone.export.models.resnet import ResNet
+from onebyone.runtime.files import atomic_write
+from onebyone.runtime.preprocess import Preprocess
+from onebyone.runtime.progress import progress
 
 PREPROCESS = Preprocess(resize=8, crop=8, mean=(0.5,), std=(0.5,), mode="L")
 SPLIT_SEED = 0

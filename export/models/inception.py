@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from export.models.init import init_like_torchvision
+from onebyone.export.models.init import init_like_torchvision
 
 
 class BasicConv2d(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from export.models.init import init_like_torchvision
+from onebyone.export.models.init import init_like_torchvision
 
 # (expansion t, output channels c, repeats n, first stride s) — Sandler et al. 2018, Table 2.
 INVERTED_RESIDUAL_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),

@@ -6,8 +6,8 @@ import onnx_ir as ir
 import onnxscript.optimizer
 from onnx_ir.passes.common import IdentityEliminationPass, RemoveUnusedNodesPass, TopologicalSortPass
 
-from optimize.graph import op_counts
-from optimize.passes.base import GraphPass
+from onebyone.optimize.graph import op_counts
+from onebyone.optimize.passes.base import GraphPass
 
 
 class Cleanup(GraphPass):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from optimize.graph import (
+from onebyone.optimize.graph import (
     add_initializer,
     constant,
     constant_weights,
@@ -14,7 +14,7 @@ from optimize.graph import (
     take_over,
     unique_name,
 )
-from optimize.passes.base import GraphPass
+from onebyone.optimize.passes.base import GraphPass
 
 
 class ConvAsGemm(GraphPass):

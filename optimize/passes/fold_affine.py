@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import (
+from onebyone.optimize.graph import (
     constant,
     constant_weights,
     drop_if_unused,
@@ -16,7 +16,7 @@ from optimize.graph import (
     sole_reader,
     take_over,
 )
-from optimize.passes.base import GraphPass
+from onebyone.optimize.passes.base import GraphPass
 
 ARITHMETIC = ("Mul", "Add", "Sub", "Div")
 

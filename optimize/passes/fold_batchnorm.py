@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import (
+from onebyone.optimize.graph import (
     add_initializer,
     constant,
     opset_version,
@@ -14,7 +14,7 @@ from optimize.graph import (
     take_over,
     unique_name,
 )
-from optimize.passes.base import GraphPass
+from onebyone.optimize.passes.base import GraphPass
 
 FOLDABLE = ("Conv", "ConvTranspose", "Gemm")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import constant, opset_version, sole_reader, take_over
-from optimize.passes.base import GraphPass
+from onebyone.optimize.graph import constant, opset_version, sole_reader, take_over
+from onebyone.optimize.passes.base import GraphPass
 
 MS_DOMAIN = "com.microsoft"
 

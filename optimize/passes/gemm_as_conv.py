@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import add_initializer, constant, take_over, unique_name
-from optimize.passes.base import GraphPass
+from onebyone.optimize.graph import add_initializer, constant, take_over, unique_name
+from onebyone.optimize.passes.base import GraphPass
 
 
 def flattened_pixel(value: ir.Value) -> ir.Value | None:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import constant, constant_weights, is_pointwise, set_constant_input, single_consumer, take_over
-from optimize.passes.base import GraphPass
+from onebyone.optimize.graph import (
+    constant,
+    constant_weights,
+    is_pointwise,
+    set_constant_input,
+    single_consumer,
+    take_over,
+)
+from onebyone.optimize.passes.base import GraphPass
 
 
 class MergeConvChain(GraphPass):

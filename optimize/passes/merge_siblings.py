@@ -7,8 +7,8 @@ from collections import defaultdict
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import add_initializer, constant, constant_weights, opset_version, take_over, unique_name
-from optimize.passes.base import GraphPass
+from onebyone.optimize.graph import add_initializer, constant, constant_weights, opset_version, take_over, unique_name
+from onebyone.optimize.passes.base import GraphPass
 
 SiblingKey = tuple[object, ...]
 

@@ -11,7 +11,7 @@ activations, S8 per-channel weights) on the same calibration samples:
 
 Writes `bench/precision.json` and `bench/precision.md`.
 
-    python -m optimize.precision.bench --build build/bench --out bench
+    python -m onebyone.optimize.precision.bench --build build/bench --out bench
 """
 
 from __future__ import annotations
@@ -31,19 +31,19 @@ import onnx_ir as ir
 import onnxruntime as ort
 from rich.console import Console
 
-from export.models.digits import digits_splits
-from optimize.precision.calibrate import Calibration
-from optimize.precision.ranges import METHODS
-from runtime import cli
-from runtime.bench import machine, time_interleaved
-from runtime.errors import UserError
-from runtime.files import atomic_write
-from runtime.golden import reference_session, run_session
-from runtime.int8_overflow import overflow_prone
-from runtime.kernel_check import check_kernels
-from runtime.labelled import LabelledSet
-from runtime.parity.metrics import measure
-from runtime.preprocess import IMAGENET, load_image
+from onebyone.export.models.digits import digits_splits
+from onebyone.optimize.precision.calibrate import Calibration
+from onebyone.optimize.precision.ranges import METHODS
+from onebyone.runtime import cli
+from onebyone.runtime.bench import machine, time_interleaved
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import atomic_write
+from onebyone.runtime.golden import reference_session, run_session
+from onebyone.runtime.int8_overflow import overflow_prone
+from onebyone.runtime.kernel_check import check_kernels
+from onebyone.runtime.labelled import LabelledSet
+from onebyone.runtime.parity.metrics import measure
+from onebyone.runtime.preprocess import IMAGENET, load_image
 
 stdout = Console(highlight=False)
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
@@ -239,7 +239,7 @@ def calibration_memory(build: Path, images: Path) -> list[dict]:
             ("ORT Entropy calibrator", "ort-entropy", 16), ("ORT Entropy calibrator", "ort-entropy", 64)]
     rows = []
     for label, impl, samples in runs:
-        command = [sys.executable, "-m", "optimize.precision.bench", "--worker", impl, "--model", str(source),
+        command = [sys.executable, "-m", "onebyone.optimize.precision.bench", "--worker", impl, "--model", str(source),
                    "--images", str(images), "--samples", str(samples)]
         stdout.print(f"calibration memory: {label}, {samples} samples")
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -303,7 +303,8 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optimize.precision.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m onebyone.optimize.precision.bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--build", type=Path, default=Path("build/bench"))
     parser.add_argument("--out", type=Path, default=Path("bench"))
     parser.add_argument("--seconds", type=float, default=20.0, help="timing rounds for the throughput comparison")

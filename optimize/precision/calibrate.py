@@ -15,12 +15,12 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from optimize.precision.histogram import BINS, TensorStatistics
-from optimize.precision.ranges import METHODS, amax
-from optimize.precision.sources import CalibrationData
-from runtime.errors import UserError
-from runtime.files import atomic_write
-from runtime.progress import progress
+from onebyone.optimize.precision.histogram import BINS, TensorStatistics
+from onebyone.optimize.precision.ranges import METHODS, amax
+from onebyone.optimize.precision.sources import CalibrationData
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import atomic_write
+from onebyone.runtime.progress import progress
 
 CALIB_FORMAT = "onebyone.calib/1"
 FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE, ir.DataType.BFLOAT16)

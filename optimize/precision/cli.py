@@ -10,22 +10,22 @@ from pathlib import Path
 import onnx_ir as ir
 from rich.console import Console
 
-from optimize.artifact import Companion, write_artifact
-from optimize.precision.calibrate import Calibration, collect, with_types
-from optimize.precision.fp16 import convert_to_fp16
-from optimize.precision.qdq import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS, TensorRange, insert_qdq
-from optimize.precision.ranges import METHODS
-from optimize.precision.sensitivity import fall_back
-from optimize.precision.sources import SOURCES_HELP, CalibrationData, calibration_labels, open_source
-from optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
-from optimize.precision.trt_rules import trt_violations
-from runtime.arguments import positive_int
-from runtime.bundle import TOLERANCES
-from runtime.errors import UserError
-from runtime.files import sha256_file, staging_dir
-from runtime.int8_overflow import overflow_prone
-from runtime.onnx_file import load_model
-from runtime.preprocess import Preprocess
+from onebyone.optimize.artifact import Companion, write_artifact
+from onebyone.optimize.precision.calibrate import Calibration, collect, with_types
+from onebyone.optimize.precision.fp16 import convert_to_fp16
+from onebyone.optimize.precision.qdq import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS, TensorRange, insert_qdq
+from onebyone.optimize.precision.ranges import METHODS
+from onebyone.optimize.precision.sensitivity import fall_back
+from onebyone.optimize.precision.sources import SOURCES_HELP, CalibrationData, calibration_labels, open_source
+from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
+from onebyone.optimize.precision.trt_rules import trt_violations
+from onebyone.runtime.arguments import positive_int
+from onebyone.runtime.bundle import TOLERANCES
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import sha256_file, staging_dir
+from onebyone.runtime.int8_overflow import overflow_prone
+from onebyone.runtime.onnx_file import load_model
+from onebyone.runtime.preprocess import Preprocess
 
 stdout = Console(highlight=False, soft_wrap=True)
 PRECISIONS = ("fp16", "int8")

@@ -23,7 +23,7 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import add_initializer, constant, unique_name
+from onebyone.optimize.graph import add_initializer, constant, unique_name
 
 FP16_MAX = 65504.0
 SAFE_FP16_MAX = FP16_MAX / 16

@@ -32,9 +32,9 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
-from runtime.errors import UserError
-from runtime.onnx_file import weight_axis
+from onebyone.optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.onnx_file import weight_axis
 
 FLAVOURS = ("trt", "ort")
 WEIGHT_LEVELS = {"safe": 64, "full": 127}  # L of each weight range (module docstring)

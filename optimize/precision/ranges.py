@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimize.precision.histogram import TensorStatistics
+from onebyone.optimize.precision.histogram import TensorStatistics
 
 INT8_LEVELS = 128  # levels of a symmetric INT8 magnitude: 0…127, and the sign
 METHODS = ("minmax", "percentile", "entropy")

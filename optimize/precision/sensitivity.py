@@ -15,9 +15,9 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 
-from optimize.precision.qdq import WEIGHTED, TensorRange, insert_qdq
-from runtime.golden import reference_session, run_session
-from runtime.progress import progress
+from onebyone.optimize.precision.qdq import WEIGHTED, TensorRange, insert_qdq
+from onebyone.runtime.golden import reference_session, run_session
+from onebyone.runtime.progress import progress
 
 BATCH = 32
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from optimize.graph import constant
+from onebyone.optimize.graph import constant
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import UserError
+from onebyone.runtime.errors import UserError
 
 NEEDS_GPU = "TensorRT engines need an NVIDIA GPU with its driver, TensorRT and pycuda: pip install 'onebyone[tensorrt]'"
 

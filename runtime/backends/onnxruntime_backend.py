@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from runtime.cpu import this_cpu
-from runtime.errors import Int8OverflowWarning, UserError
-from runtime.int8_overflow import overflow_prone, warning
-from runtime.locate import Target, describe_from_manifest, describe_from_metadata
-from runtime.session import Session
-from runtime.tensors import DYNAMIC, TensorSpec
+from onebyone.runtime.cpu import this_cpu
+from onebyone.runtime.errors import Int8OverflowWarning, UserError
+from onebyone.runtime.int8_overflow import overflow_prone, warning
+from onebyone.runtime.locate import Target, describe_from_manifest, describe_from_metadata
+from onebyone.runtime.session import Session
+from onebyone.runtime.tensors import DYNAMIC, TensorSpec
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -71,7 +71,7 @@ def choose_providers(requested: Sequence[str] | None, available: list[str], driv
 
 def _provider_options(provider: str) -> dict[str, str]:
     if provider == "TensorrtExecutionProvider":  # engines are built once and reused from the cache
-        from export.cache import cache_dir
+        from onebyone.export.cache import cache_dir
 
         return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir() / "ort-tensorrt")}
     return {}

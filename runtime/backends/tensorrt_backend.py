@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends.cuda_memory import NEEDS_GPU, CudaDevice
-from runtime.errors import UserError
-from runtime.locate import Target, describe_from_manifest, describe_from_metadata
-from runtime.plan import (
+from onebyone.runtime.backends.cuda_memory import NEEDS_GPU, CudaDevice
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.locate import Target, describe_from_manifest, describe_from_metadata
+from onebyone.runtime.plan import (
     BuildOptions,
     Profile,
     buffer_bytes,
@@ -26,9 +26,9 @@ from runtime.plan import (
     numpy_dtype,
     read_plan_info,
 )
-from runtime.progress import progress
-from runtime.session import Session
-from runtime.tensors import BatchRange, TensorSpec, is_torch_tensor
+from onebyone.runtime.progress import progress
+from onebyone.runtime.session import Session
+from onebyone.runtime.tensors import BatchRange, TensorSpec, is_torch_tensor
 
 
 def import_tensorrt() -> Any:
@@ -85,7 +85,7 @@ def build_plan(onnx_path: Path, staged_plan: Path, profiles: dict[str, Profile],
             with staged_plan.open("wb") as stream:
                 stream.write(serialized)
             if cache_path is not None:
-                from runtime.files import atomic_write
+                from onebyone.runtime.files import atomic_write
 
                 with atomic_write(cache_path) as tmp:
                     tmp.write_bytes(bytes(config.get_timing_cache().serialize()))

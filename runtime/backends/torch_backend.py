@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.weights import load_weights
-from export.zoo import instantiate, resolve
-from runtime.errors import UserError
-from runtime.locate import ModelDescription, Target
-from runtime.session import Session
-from runtime.tensors import DYNAMIC, TensorSpec
+from onebyone.export.weights import load_weights
+from onebyone.export.zoo import instantiate, resolve
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.locate import ModelDescription, Target
+from onebyone.runtime.session import Session
+from onebyone.runtime.tensors import DYNAMIC, TensorSpec
 
 INPUT_NAME = "input"  # the graph input name `onebyone export` gives by default
 

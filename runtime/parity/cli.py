@@ -16,16 +16,16 @@ from typing import Any
 
 from rich.console import Console
 
-from runtime.arguments import positive_int
-from runtime.cpu import this_cpu
-from runtime.errors import UserError
-from runtime.files import atomic_write
-from runtime.kernel_check import check_kernels
-from runtime.labelled import LABELLED_NAME, LabelledSet
-from runtime.parity.data import SOURCES, ParityData, load
-from runtime.parity.metrics import BOUNDS, Bounds, measure
-from runtime.session import Session
-from runtime.session import open as open_session
+from onebyone.runtime.arguments import positive_int
+from onebyone.runtime.cpu import this_cpu
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import atomic_write
+from onebyone.runtime.kernel_check import check_kernels
+from onebyone.runtime.labelled import LABELLED_NAME, LabelledSet
+from onebyone.runtime.parity.data import SOURCES, ParityData, load
+from onebyone.runtime.parity.metrics import BOUNDS, Bounds, measure
+from onebyone.runtime.session import Session
+from onebyone.runtime.session import open as open_session
 
 stdout = Console(highlight=False, soft_wrap=True)
 LAYER_SAMPLES = 32  # per-layer localisation runs on the first samples only
@@ -90,7 +90,7 @@ def _precision(candidate: Session) -> str:
     if candidate.model.precision is not None:
         return candidate.model.precision
     if candidate.target.kind == "onnx":
-        from runtime.onnx_file import graph_precision, load_model
+        from onebyone.runtime.onnx_file import graph_precision, load_model
 
         return graph_precision(load_model(candidate.target.path))
     return "fp32"
@@ -109,7 +109,7 @@ def _fp32_graph(reference: Session, candidate: Session) -> Path | None:
 
 def compare_candidate(reference: Session, reference_outputs: dict, candidate: Session, data: ParityData,
                       args: argparse.Namespace) -> dict[str, Any]:
-    from runtime.parity.layers import localise
+    from onebyone.runtime.parity.layers import localise
 
     check_compatible(reference, candidate)
     outputs = candidate.run_batched({candidate.inputs[0].name: data.inputs}, batch=32)
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
     if args.report is not None:
-        from runtime.parity.report import write_report
+        from onebyone.runtime.parity.report import write_report
 
         write_report(args.report, reference.target.label, data.description, this_cpu().describe(), records,
                      reference_outputs, calibrations)

@@ -1,6 +1,6 @@
 """The thin server beside the in-process session, measured with the real tritonclient, one run:
 
-    python -m runtime.serve.bench --build build/bench --out bench
+    python -m onebyone.runtime.serve.bench --build build/bench --out bench
 
 - latency at batch 1, concurrency 1 (digits_resnet, where the model itself costs well under a millisecond, so the
   difference is the server's overhead): in-process `Session.run` vs the server with and without dynamic batching;
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from runtime.bench import machine
-from runtime.files import atomic_write
-from runtime.progress import progress
-from runtime.session import open as open_session
+from onebyone.runtime.bench import machine
+from onebyone.runtime.files import atomic_write
+from onebyone.runtime.progress import progress
+from onebyone.runtime.session import open as open_session
 
 CONCURRENCY = (1, 16)
 MAX_DELAY_MS = 2.0
@@ -45,7 +45,7 @@ class ServerProcess:
 
     def __init__(self, target: Path, batching: bool, max_batch: int, max_delay_ms: float) -> None:
         self.url = f"127.0.0.1:{free_port()}"
-        command = [sys.executable, "-m", "runtime.cli", "serve", str(target), "--port", self.url.split(":")[1],
+        command = [sys.executable, "-m", "onebyone.runtime.cli", "serve", str(target), "--port", self.url.split(":")[1],
                    "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)]
         self._process = subprocess.Popen([*command, *([] if batching else ["--no-batching"])],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -6,8 +6,8 @@ import argparse
 
 from rich.console import Console
 
-from runtime.arguments import positive_int
-from runtime.infer_cli import add_session_options
+from onebyone.runtime.arguments import positive_int
+from onebyone.runtime.infer_cli import add_session_options
 
 stdout = Console(highlight=False, soft_wrap=True)
 SHUTDOWN_SECONDS = 30  # how long a stopping server waits for in-flight requests
@@ -31,8 +31,8 @@ def register(stages: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from runtime.errors import UserError
-    from runtime.serve.server import create_app, load_models
+    from onebyone.runtime.errors import UserError
+    from onebyone.runtime.serve.server import create_app, load_models
 
     if args.max_delay_ms < 0:
         raise UserError(f"--max-delay-ms {args.max_delay_ms} is negative")

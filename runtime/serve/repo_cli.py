@@ -7,14 +7,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from runtime.arguments import positive_int
-from runtime.errors import UserError
+from onebyone.runtime.arguments import positive_int
+from onebyone.runtime.errors import UserError
 
 stdout = Console(highlight=False, soft_wrap=True)
 
 
 def register(stages: argparse._SubParsersAction) -> None:
-    from runtime.serve.triton_repo import ACCELERATOR_PRECISIONS
+    from onebyone.runtime.serve.triton_repo import ACCELERATOR_PRECISIONS
 
     parser = stages.add_parser("triton-repo", help="write a Triton model repository (config.pbtxt + model file)")
     parser.add_argument("targets", nargs="+", help="bundle directories (their model.onnx, or the plan with "
@@ -34,9 +34,9 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.locate import locate
-    from runtime.serve.models import model_name
-    from runtime.serve.triton_repo import RepoOptions, write_model
+    from onebyone.runtime.locate import locate
+    from onebyone.runtime.serve.models import model_name
+    from onebyone.runtime.serve.triton_repo import RepoOptions, write_model
 
     if args.max_delay_ms < 0:
         raise UserError(f"--max-delay-ms {args.max_delay_ms} is negative")

@@ -14,13 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runtime.errors import UserError
-from runtime.files import ensure_writable_dir
-from runtime.locate import Target
-from runtime.onnx_file import external_data_files, io_specs, load_model
-from runtime.plan import read_plan_info
-from runtime.serve.protocol import datatype_of
-from runtime.tensors import DYNAMIC, TensorSpec, spec_from_record
+from onebyone.runtime.errors import UserError
+from onebyone.runtime.files import ensure_writable_dir
+from onebyone.runtime.locate import Target
+from onebyone.runtime.onnx_file import external_data_files, io_specs, load_model
+from onebyone.runtime.plan import read_plan_info
+from onebyone.runtime.serve.protocol import datatype_of
+from onebyone.runtime.tensors import DYNAMIC, TensorSpec, spec_from_record
 
 ACCELERATOR_PRECISIONS = ("fp32", "fp16")
 

@@ -1,0 +1,21 @@
+"""onebyone: bottleneck CNNs from PyTorch to verified ONNX, FP16/INT8 and TensorRT, checked against torch.
+
+This folder is the installed `onebyone` package itself (pyproject.toml maps it, `export/`, `optimize/` and `runtime/`
+to `onebyone`, `onebyone.export`, `onebyone.optimize` and `onebyone.runtime`): the public API.
+
+    import onebyone
+    with onebyone.open("build/digits_resnet/model.opt.int8-ort.onnx") as session:   # self-checked on open
+        logits = session.run({"input": x})["logits"]
+
+Importing it is cheap: it imports neither torch, onnxruntime nor TensorRT (backends load on `open`).
+"""
+
+__version__ = "0.1.0"  # before the imports below, so a module they load may read it
+
+from onebyone.runtime.errors import Int8OverflowWarning, UserError
+from onebyone.runtime.self_check import SelfCheckFailed
+from onebyone.runtime.session import BACKENDS, Session, open
+from onebyone.runtime.tensors import TensorSpec
+
+__all__ = ["BACKENDS", "Int8OverflowWarning", "SelfCheckFailed", "Session", "TensorSpec", "UserError", "__version__",
+           "open"]
