@@ -2,9 +2,8 @@
 
 Why `/proc/cpuinfo` and not a library: its flags are what the kernel found *and enabled* (AMX needs the kernel to
 manage its tile state; a CPUID probe such as py-cpuinfo's reports the instruction set even where the OS keeps it
-off), it costs one file read and no dependency, and it is what ONNX Runtime's and OpenVINO's own dispatch agree
-with on Linux. Where it does not exist (macOS, Windows) the CPU is described as unknown, and treated as the
-cautious case: an x86 CPU of unknown features may saturate int8 dot products.
+off), and it costs one file read and no dependency. Where it does not exist (macOS, Windows) the CPU is described
+as unknown, and treated as the cautious case: an x86 CPU of unknown features may saturate int8 dot products.
 
 The int8 fact that matters (docs/cpus.md): x86 CPUs without VNNI (AVX2 only, or AVX-512 without VNNI) multiply
 u8×s8 with `vpmaddubsw`, which adds each pair of products into a saturating int16; with VNNI (`vpdpbusd`) or AMX
