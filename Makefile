@@ -51,7 +51,7 @@ DEMO_IMAGE ?= $(SAMPLES)/digit-000-label-*.png
 DEMO_ARTIFACT ?= $(BUNDLE)/model.opt.int8-ort.onnx
 
 $(SAMPLES)/.written: $(STAMP)
-	$(PY) -m onebyone.export.samples $(SAMPLES) --count 8
+	$(PY) -m onebyone.runtime.commands.samples $(SAMPLES) --count 8
 	@touch $@
 
 # The default model and its INT8 `ort` artifact over KServe v2 on loopback (tritonclient snippet in README).
@@ -76,13 +76,13 @@ build/bench/%/model.onnx: $(STAMP) $(SOURCES)
 	$(CLI) export $* -o build/bench/$*
 
 bench: $(BENCH_EXPORTS)
-	$(PY) -m onebyone.optimize.bench --models $(BENCH_MODELS) --build build/bench --out bench
-	$(PY) -m onebyone.optimize.precision.bench --build build/bench --out bench
+	$(PY) -m bench.optimize --models $(BENCH_MODELS) --build build/bench --out bench
+	$(PY) -m bench.precision --build build/bench --out bench
 	$(CLI) bench resnet50 build/bench/resnet50/model.target-ort.onnx build/bench/resnet50/model.int8-ort.onnx \
 		--labels "torch eager,ORT FP32 --target ort,ORT INT8 ort" --batch 1,8 --seconds 15 \
 		--json bench/runtime.json --markdown bench/runtime.md
-	$(PY) -m onebyone.runtime.serve.bench --build build/bench --out bench
-	$(PY) -m onebyone.runtime.bench_report bench
+	$(PY) -m bench.serve --build build/bench --out bench
+	$(PY) -m bench.report bench
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -28,10 +28,10 @@ from onnx_ir.passes.common import (
 )
 from torch import nn
 
-from onebyone import __version__
 from onebyone.export.zoo import ModelSpec
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.onnx_file import save_model
+from onebyone.runtime.bundle.onnx_file import save_model
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.version import __version__
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 18  # parsed by TensorRT 10 and 11, ONNX Runtime >= 1.14 and the onnxscript rewriter

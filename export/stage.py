@@ -11,11 +11,12 @@ import onnx
 import onnxruntime
 import torch
 
-from onebyone import __version__
 from onebyone.export.onnx_export import ExportOptions, export_onnx
 from onebyone.export.weights import load_weights
 from onebyone.export.zoo import ModelSpec, instantiate
-from onebyone.runtime.bundle import (
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.labelled import LABELLED_NAME
+from onebyone.runtime.bundle.manifest import (
     GOLDEN_NAME,
     MANIFEST_NAME,
     TOLERANCES,
@@ -26,13 +27,12 @@ from onebyone.runtime.bundle import (
     read_manifest,
     write_manifest,
 )
-from onebyone.runtime.check import ArtifactCheck, check_artifact
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.files import publish, sha256_file, staging_dir
-from onebyone.runtime.golden import Golden
-from onebyone.runtime.labelled import LABELLED_NAME
-from onebyone.runtime.onnx_file import external_data_files
-from onebyone.runtime.progress import progress
+from onebyone.runtime.bundle.onnx_file import external_data_files
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import publish, sha256_file, staging_dir
+from onebyone.runtime.core.progress import progress
+from onebyone.runtime.core.version import __version__
+from onebyone.runtime.parity.check import ArtifactCheck, check_artifact
 
 GOLDEN_SEED = 0
 GOLDEN_DYNAMIC_BATCH = 2  # golden batch for dynamic-batch exports: more than one, to exercise the batch axis

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from onebyone.runtime.errors import UserError
+from onebyone.runtime.core.errors import UserError
 
 SHOWN_KEYS = 8  # list at most this many keys per kind of mismatch
 

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from onebyone.export.models import digits, inception, mobilenet, resnet
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.labelled import LabelledSet
-from onebyone.runtime.preprocess import IMAGENET, Preprocess
+from onebyone.runtime.bundle.digits import PREPROCESS, digits_splits
+from onebyone.runtime.bundle.labelled import LabelledSet
+from onebyone.runtime.bundle.preprocess import IMAGENET, Preprocess
+from onebyone.runtime.core.errors import UserError
 
 INIT_SEED = 0  # random-init zoo models are reproducible: same seed, same weights
 
@@ -35,7 +36,7 @@ class ModelSpec:
 
 
 def _digits_test_set() -> LabelledSet:
-    test = digits.digits_splits()["test"]
+    test = digits_splits()["test"]
     return LabelledSet(test.images, test.labels, f"sklearn digits, held-out test split ({len(test.labels)} images)")
 
 
@@ -55,7 +56,7 @@ ZOO: dict[str, ModelSpec] = {
                   "MobileNetV2: inverted bottleneck, depthwise 3x3, linear 1x1 projection"),
         ModelSpec("inception_block", "zoo:inception_block", inception.inception_block, (192, 28, 28), None,
                   "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
-        ModelSpec("digits_resnet", "zoo:digits_resnet", digits.trained_digits_resnet, (1, 8, 8), digits.PREPROCESS,
+        ModelSpec("digits_resnet", "zoo:digits_resnet", digits.trained_digits_resnet, (1, 8, 8), PREPROCESS,
                   "bottleneck ResNet trained on sklearn's 8x8 digits", labelled_data=_digits_test_set),
     ]
 }

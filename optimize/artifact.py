@@ -9,12 +9,19 @@ from typing import Any
 import onnx_ir as ir
 from rich.console import Console
 
-from onebyone.runtime.bundle import GOLDEN_NAME, ArtifactRecord, Tolerance, manifest_path, read_manifest, write_manifest
-from onebyone.runtime.check import check_artifact
-from onebyone.runtime.files import publish, staging_dir
-from onebyone.runtime.golden import Golden
-from onebyone.runtime.labelled import LabelledSet
-from onebyone.runtime.onnx_file import save_model
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.labelled import LabelledSet
+from onebyone.runtime.bundle.manifest import (
+    GOLDEN_NAME,
+    ArtifactRecord,
+    Tolerance,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
+from onebyone.runtime.bundle.onnx_file import save_model
+from onebyone.runtime.core.files import publish, staging_dir
+from onebyone.runtime.parity.check import check_artifact
 
 stdout = Console(highlight=False, soft_wrap=True)
 

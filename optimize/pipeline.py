@@ -19,7 +19,7 @@ from onebyone.optimize.passes.gemm_as_conv import GemmAsConv
 from onebyone.optimize.passes.merge_conv_chain import MergeConvChain
 from onebyone.optimize.passes.merge_siblings import MergeSiblings
 from onebyone.optimize.verify import Verifier
-from onebyone.runtime.errors import UserError
+from onebyone.runtime.core.errors import UserError
 
 PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (
     Cleanup, FoldBatchNorm, FoldAffine, MergeConvChain, MergeSiblings, GemmAsConv, ConvAsGemm, FuseConvActivation)}

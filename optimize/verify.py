@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onebyone.runtime.bundle import Tolerance
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.golden import Parity, compare, reference_session, run_session
+from onebyone.runtime.bundle.golden import Parity, compare, reference_session, run_session
+from onebyone.runtime.bundle.manifest import Tolerance
+from onebyone.runtime.core.errors import UserError
 
 VERIFY_TOLERANCE = Tolerance(rel_max_abs=1e-5)  # FP32 rewrites: max|after − before| ≤ 1e-5 · max|before|
 DYNAMIC_DIM = 2  # size given to symbolic dimensions (the batch) in verification inputs

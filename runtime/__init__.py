@@ -1,3 +1,30 @@
-"""onebyone.runtime: sessions over torch / ONNX Runtime / TensorRT (`onebyone.open`), artifact bundles, golden
-self-checks, parity, serving and the `onebyone` command line. The public API is the `onebyone` package
-(runtime/api/__init__.py)."""
+"""onebyone.runtime: the layers under and around the pipeline's stages.
+
+Layers, bottom to top; a module may import its own layer and those its layer lists (tests/test_layers.py keeps it,
+docs/architecture.md explains it):
+
+- `runtime.core`      errors, files (atomic writes, hashes), progress, the CPU, the cache folder, timing, version.
+- `runtime.bundle`    what lies in a bundle folder: manifest, golden and labelled data, the digits split,
+                      preprocessing, tensor specs, ONNX file helpers, the TensorRT plan record, the INT8 overflow rule.
+- `runtime.parity`    how close is close enough, and measuring it: metrics and bounds, artifact and kernel checks,
+                      parity data, per-layer localisation, the report.
+- `export`, `optimize` the stages (onebyone.export, onebyone.optimize): they use core, bundle and parity only.
+- `runtime.sessions`  `open()`: locating a target, the Session base, one module per backend, the self-check.
+- `runtime.serve`     the KServe v2 / Triton HTTP server, dynamic batching, Triton model repositories.
+- `runtime.commands`  the `onebyone` command line: the only layer that imports argparse, and the only one that may
+                      import every other.
+- `api`               the public `onebyone` package (runtime/api): a facade over sessions.
+"""
+
+LAYERS: dict[str, tuple[str, ...]] = {
+    "runtime.core": (),
+    "runtime.bundle": ("runtime.core",),
+    "runtime.parity": ("runtime.core", "runtime.bundle"),
+    "export": ("runtime.core", "runtime.bundle", "runtime.parity"),
+    "optimize": ("runtime.core", "runtime.bundle", "runtime.parity"),
+    "runtime.sessions": ("runtime.core", "runtime.bundle", "runtime.parity", "export"),
+    "runtime.serve": ("runtime.core", "runtime.bundle", "runtime.sessions"),
+    "runtime.commands": ("runtime.core", "runtime.bundle", "runtime.parity", "export", "optimize", "runtime.sessions",
+                         "runtime.serve", "api"),
+    "api": ("runtime.core", "runtime.bundle", "runtime.sessions"),
+}

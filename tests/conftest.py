@@ -13,7 +13,7 @@ import pytest
 from onebyone.export.onnx_export import ExportOptions
 from onebyone.export.stage import ExportResult, export_bundle
 from onebyone.export.zoo import resolve
-from onebyone.runtime.cli import main
+from onebyone.runtime.commands.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from onebyone.runtime.cpu import this_cpu
-from onebyone.runtime.kernel_check import KERNEL_BOUNDS
+from onebyone.runtime.core.cpu import this_cpu
+from onebyone.runtime.parity.kernel_check import KERNEL_BOUNDS
 
 ARTIFACTS = ["model.onnx", "model.opt.onnx", "model.opt.fp16.onnx", "model.opt.int8-trt.onnx",
              "model.opt.int8-ort.onnx"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onebyone.runtime.bench import Timing
+from onebyone.runtime.core.timing import Timing
 
 
 def test_timing_statistics_and_paired_speedup(rng):

@@ -8,11 +8,13 @@ import numpy as np
 import onnx
 import pytest
 
-import onebyone.runtime.onnx_file
+import onebyone.runtime.bundle.onnx_file
 from onebyone.export.onnx_export import ExportOptions
 from onebyone.export.stage import export_bundle
 from onebyone.export.zoo import ZOO
-from onebyone.runtime.bundle import (
+from onebyone.runtime.bundle.golden import Golden, compare
+from onebyone.runtime.bundle.labelled import LABELLED_NAME
+from onebyone.runtime.bundle.manifest import (
     GOLDEN_NAME,
     MANIFEST_NAME,
     TOLERANCES,
@@ -20,10 +22,8 @@ from onebyone.runtime.bundle import (
     read_manifest,
     write_manifest,
 )
-from onebyone.runtime.check import check_artifact
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.golden import Golden, compare
-from onebyone.runtime.labelled import LABELLED_NAME
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.parity.check import check_artifact
 from tests.conftest import files_under
 
 
@@ -82,7 +82,8 @@ def test_reexport_removes_artifacts_derived_from_the_old_model(bundle, cli):
 
 
 def test_large_models_are_written_and_optimized_with_external_data(tmp_path, monkeypatch, cli):
-    monkeypatch.setattr(onebyone.runtime.onnx_file, "EXTERNAL_DATA_BYTES", 1000)  # digits_resnet's weights exceed this
+    # digits_resnet's weights exceed this
+    monkeypatch.setattr(onebyone.runtime.bundle.onnx_file, "EXTERNAL_DATA_BYTES", 1000)
     result = export_bundle(ZOO["digits_resnet"], tmp_path / "b", ExportOptions())
     assert files_under(result.bundle) == sorted([GOLDEN_NAME, LABELLED_NAME, MANIFEST_NAME, "model.onnx",
                                                  "model.onnx.data"])

@@ -10,8 +10,8 @@ from PIL import Image
 
 from onebyone.optimize.precision.sources import open_source
 from onebyone.optimize.precision.trt_cache import cache_text, parse_cache, version_number
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.preprocess import Preprocess, load_image
+from onebyone.runtime.bundle.preprocess import Preprocess, load_image
+from onebyone.runtime.core.errors import UserError
 
 GRAY = Preprocess(resize=8, crop=8, mean=(0.5,), std=(0.5,), mode="L")
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from onebyone.export.zoo import ZOO
-from onebyone.runtime.bundle import GOLDEN_NAME, MANIFEST_NAME
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, MANIFEST_NAME
 from tests.conftest import REPO, files_under
 
 
@@ -21,7 +21,7 @@ def test_unknown_model_lists_the_valid_ones(tmp_path, cli):
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "onebyone.runtime.cli", "export", "nosuchnet", "-o",
+    done = subprocess.run([sys.executable, "-m", "onebyone", "export", "nosuchnet", "-o",
                            str(tmp_path / "b")], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 2
     assert "unknown model 'nosuchnet'" in done.stderr and "Traceback" not in done.stderr + done.stdout

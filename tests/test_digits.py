@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from onebyone.export.models.digits import CALIB_SIZE, accuracy, digits_splits, training_report
+from onebyone.export.models.digits import accuracy, training_report
 from onebyone.export.zoo import ZOO, instantiate
-from onebyone.runtime.bundle import read_manifest
-from onebyone.runtime.golden import run_onnx
+from onebyone.runtime.bundle.digits import CALIB_SIZE, digits_splits
+from onebyone.runtime.bundle.golden import run_onnx
+from onebyone.runtime.bundle.manifest import read_manifest
 
 MIN_TEST_ACCURACY = 0.97
 

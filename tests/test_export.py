@@ -15,9 +15,9 @@ from onebyone.export.models.inception import Inception
 from onebyone.export.models.mobilenet import InvertedResidual, MobileNetV2
 from onebyone.export.models.resnet import Bottleneck, ResNet
 from onebyone.export.zoo import ZOO, instantiate
-from onebyone.runtime.bundle import GOLDEN_NAME, read_manifest
-from onebyone.runtime.files import sha256_file
-from onebyone.runtime.golden import Golden, reference_session
+from onebyone.runtime.bundle.golden import Golden, reference_session
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest
+from onebyone.runtime.core.files import sha256_file
 
 FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, over every output element
 LARGE = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"}

@@ -14,16 +14,16 @@ import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import onebyone.runtime.backends.onnxruntime_backend as onnxruntime_backend
+import onebyone.runtime.sessions.onnxruntime_backend as onnxruntime_backend
 from onebyone.optimize.precision.qdq import WEIGHT_LEVELS, TensorRange, insert_qdq
-from onebyone.runtime.bundle import read_manifest
-from onebyone.runtime.cpu import X86_FEATURES, Cpu, parse_cpuinfo, this_cpu
-from onebyone.runtime.errors import Int8OverflowWarning
-from onebyone.runtime.golden import run_onnx
-from onebyone.runtime.int8_overflow import INT16_PAIR_LIMIT, overflow_prone, worst_pairs
-from onebyone.runtime.kernel_check import KERNEL_BOUNDS, check_kernels
-from onebyone.runtime.self_check import SelfCheckFailed
-from onebyone.runtime.session import open as open_session
+from onebyone.runtime.bundle.golden import run_onnx
+from onebyone.runtime.bundle.int8_overflow import INT16_PAIR_LIMIT, overflow_prone, worst_pairs
+from onebyone.runtime.bundle.manifest import read_manifest
+from onebyone.runtime.core.cpu import X86_FEATURES, Cpu, parse_cpuinfo, this_cpu
+from onebyone.runtime.core.errors import Int8OverflowWarning
+from onebyone.runtime.parity.kernel_check import KERNEL_BOUNDS, check_kernels
+from onebyone.runtime.sessions.opening import open as open_session
+from onebyone.runtime.sessions.self_check import SelfCheckFailed
 from tests.graphs import model, tensor_input
 
 EPYC = """processor\t: 0

@@ -55,7 +55,7 @@ def test_users_modules_named_like_our_folders_change_nothing(tmp_path, exported)
             "    print(onebyone.open.__module__, session.run(numpy.zeros((1, 1, 8, 8), 'float32'))['logits'].shape)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["onebyone.runtime.session", "(1,", "10)"]
+    assert done.stdout.split() == ["onebyone.runtime.sessions.opening", "(1,", "10)"]
     script = Path(sys.executable).with_name("onebyone")
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0 and "quantize" in done.stdout, done.stderr

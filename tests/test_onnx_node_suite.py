@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from onnx.backend.test.loader import load_model_tests
 
 from onebyone.optimize.pipeline import TARGETS, run_passes, select_passes
-from onebyone.runtime.golden import reference_session, run_session
+from onebyone.runtime.bundle.golden import reference_session, run_session
 
 OPS = {"conv": "Conv", "convtranspose": "ConvTranspose", "batchnorm": "BatchNormalization", "relu": "Relu",
        "add": "Add", "gemm": "Gemm", "matmul": "MatMul"}

@@ -13,7 +13,7 @@ from torch import nn
 from onebyone.export.models.inception import Inception
 from onebyone.export.models.resnet import Bottleneck
 from onebyone.export.zoo import ZOO, instantiate
-from onebyone.runtime.bundle import read_manifest
+from onebyone.runtime.bundle.manifest import read_manifest
 from tests.conftest import files_under
 from tests.test_export import ZOO_PARAMS, assert_matches_torch, count, op_counts
 

@@ -10,14 +10,14 @@ import torch
 from onnx import helper
 
 from onebyone.export.zoo import ZOO
-from onebyone.optimize.precision.calibrate import activation_names, collect, exposing, with_types
+from onebyone.optimize.precision.calibrate import collect
 from onebyone.optimize.precision.fp16 import SAFE_FP16_MAX, convert_to_fp16
 from onebyone.optimize.precision.qdq import TensorRange, activation_scale, insert_qdq
 from onebyone.optimize.precision.sources import CalibrationData
 from onebyone.optimize.verify import run_model
-from onebyone.runtime.bundle import TOLERANCES
-from onebyone.runtime.golden import Golden, compare, reference_session, run_session
-from onebyone.runtime.onnx_file import load_model
+from onebyone.runtime.bundle.golden import Golden, compare, reference_session, run_session
+from onebyone.runtime.bundle.manifest import TOLERANCES
+from onebyone.runtime.bundle.onnx_file import activation_names, exposing, load_model, with_types
 from tests.conftest import files_under
 from tests.graphs import model, tensor_input
 

@@ -20,12 +20,12 @@ from onebyone.optimize.precision.ranges import METHODS
 from onebyone.optimize.precision.sources import open_source
 from onebyone.optimize.precision.trt_cache import parse_cache
 from onebyone.optimize.precision.trt_rules import trt_violations
-from onebyone.runtime.bundle import TOLERANCES, read_manifest
-from onebyone.runtime.check import check_artifact
-from onebyone.runtime.cli import main
-from onebyone.runtime.golden import Golden
-from onebyone.runtime.labelled import LabelledSet
-from onebyone.runtime.onnx_file import load_model
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.labelled import LabelledSet
+from onebyone.runtime.bundle.manifest import TOLERANCES, read_manifest
+from onebyone.runtime.bundle.onnx_file import load_model
+from onebyone.runtime.commands.main import main
+from onebyone.runtime.parity.check import check_artifact
 from tests.conftest import files_under
 
 FP16_MAX_DROP = 0.0025  # accuracy points as fractions: 0.25 pt

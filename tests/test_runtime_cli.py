@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import onebyone.runtime.session as sessions
-from onebyone.export.models.digits import PREPROCESS, digits_splits
-from onebyone.export.samples import write_digit_images
-from onebyone.runtime.preprocess import load_image
+import onebyone.runtime.sessions.opening as sessions
+from onebyone.runtime.bundle.digits import PREPROCESS, digits_splits
+from onebyone.runtime.bundle.preprocess import load_image
+from onebyone.runtime.commands.samples import write_digit_images
 from tests.conftest import files_under
 
 IMAGE_TOLERANCE = 1 / 510 / 0.5  # a PNG stores ink to 1/255 (±1/510), normalisation divides by std 0.5

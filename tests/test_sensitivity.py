@@ -99,7 +99,7 @@ def test_fallback_user_errors(exported, cli, args, message):
 
 
 def test_the_fallback_is_recorded_in_the_bundle_manifest(bundle_copy, cli):
-    from onebyone.runtime.bundle import read_manifest
+    from onebyone.runtime.bundle.manifest import read_manifest
 
     bundle = bundle_copy("digits_resnet")
     code, out, err = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",

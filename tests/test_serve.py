@@ -18,9 +18,9 @@ import tritonclient.http as triton
 from onnx import helper
 from tritonclient.utils import InferenceServerException
 
-import onebyone.runtime.session as sessions
-from onebyone.runtime.bundle import GOLDEN_NAME
-from onebyone.runtime.golden import Golden
+import onebyone.runtime.sessions.opening as sessions
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME
 from onebyone.runtime.serve.server import BackgroundServer, create_app, load_models
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input

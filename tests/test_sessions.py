@@ -13,14 +13,14 @@ import onnx
 import pytest
 import torch
 
-import onebyone.runtime.session as sessions
+import onebyone.runtime.sessions.opening as sessions
 from onebyone.export.zoo import ZOO, instantiate
-from onebyone.runtime.backends.onnxruntime_backend import choose_providers
-from onebyone.runtime.bundle import GOLDEN_NAME
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.golden import Golden
-from onebyone.runtime.self_check import SelfCheckFailed
-from onebyone.runtime.tensors import BatchRange, TensorSpec, prepare_inputs
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME
+from onebyone.runtime.bundle.tensors import BatchRange, TensorSpec, prepare_inputs
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.sessions.onnxruntime_backend import choose_providers
+from onebyone.runtime.sessions.self_check import SelfCheckFailed
 from tests.conftest import REPO
 
 FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, every output element
@@ -181,7 +181,7 @@ def test_provider_choice():
 
 
 def test_runtime_imports_neither_tensorrt_nor_pycuda(digits_copy):
-    code = ("import sys, onebyone, onebyone.runtime.plan, onebyone.runtime.backends.tensorrt_backend\n"
+    code = ("import sys, onebyone, onebyone.runtime.bundle.plan, onebyone.runtime.sessions.tensorrt_backend\n"
             f"s = onebyone.open({str(digits_copy / 'model.onnx')!r})\n"
             "s.run(__import__('numpy').zeros((1, 1, 8, 8), 'float32'))\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'pycuda')))")
@@ -194,8 +194,8 @@ def test_exactly_one_module_imports_tensorrt_and_one_pycuda():
     importers = {name: sorted(str(p.relative_to(REPO)) for p in sources
                               if f"import {name}" in p.read_text() or f"from {name}" in p.read_text())
                  for name in ("tensorrt", "pycuda")}
-    assert importers == {"tensorrt": ["runtime/backends/tensorrt_backend.py"],
-                         "pycuda": ["runtime/backends/cuda_memory.py"]}
+    assert importers == {"tensorrt": ["runtime/sessions/tensorrt_backend.py"],
+                         "pycuda": ["runtime/sessions/cuda_memory.py"]}
 
 
 def test_a_factory_with_weights_is_a_torch_session(tmp_path, rng):

@@ -12,13 +12,10 @@ import shutil
 import numpy as np
 import pytest
 
-import onebyone.runtime.session as sessions
-from onebyone.runtime.bundle import TOLERANCES, ArtifactRecord, read_manifest, write_manifest
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.files import sha256_file
-from onebyone.runtime.locate import PLAN_KIND
-from onebyone.runtime.onnx_file import graph_precision, load_model
-from onebyone.runtime.plan import (
+import onebyone.runtime.sessions.opening as sessions
+from onebyone.runtime.bundle.manifest import TOLERANCES, ArtifactRecord, read_manifest, write_manifest
+from onebyone.runtime.bundle.onnx_file import graph_precision, load_model
+from onebyone.runtime.bundle.plan import (
     TRT_TO_NUMPY,
     BuildOptions,
     PlanInfo,
@@ -29,7 +26,10 @@ from onebyone.runtime.plan import (
     profile_shapes,
     read_plan_info,
 )
-from onebyone.runtime.tensors import TensorSpec
+from onebyone.runtime.bundle.tensors import TensorSpec
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import sha256_file
+from onebyone.runtime.sessions.locate import PLAN_KIND
 from tests.conftest import files_under
 
 DYNAMIC_INPUT = TensorSpec("input", np.dtype(np.float32), (-1, 3, 224, 224))

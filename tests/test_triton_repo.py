@@ -10,8 +10,8 @@ from tritonclient.grpc import model_config_pb2
 from onebyone.export.onnx_export import ExportOptions
 from onebyone.export.stage import export_bundle
 from onebyone.export.zoo import resolve
-from onebyone.runtime.files import sha256_file
-from onebyone.runtime.plan import PlanInfo, plan_info_path
+from onebyone.runtime.bundle.plan import PlanInfo, plan_info_path
+from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.serve.server import load_models
 from tests.conftest import files_under
 

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from onebyone.export.models.digits import build_digits_resnet
-from onebyone.runtime.bundle import GOLDEN_NAME
-from onebyone.runtime.golden import Golden
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME
 from tests.conftest import files_under
 
 

@@ -2,7 +2,7 @@
 
 Real labelled data without a download (1,797 images, 10 classes). The split is fixed: 20% test (held out), then
 180 images for INT8 calibration, the rest for training. Training is deterministic for a given seed and torch
-build, takes well under a minute on 2 cores, and is cached (see `export.cache`) keyed by the recipe.
+build, takes well under a minute on 2 cores, and is cached (see `runtime/core/cache.py`) keyed by the recipe.
 """
 
 from __future__ import annotations
@@ -17,16 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from onebyone.export.cache import cache_dir
 from onebyone.export.models.resnet import ResNet
-from onebyone.runtime.files import atomic_write
-from onebyone.runtime.preprocess import Preprocess
-from onebyone.runtime.progress import progress
-
-PREPROCESS = Preprocess(resize=8, crop=8, mean=(0.5,), std=(0.5,), mode="L")
-SPLIT_SEED = 0
-TEST_FRACTION = 0.2
-CALIB_SIZE = 180
+from onebyone.runtime.bundle.digits import PREPROCESS, Split, digits_splits
+from onebyone.runtime.core.cache import cache_dir
+from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.core.progress import progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,31 +40,6 @@ class Recipe:
     def key(self) -> str:
         text = json.dumps(dataclasses.asdict(self), sort_keys=True) + torch.__version__
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """Normalized images (N, 1, 8, 8) float32, labels (N,) int64, and their row numbers in sklearn's dataset."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    indices: np.ndarray
-
-
-def digits_splits() -> dict[str, Split]:
-    """The fixed train / calib / test split of sklearn's digits, stratified by label."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    pixels = (data.images / 16.0).astype(np.float32)[:, None]  # ink intensity in [0, 1]
-    images = ((pixels - PREPROCESS.mean[0]) / PREPROCESS.std[0]).astype(np.float32)
-    labels = data.target.astype(np.int64)
-    index = np.arange(len(labels))
-    rest, test = train_test_split(index, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED)
-    train, calib = train_test_split(rest, test_size=CALIB_SIZE, stratify=labels[rest], random_state=SPLIT_SEED)
-    return {name: Split(images[idx], labels[idx], idx) for name, idx in (("train", train), ("calib", calib),
-                                                                      ("test", test))}
 
 
 def build_digits_resnet() -> ResNet:

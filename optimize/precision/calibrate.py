@@ -12,18 +12,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from onebyone.optimize.precision.histogram import BINS, TensorStatistics
 from onebyone.optimize.precision.ranges import METHODS, amax
 from onebyone.optimize.precision.sources import CalibrationData
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.files import atomic_write
-from onebyone.runtime.progress import progress
+from onebyone.runtime.bundle.onnx_file import activation_names, exposing, with_types
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.core.progress import progress
 
 CALIB_FORMAT = "onebyone.calib/1"
-FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE, ir.DataType.BFLOAT16)
 
 
 @dataclasses.dataclass
@@ -74,32 +73,6 @@ class Calibration:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise UserError(f"{path} is not a onebyone calibration file ({err}); re-run calibration with "
                             "--calib DATA") from None
-
-
-def activation_names(model: ir.Model) -> list[str]:
-    """Every float tensor the graph computes or takes as input, excluding constants, in topological order."""
-    names = [v.name for v in model.graph.inputs if v.dtype in FLOAT_TYPES]
-    for node in model.graph:
-        names += [v.name for v in node.outputs if v.dtype in FLOAT_TYPES and not v.is_initializer()
-                  and node.op_type != "Constant"]
-    return names
-
-
-def with_types(model: ir.Model) -> ir.Model:
-    """A copy of `model` with ONNX shape inference's types and shapes on every value it can infer."""
-    return ir.from_proto(onnx.shape_inference.infer_shapes(ir.to_proto(model)))
-
-
-def exposing(model: ir.Model, names: list[str]) -> bytes:
-    """A serialized copy of `model` (typed, see `with_types`) whose graph outputs are its own plus every tensor in
-    `names`."""
-    copy = ir.from_proto(ir.to_proto(model))
-    values = {v.name: v for node in copy.graph for v in node.outputs} | {v.name: v for v in copy.graph.inputs}
-    present = {v.name for v in copy.graph.outputs}
-    for name in names:
-        if name not in present:
-            copy.graph.outputs.append(values[name])
-    return ir.to_proto(copy).SerializeToString()
 
 
 def collect(model: ir.Model, model_sha256: str, data: CalibrationData, batch_size: int) -> Calibration:

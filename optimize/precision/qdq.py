@@ -19,7 +19,7 @@ initializer read through a DequantizeLinear on the channel axis (0 for Conv and 
 Gemm without transB and MatMul). `ort` also stores the bias as INT32 with s = s_x · s_c, as ORT's QLinearConv
 requires. The weight range sets L:
 - `safe`, L = 64: |W_q| ≤ 64, so every pair a₁w₁ + a₂w₂ with a ∈ [0, 255] stays within ±255·128 = ±32640 and fits the
-  saturating int16 of a non-VNNI x86 int8 dot product (runtime/int8_overflow.py): the file computes its own Q/DQ
+  saturating int16 of a non-VNNI x86 int8 dot product (runtime/bundle/int8_overflow.py): the file computes its own Q/DQ
   math on every CPU. The same levels as ONNX Runtime's `reduce_range`.
 - `full`, L = 127: one more bit of weight resolution, for engines that accumulate in int32 (TensorRT on GPUs, VNNI
   and AMX CPUs); on other x86 CPUs the kernels may saturate.
@@ -33,8 +33,8 @@ import numpy as np
 import onnx_ir as ir
 
 from onebyone.optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.onnx_file import weight_axis
+from onebyone.runtime.bundle.onnx_file import weight_axis
+from onebyone.runtime.core.errors import UserError
 
 FLAVOURS = ("trt", "ort")
 WEIGHT_LEVELS = {"safe": 64, "full": 127}  # L of each weight range (module docstring)

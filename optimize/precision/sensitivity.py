@@ -16,8 +16,8 @@ import numpy as np
 import onnx_ir as ir
 
 from onebyone.optimize.precision.qdq import WEIGHTED, TensorRange, insert_qdq
-from onebyone.runtime.golden import reference_session, run_session
-from onebyone.runtime.progress import progress
+from onebyone.runtime.bundle.golden import reference_session, run_session
+from onebyone.runtime.core.progress import progress
 
 BATCH = 32
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.preprocess import IMAGE_SUFFIXES, Preprocess, load_image
+from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, Preprocess, load_image
+from onebyone.runtime.core.errors import UserError
 
 RANDOM_SEED = 0
 RANDOM_SAMPLES = 64  # default count for `random`, which has no natural size
@@ -49,7 +49,7 @@ def open_source(spec: str, sample_shape: tuple[int | None, ...], preprocess: Pre
 def _open(spec: str, sample_shape: tuple[int | None, ...], preprocess: Preprocess | None, input_name: str,
           samples: int | None) -> CalibrationData:
     if spec == "digits":
-        from onebyone.export.models.digits import digits_splits
+        from onebyone.runtime.bundle.digits import digits_splits
 
         images = digits_splits()["calib"].images
         return CalibrationData(f"sklearn digits, calibration split ({len(images)} images, disjoint from test)",
@@ -170,7 +170,7 @@ def calibration_labels(spec: str, count: int) -> np.ndarray | None:
     """Labels for the first `count` calibration samples, where the source has them: `digits` (its calibration
     split) or a .npz with a `labels` array; None otherwise."""
     if spec == "digits":
-        from onebyone.export.models.digits import digits_splits
+        from onebyone.runtime.bundle.digits import digits_splits
 
         return digits_splits()["calib"].labels[:count]
     if spec.endswith(".npz"):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.files import atomic_write
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import atomic_write
 
 INT8_MAX = 127
 DEFAULT_TRT_VERSION = "10.13.0"

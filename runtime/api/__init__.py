@@ -12,10 +12,11 @@ Importing it is cheap: it imports neither torch, onnxruntime nor TensorRT (backe
 
 __version__ = "0.1.0"  # before the imports below, so a module they load may read it
 
-from onebyone.runtime.errors import Int8OverflowWarning, UserError
-from onebyone.runtime.self_check import SelfCheckFailed
-from onebyone.runtime.session import BACKENDS, Session, open
-from onebyone.runtime.tensors import TensorSpec
+from onebyone.runtime.bundle.tensors import TensorSpec
+from onebyone.runtime.core.errors import Int8OverflowWarning, UserError
+from onebyone.runtime.sessions.base import Session
+from onebyone.runtime.sessions.opening import BACKENDS, open
+from onebyone.runtime.sessions.self_check import SelfCheckFailed
 
 __all__ = ["BACKENDS", "Int8OverflowWarning", "SelfCheckFailed", "Session", "TensorSpec", "UserError", "__version__",
            "open"]

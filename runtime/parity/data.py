@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.preprocess import IMAGE_SUFFIXES, Preprocess, load_image
-from onebyone.runtime.tensors import TensorSpec
+from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, Preprocess, load_image
+from onebyone.runtime.bundle.tensors import TensorSpec
+from onebyone.runtime.core.errors import UserError
 
 RANDOM_SEED = 0
 SOURCES = "digits, random, an image folder, or a .npz with 'inputs' (and optional 'labels')"
@@ -42,7 +42,7 @@ def _npz(path: Path, input_name: str) -> ParityData:
 def load(spec: str, spec_input: TensorSpec, preprocess: Preprocess | None, samples: int | None) -> ParityData:
     """The data named by `spec` for a model whose input is `spec_input`, limited to `samples`."""
     if spec == "digits":
-        from onebyone.export.models.digits import digits_splits
+        from onebyone.runtime.bundle.digits import digits_splits
 
         test = digits_splits()["test"]
         data = ParityData(test.images, test.labels, f"sklearn digits, held-out test split ({len(test.labels)} images)")

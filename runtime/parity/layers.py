@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from onebyone.optimize.precision.calibrate import activation_names, exposing, with_types
-from onebyone.runtime.golden import reference_session, run_session
+from onebyone.runtime.bundle.golden import reference_session, run_session
+from onebyone.runtime.bundle.onnx_file import activation_names, exposing, with_types
 
 LAYER_BOUNDS = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.1}  # relative L2 above which a layer has diverged
 BATCH = 8

@@ -26,7 +26,7 @@ class Bounds:
 
 # Defaults per precision (README, "Parity"): FP32 must be the same network to rounding; FP16 to half precision;
 # INT8 may move logits but must keep the direction of the output vector and almost every decision.
-# "int8-kernel" holds an engine to the same INT8 file's exact Q/DQ math (runtime/kernel_check.py), not to torch:
+# "int8-kernel" holds an engine to the same INT8 file's exact Q/DQ math (runtime/parity/kernel_check.py), not to torch:
 # only rounding may differ (measured ≤ 0.019 rel-L2, docs/cpus.md); saturating int8 kernels reach 0.07–0.25. It
 # bounds no decisions (top-1 near ties is parity's business against torch).
 BOUNDS = {"fp32": Bounds(max_rel=1e-4, min_cosine=0.99999, min_top1=1.0),

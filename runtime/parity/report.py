@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from onebyone.runtime.files import atomic_write
+from onebyone.runtime.core.files import atomic_write
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
          "table{border-collapse:collapse;font-size:13px}"

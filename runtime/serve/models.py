@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.locate import Target
+from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
+from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.serve.batcher import DynamicBatcher, Runner, Tensors
 from onebyone.runtime.serve.protocol import datatype_of
-from onebyone.runtime.session import Session
-from onebyone.runtime.tensors import DYNAMIC, TensorSpec
+from onebyone.runtime.sessions.base import Session
+from onebyone.runtime.sessions.locate import Target
 
 VERSION = "1"
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "torch": "pytorch_libtorch"}

@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from onebyone import __version__
-from onebyone.runtime.errors import UserError
+from onebyone.runtime.bundle.tensors import prepare_inputs, select_outputs
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.version import __version__
 from onebyone.runtime.serve.models import ModelEntry, batches, make_runner, model_name
 from onebyone.runtime.serve.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
-from onebyone.runtime.session import open as open_session
-from onebyone.runtime.tensors import prepare_inputs, select_outputs
+from onebyone.runtime.sessions.opening import open as open_session
 
 log = logging.getLogger("onebyone.serve")
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
@@ -167,8 +167,8 @@ def load_models(targets: Sequence[str | Path], backend: str, providers: Sequence
                 max_delay: float | None) -> dict[str, ModelEntry]:
     """Open every target as a self-checked session. A model that fails its self-check is kept, not ready, with the
     reason; any other problem (a bad path, an unreadable file) is a UserError."""
-    from onebyone.runtime.locate import locate
-    from onebyone.runtime.self_check import SelfCheckFailed
+    from onebyone.runtime.sessions.locate import locate
+    from onebyone.runtime.sessions.self_check import SelfCheckFailed
 
     entries: dict[str, ModelEntry] = {}
     for target in targets:

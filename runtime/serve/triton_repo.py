@@ -14,13 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.files import ensure_writable_dir
-from onebyone.runtime.locate import Target
-from onebyone.runtime.onnx_file import external_data_files, io_specs, load_model
-from onebyone.runtime.plan import read_plan_info
+from onebyone.runtime.bundle.onnx_file import external_data_files, io_specs, load_model
+from onebyone.runtime.bundle.plan import read_plan_info
+from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec, spec_from_record
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import ensure_writable_dir
 from onebyone.runtime.serve.protocol import datatype_of
-from onebyone.runtime.tensors import DYNAMIC, TensorSpec, spec_from_record
+from onebyone.runtime.sessions.locate import Target
 
 ACCELERATOR_PRECISIONS = ("fp32", "fp16")
 

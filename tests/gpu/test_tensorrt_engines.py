@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import onebyone.runtime.session as sessions
-from onebyone.runtime.backends.onnxruntime_backend import nvidia_driver_present
-from onebyone.runtime.bench_cli import bench
-from onebyone.runtime.bundle import TOLERANCES, read_manifest
-from onebyone.runtime.errors import UserError
-from onebyone.runtime.plan import plan_info_path
-from onebyone.runtime.self_check import SelfCheckFailed
+import onebyone.runtime.sessions.opening as sessions
+from onebyone.runtime.bundle.manifest import TOLERANCES, read_manifest
+from onebyone.runtime.bundle.plan import plan_info_path
+from onebyone.runtime.commands.bench import bench
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.sessions.onnxruntime_backend import nvidia_driver_present
+from onebyone.runtime.sessions.self_check import SelfCheckFailed
 
 
 def _missing() -> str | None:
@@ -44,7 +44,7 @@ MODELS = ["digits_resnet", pytest.param("resnet50", marks=pytest.mark.slow)]
 @pytest.fixture(scope="module")
 def built(exported, tmp_path_factory):
     """name → a bundle copy with FP32/FP16/INT8-trt ONNX and a plan built from each (batch 1..MAX_BATCH)."""
-    from onebyone.runtime.cli import main
+    from onebyone.runtime.commands.main import main
 
     bundles: dict[str, Path] = {}
 

@@ -1,0 +1,1 @@
+"""The benchmark drivers `make bench` runs (not installed: they measure onebyone against its peers)."""

@@ -1,0 +1,32 @@
+"""Merge the parts `make bench` wrote (`bench/<part>.json` + `bench/<part>.md`) into `bench/results.json` and
+`bench/README.md`.
+
+    python -m bench.report bench
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.core.timing import machine
+
+MERGED = "results.json"
+
+
+def merge(folder: Path) -> None:
+    parts = sorted(p for p in folder.glob("*.json") if p.name != MERGED)
+    record = {"machine": machine(), "parts": {p.stem: json.loads(p.read_text()) for p in parts}}
+    with atomic_write(folder / MERGED) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    sections = [p.with_suffix(".md").read_text() for p in parts if p.with_suffix(".md").is_file()]
+    with atomic_write(folder / "README.md") as tmp:
+        tmp.write_text(f"# Benchmarks\n\nMade by `make bench` on {record['machine']['processor']} "
+                       f"({record['machine']['cpus']} CPUs), ONNX Runtime CPU execution provider. Every ratio is "
+                       "measured side by side in one run.\n\n" + "\n".join(sections))
+
+
+if __name__ == "__main__":
+    merge(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("bench"))

@@ -1,0 +1,45 @@
+"""Labelled evaluation data carried in a bundle (`labelled.npz`), so any artifact's accuracy can be measured."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from onebyone.runtime.bundle.manifest import Manifest
+from onebyone.runtime.core.errors import UserError
+
+LABELLED_NAME = "labelled.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledSet:
+    """Model-ready inputs (N, C, H, W) float32 with integer class labels (N,), and where they come from."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    description: str
+
+    def save(self, path: Path) -> None:
+        with path.open("wb") as stream:
+            np.savez(stream, inputs=self.inputs, labels=self.labels, description=np.array(self.description))
+
+    @classmethod
+    def load(cls, path: Path) -> LabelledSet:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(inputs=data["inputs"], labels=data["labels"], description=str(data["description"]))
+        except (OSError, ValueError, KeyError) as err:
+            raise UserError(f"cannot read labelled data {path}: {err}; re-run `onebyone export`") from None
+
+    @classmethod
+    def of_bundle(cls, bundle_dir: Path, manifest: Manifest) -> LabelledSet | None:
+        """The bundle's labelled data, when its manifest lists some."""
+        return cls.load(bundle_dir / LABELLED_NAME) if LABELLED_NAME in manifest.artifacts else None
+
+    def accuracy(self, logits: np.ndarray) -> float:
+        """Top-1 accuracy of class scores (N, classes) against the labels."""
+        if logits.shape[0] != len(self.labels):
+            raise UserError(f"{logits.shape[0]} predictions for {len(self.labels)} labels")
+        return float(np.mean(logits.argmax(axis=1) == self.labels))

@@ -1,0 +1,114 @@
+"""A model's bundle directory and its `manifest.json`: what each file is, how it was made, and what it must meet.
+
+Later stages read the manifest instead of re-deriving facts (input name and shape, preprocessing, tolerances).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import atomic_write, sha256_file
+
+MANIFEST_NAME = "manifest.json"
+GOLDEN_NAME = "golden.npz"
+BUNDLE_FORMAT = "onebyone.bundle/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """Parity bound: max |candidate − reference| ≤ rel_max_abs · max |reference|, over every output element."""
+
+    rel_max_abs: float
+
+
+# Per-precision defaults (README, "Tolerances", says how they were chosen).
+TOLERANCES: dict[str, Tolerance] = {"fp32": Tolerance(rel_max_abs=1e-4), "fp16": Tolerance(rel_max_abs=1e-2),
+                                    "int8": Tolerance(rel_max_abs=0.25)}
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    """The network a bundle was made from, and how to feed it."""
+
+    name: str
+    source: str  # "zoo:resnet50" or "package.module:factory"
+    weights: dict[str, str] | None  # {"path": ..., "sha256": ...}; None for the zoo's own weights/initialization
+    input_name: str
+    output_names: list[str]
+    input_shape: list[int]  # C, H, W
+    batch: int | None  # None: dynamic batch
+    preprocess: dict[str, Any] | None
+    task: str  # "classification" or "features"
+
+
+@dataclasses.dataclass
+class ArtifactRecord:
+    """One file of the bundle (the manifest keys records by file name)."""
+
+    kind: str  # "onnx", "golden", ...
+    sha256: str
+    bytes: int
+    made_by: dict[str, Any]  # stage, options, tool versions
+    precision: str | None = None
+    tolerance: Tolerance | None = None
+    parity: dict[str, Any] | None = None  # last measured parity against the golden reference
+    created: str = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
+
+    @classmethod
+    def for_file(cls, path: Path, **fields: Any) -> ArtifactRecord:
+        """Describe `path` (hash and size measured here) with the given fields."""
+        return cls(sha256=sha256_file(path), bytes=path.stat().st_size, **fields)
+
+
+@dataclasses.dataclass
+class Manifest:
+    """The contents of `manifest.json`."""
+
+    model: ModelInfo
+    artifacts: dict[str, ArtifactRecord]
+    format: str = BUNDLE_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    def primary_onnx(self) -> str | None:
+        """The bundle's own model: the first ONNX artifact recorded (the export's model.onnx)."""
+        return next((name for name, record in self.artifacts.items() if record.kind == "onnx"), None)
+
+    @classmethod
+    def from_json(cls, text: str, origin: Path) -> Manifest:
+        try:
+            raw = json.loads(text)
+            if raw.get("format") != BUNDLE_FORMAT:
+                raise ValueError(f"format is {raw.get('format')!r}, expected {BUNDLE_FORMAT!r}")
+            artifacts = {}
+            for name, record in raw["artifacts"].items():
+                tolerance = record.pop("tolerance", None)
+                artifacts[name] = ArtifactRecord(**record, tolerance=Tolerance(**tolerance) if tolerance else None)
+            return cls(model=ModelInfo(**raw["model"]), artifacts=artifacts)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise UserError(f"{origin} is not a valid onebyone manifest ({err}); re-run `onebyone export`") from None
+
+
+def manifest_path(bundle_dir: Path) -> Path:
+    return bundle_dir / MANIFEST_NAME
+
+
+def read_manifest(bundle_dir: Path) -> Manifest:
+    """Load a bundle's manifest, or raise a UserError naming the fix."""
+    path = manifest_path(bundle_dir)
+    if not path.is_file():
+        raise UserError(f"{bundle_dir} is not a onebyone bundle (no {MANIFEST_NAME}); "
+                        "create one with `onebyone export`")
+    return Manifest.from_json(path.read_text(), path)
+
+
+def write_manifest(bundle_dir: Path, manifest: Manifest) -> None:
+    """Write the manifest atomically (readers never see a partial file)."""
+    with atomic_write(manifest_path(bundle_dir)) as tmp:
+        tmp.write_text(manifest.to_json())

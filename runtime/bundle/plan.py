@@ -1,0 +1,162 @@
+"""TensorRT plans without TensorRT: build options and optimization-profile shapes, the `MODEL.plan.json` record,
+the compatibility check on load, dtype mapping and buffer sizing. Everything here is plain Python, testable on CPU.
+
+A plan runs only on the TensorRT version and GPU compute capability it was built with; `MODEL.plan.json` records
+both (plus the GPU name, the ONNX file's sha256, the profiles, the I/O tensors, the build time and the plan's own
+sha256), and a load that finds anything else is refused with the rebuild command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import sha256_file
+
+PLAN_FORMAT = "onebyone.plan/1"
+DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 8, 32
+DEFAULT_OPT_LEVEL = 3  # TensorRT's own default builder optimization level
+
+# TensorRT DataType member names → numpy; BF16/FP8/INT4/FP4 have no numpy dtype and are refused at the I/O boundary.
+TRT_TO_NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32,
+                "INT64": np.int64, "BOOL": np.bool_}
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    """`onebyone build` options. `opt_batch` None: min(8, max_batch), at least min_batch."""
+
+    min_batch: int = DEFAULT_MIN_BATCH
+    opt_batch: int | None = None
+    max_batch: int = DEFAULT_MAX_BATCH
+    workspace_mib: int | None = None  # None: TensorRT's default (the device's memory)
+    timing_cache: Path | None = None
+    opt_level: int = DEFAULT_OPT_LEVEL
+
+    def batches(self) -> tuple[int, int, int]:
+        opt = self.opt_batch if self.opt_batch is not None else max(self.min_batch, min(DEFAULT_OPT_BATCH,
+                                                                                        self.max_batch))
+        if not 1 <= self.min_batch <= opt <= self.max_batch:
+            raise UserError(f"batch sizes must satisfy 1 <= --min-batch ({self.min_batch}) <= --opt-batch ({opt}) "
+                            f"<= --max-batch ({self.max_batch})")
+        if not 0 <= self.opt_level <= 5:
+            raise UserError(f"--opt-level {self.opt_level} is outside TensorRT's 0..5")
+        return self.min_batch, opt, self.max_batch
+
+
+Profile = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def profile_shapes(inputs: list[TensorSpec], options: BuildOptions) -> dict[str, Profile]:
+    """(min, opt, max) shape per input: the batch options on a dynamic axis 0, every other axis as the model has it.
+
+    A fixed-batch model gets that batch in all three (batch options that contradict it are an error); a dynamic
+    axis other than the batch has no size to build for and is refused.
+    """
+    low, opt, high = options.batches()
+    profiles: dict[str, Profile] = {}
+    for spec in inputs:
+        if not spec.shape:
+            raise UserError(f"input {spec.name!r} is a scalar; TensorRT profiles need a batch axis")
+        if DYNAMIC in spec.shape[1:]:
+            raise UserError(f"input {spec.describe()} has a dynamic axis besides the batch; export it with a fixed "
+                            "input shape (onebyone export --input-shape C,H,W)")
+        rest = spec.shape[1:]
+        if spec.shape[0] == DYNAMIC:
+            profiles[spec.name] = ((low, *rest), (opt, *rest), (high, *rest))
+            continue
+        fixed = spec.shape[0]
+        asked = (options.min_batch, options.opt_batch, options.max_batch)
+        if asked != (DEFAULT_MIN_BATCH, None, DEFAULT_MAX_BATCH) and (low, opt, high) != (fixed,) * 3:
+            raise UserError(f"input {spec.describe()} has a fixed batch of {fixed}; drop the batch options or "
+                            "re-export with a dynamic batch (onebyone export without --batch)")
+        profiles[spec.name] = (spec.shape, spec.shape, spec.shape)
+    return profiles
+
+
+def numpy_dtype(trt_type_name: str, tensor: str) -> np.dtype:
+    """numpy dtype of a TensorRT DataType (by member name, e.g. "HALF")."""
+    if trt_type_name not in TRT_TO_NUMPY:
+        raise UserError(f"engine tensor {tensor!r} has TensorRT type {trt_type_name}, which has no numpy "
+                        f"equivalent; keep graph inputs/outputs in {', '.join(TRT_TO_NUMPY)}")
+    return np.dtype(TRT_TO_NUMPY[trt_type_name])
+
+
+def buffer_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Bytes for one tensor of a concrete shape (how device and pinned host buffers are sized, at the max shape)."""
+    if any(size < 0 for size in shape):
+        raise ValueError(f"shape {shape} is not concrete")
+    return math.prod(shape) * np.dtype(dtype).itemsize
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanInfo:
+    """The contents of `MODEL.plan.json`."""
+
+    tensorrt: str
+    gpu: str
+    compute_capability: str  # "9.0"
+    onnx: dict[str, str]  # {"name": ..., "sha256": ...}
+    plan_sha256: str
+    precision: str | None
+    profiles: dict[str, dict[str, list[int]]]  # input → {"min": [...], "opt": [...], "max": [...]}
+    build_seconds: float
+    options: dict[str, Any]
+    metadata: dict[str, str]  # the ONNX file's onebyone.* metadata (preprocessing, task)
+    io: dict[str, list[dict[str, Any]]]  # {"inputs": [...], "outputs": [...]}: runtime.tensors.spec_records
+    format: str = PLAN_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+
+def plan_info_path(plan: Path) -> Path:
+    return plan.with_name(plan.name + ".json")
+
+
+def profiles_record(profiles: dict[str, Profile]) -> dict[str, dict[str, list[int]]]:
+    return {name: {"min": list(low), "opt": list(opt), "max": list(high)}
+            for name, (low, opt, high) in profiles.items()}
+
+
+def read_plan_info(plan: Path) -> PlanInfo:
+    """Load `MODEL.plan.json` and prove the plan is the file it describes (a truncated or altered plan is refused
+    before TensorRT sees it)."""
+    if not plan.is_file():
+        raise UserError(f"{plan} does not exist or is not a file")
+    info_path = plan_info_path(plan)
+    if not info_path.is_file():
+        raise UserError(f"{plan} has no {info_path.name} beside it, so its TensorRT version and GPU are unknown; "
+                        f"rebuild it with `onebyone build MODEL.onnx -o {plan}`")
+    try:
+        raw = json.loads(info_path.read_text())
+        if raw.get("format") != PLAN_FORMAT:
+            raise ValueError(f"format is {raw.get('format')!r}, expected {PLAN_FORMAT!r}")
+        info = PlanInfo(**raw)
+    except (ValueError, TypeError, AttributeError) as err:
+        raise UserError(f"{info_path} is not a valid plan record ({err}); rebuild the plan with `onebyone build`") \
+            from None
+    if sha256_file(plan) != info.plan_sha256:
+        raise UserError(f"{plan} is corrupted or was replaced: its sha256 differs from the one recorded in "
+                        f"{info_path.name}; rebuild it with `onebyone build`")
+    return info
+
+
+def check_compatible(info: PlanInfo, plan: Path, tensorrt_version: str, compute_capability: str, gpu: str) -> None:
+    """Refuse a plan built for another TensorRT version or GPU architecture, naming both and the fix."""
+    problems = []
+    if info.tensorrt != tensorrt_version:
+        problems.append(f"TensorRT {info.tensorrt}, this machine has {tensorrt_version}")
+    if info.compute_capability != compute_capability:
+        problems.append(f"compute capability {info.compute_capability} ({info.gpu}), this GPU is "
+                        f"{compute_capability} ({gpu})")
+    if problems:
+        raise UserError(f"{plan} was built for {'; and for '.join(problems)}; a TensorRT plan runs only where it "
+                        f"was built — rebuild it here with `onebyone build {info.onnx['name']} -o {plan}`")

@@ -1,0 +1,56 @@
+"""`onebyone export MODEL -o DIR_OR_FILE`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from onebyone.export.onnx_export import DEFAULT_OPSET, EXPORTERS, ExportOptions
+from onebyone.export.zoo import ZOO, parse_input_shape, resolve
+from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.core.errors import UserError
+
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+def register(stages: argparse._SubParsersAction) -> None:
+    parser = stages.add_parser(
+        "export", help="export a model to an ONNX bundle, checked against torch",
+        description=f"Export a zoo model ({', '.join(ZOO)}) or package.module:factory to ONNX, with golden "
+                    "reference samples and a manifest, verified against torch before anything is written.")
+    parser.add_argument("model", help="zoo name or package.module:factory")
+    parser.add_argument("-o", "--output", type=Path, help="bundle directory, or DIR/name.onnx (default build/MODEL)")
+    parser.add_argument("--weights", type=Path, help="state_dict .pth to load (torch.load weights_only)")
+    parser.add_argument("--batch", type=positive_int, help="fixed batch size (default: dynamic batch)")
+    parser.add_argument("--input-shape", type=str, help="C,H,W (default: the model's own)")
+    parser.add_argument("--input-name", default="input", help="graph input name (default: input)")
+    parser.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help=f"default {DEFAULT_OPSET}")
+    parser.add_argument("--keep-batchnorm", action="store_true",
+                        help="keep BatchNormalization nodes (as ONNX files from other tools have them)")
+    parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript", help="default torchscript")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from onebyone.export.stage import ExportMismatch, export_bundle
+
+    input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
+    spec = resolve(args.model, input_shape)
+    if args.weights is not None and not args.weights.is_file():
+        raise UserError(f"weights file {args.weights} does not exist")
+    output = args.output or Path("build") / spec.name
+    options = ExportOptions(batch=args.batch, opset=args.opset, keep_batchnorm=args.keep_batchnorm,
+                            exporter=args.exporter, input_name=args.input_name)
+    try:
+        result = export_bundle(spec, output, options, args.weights)
+    except ExportMismatch as err:
+        stdout.print(f"[bold red]export check failed:[/] {err}; nothing was written")
+        return 1
+    for name in result.removed_stale:
+        stdout.print(f"removed stale artifact {result.bundle / name} (derived from the previous export)")
+    stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.check.describe()}")
+    if result.torch_accuracy is not None:
+        stdout.print(f"held-out top-1: torch {result.torch_accuracy:.2%}, ONNX {result.check.accuracy:.2%}")
+    return 0

@@ -1,0 +1,240 @@
+"""`onebyone quantize IN.onnx -o OUT.onnx --precision fp16|int8`: precision written into the ONNX."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import onnx_ir as ir
+from rich.console import Console
+
+from onebyone.optimize.artifact import Companion, write_artifact
+from onebyone.optimize.precision.calibrate import Calibration, collect
+from onebyone.optimize.precision.fp16 import convert_to_fp16
+from onebyone.optimize.precision.qdq import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS, TensorRange, insert_qdq
+from onebyone.optimize.precision.ranges import METHODS
+from onebyone.optimize.precision.sensitivity import fall_back
+from onebyone.optimize.precision.sources import SOURCES_HELP, CalibrationData, calibration_labels, open_source
+from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
+from onebyone.optimize.precision.trt_rules import trt_violations
+from onebyone.runtime.bundle.int8_overflow import overflow_prone
+from onebyone.runtime.bundle.manifest import TOLERANCES
+from onebyone.runtime.bundle.onnx_file import load_model, with_types
+from onebyone.runtime.bundle.preprocess import Preprocess
+from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import sha256_file, staging_dir
+
+stdout = Console(highlight=False, soft_wrap=True)
+PRECISIONS = ("fp16", "int8")
+FALLBACK_SAMPLES = 256  # the accuracy fallback evaluates every candidate on at most this many calibration samples
+
+
+def register(stages: argparse._SubParsersAction) -> None:
+    parser = stages.add_parser("quantize", help="FP16 or calibrated INT8 (Q/DQ) ONNX, checked against torch",
+                               description="Write precision into the ONNX: FP16 types, or INT8 Q/DQ from streamed "
+                                           "calibration (TensorRT or ONNX Runtime flavour).")
+    parser.add_argument("input", type=Path, help="FP32 ONNX file (in a bundle, the manifest is updated)")
+    parser.add_argument("-o", "--output", type=Path, help="output ONNX (default INPUT.fp16.onnx / INPUT.int8-FLAVOUR"
+                                                          ".onnx)")
+    parser.add_argument("--precision", required=True, choices=PRECISIONS)
+    parser.add_argument("--calib", help=f"calibration data: {SOURCES_HELP}; or a calib.json made for this model "
+                                        "(required for int8; for fp16 it keeps out-of-range layers FP32)")
+    parser.add_argument("--calib-samples", type=positive_int, help="use at most N samples (default: all; random: 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="calibration batch size (default 8)")
+    parser.add_argument("--method", choices=METHODS, default="entropy", help="INT8 range method (default entropy)")
+    parser.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
+    parser.add_argument("--flavour", choices=FLAVOURS, default="trt",
+                        help="trt: symmetric INT8 for TensorRT (default); ort: U8 activations, fast in ONNX Runtime")
+    parser.add_argument("--weight-range", choices=tuple(WEIGHT_LEVELS), default=DEFAULT_WEIGHT_RANGE,
+                        help="int8 weights: safe = [-64, 64], right on every CPU (non-VNNI x86 int8 kernels saturate "
+                             "8-bit weights); full = [-127, 127], one more bit for int32-accumulating engines only "
+                             f"(TensorRT GPUs, VNNI/AMX CPUs). Default: {DEFAULT_WEIGHT_RANGE} (docs/cpus.md)")
+    parser.add_argument("--exclude", default="", help="comma-separated node names to leave unquantized (int8)")
+    parser.add_argument("--keep-fp32", default="", help="comma-separated node names to keep in FP32")
+    parser.add_argument("--fp16-io", action="store_true", help="fp16: FP16 graph inputs/outputs (default FP32)")
+    fallback = parser.add_mutually_exclusive_group()
+    fallback.add_argument("--accuracy-budget", type=float, metavar="PT",
+                          help="int8: keep the most quantization-sensitive layers in float until the accuracy drop "
+                               "on the calibration data is at most PT points (labels, else top-1 changes)")
+    fallback.add_argument("--auto-exclude", type=positive_int, metavar="K",
+                          help="int8: keep the K most quantization-sensitive layers in float")
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="int8: rank every weighted layer by the output error it causes when quantized alone "
+                             "(printed and recorded in the manifest)")
+    parser.add_argument("--trt-version", default=installed_tensorrt() or DEFAULT_TRT_VERSION,
+                        help="TensorRT version named in the legacy calibration cache (default: the installed one, "
+                             f"else {DEFAULT_TRT_VERSION})")
+    parser.set_defaults(run=run)
+
+
+def installed_tensorrt() -> str | None:
+    try:
+        return version("tensorrt")
+    except PackageNotFoundError:
+        return None
+
+
+def default_output(source: Path, precision: str, flavour: str) -> Path:
+    suffix = "fp16" if precision == "fp16" else f"int8-{flavour}"
+    return source.with_name(f"{source.name.removesuffix('.onnx')}.{suffix}.onnx")
+
+
+def node_names(text: str, model: ir.Model) -> set[str]:
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - {node.name for node in model.graph})
+    if unknown:
+        examples = ", ".join(n.name for n in model.graph if n.op_type == "Conv")[:200]
+        raise UserError(f"no node named {', '.join(unknown)} in the model; Conv nodes are named like: {examples}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.precision == "int8" and not args.calib:
+        raise UserError("--precision int8 needs calibration data: --calib DATA (" + SOURCES_HELP + ")")
+    if not 0 < args.percentile <= 100:
+        raise UserError(f"--percentile must be in (0, 100], got {args.percentile}")
+    if _wants_sensitivity(args) and (args.precision != "int8" or Path(args.calib).suffix == ".json"):
+        raise UserError("--sensitivity/--accuracy-budget/--auto-exclude apply to --precision int8 with calibration "
+                        "data (--calib DATA, not a calib.json): they measure errors on that data")
+    if args.accuracy_budget is not None and args.accuracy_budget < 0:
+        raise UserError(f"--accuracy-budget {args.accuracy_budget} is negative")
+    model = with_types(load_model(args.input))
+    output = args.output or default_output(args.input, args.precision, args.flavour)
+    exclude, keep = node_names(args.exclude, model), node_names(args.keep_fp32, model)
+    if args.precision == "int8" and any(node.domain == "com.microsoft" for node in model.graph):
+        raise UserError(f"{args.input} holds ONNX Runtime contrib ops (from `optimize --target ort`), which cannot "
+                        "be quantized; quantize an export or an `optimize --target trt` (or generic) output")
+    with staging_dir(output.parent) as stage:
+        calibration, calib_file, companions, data = _calibration(args, model, output, stage)
+        if args.precision == "fp16":
+            made_by = _to_fp16(model, calibration, keep, args.fp16_io)
+        else:
+            made_by = _to_int8(model, calibration, args, exclude | keep, data)
+            if made_by is None:
+                return 1
+        made_by = {"stage": "quantize", "from": args.input.name, "precision": args.precision} | made_by
+        if calibration is not None:
+            made_by["calibration"] = {"source": calibration.source, "samples": calibration.samples,
+                                      "file": calib_file.name}
+        line = write_artifact(model, args.input, output, args.precision, TOLERANCES[args.precision], made_by,
+                              companions)
+    if line is None:
+        return 1
+    stdout.print(line)
+    return 0
+
+
+def _calib_path(source: Path, output: Path) -> Path:
+    return output.parent / f"{source.name.removesuffix('.onnx')}.calib.json"
+
+
+def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
+                 stage: Path) -> tuple[Calibration | None, Path | None, list[Companion], CalibrationData | None]:
+    """The calibration to use, the calib.json it lives in, the files to publish with the output (calib.json and the
+    TensorRT cache, when this run calibrated), and the data it was calibrated on (None for a calib.json)."""
+    if not args.calib:
+        return None, None, [], None
+    model_sha256 = sha256_file(args.input)
+    calib_file = Path(args.calib)
+    if calib_file.suffix == ".json" and calib_file.is_file():
+        calibration = Calibration.load(calib_file)
+        if calibration.model_sha256 != model_sha256:
+            raise UserError(f"{calib_file} was made for another model (sha256 {calibration.model_sha256[:12]}…, "
+                            f"{args.input.name} is {model_sha256[:12]}…); calibrate this one with --calib DATA")
+        stdout.print(f"calibration: {calib_file} ({calibration.samples} samples of {calibration.source})")
+        return calibration, calib_file, [], None
+    graph_input = model.graph.inputs[0]
+    sample_shape = tuple(d if isinstance(d, int) else None for d in graph_input.shape[1:])
+    preprocess = model.metadata_props.get("onebyone.preprocess")
+    data = open_source(args.calib, sample_shape, Preprocess.from_dict(json.loads(preprocess)) if preprocess else None,
+                       args.calib_samples, graph_input.name)
+    if data.smoke_only:
+        stdout.print(f"[bold yellow]warning:[/] calibrating on {data.description}")
+    calibration = collect(model, model_sha256, data, args.batch_size)
+    stdout.print(f"calibration: {calibration.samples} samples of {calibration.source}, "
+                 f"{len(calibration.statistics)} tensors")
+    calib_json = stage / _calib_path(args.input, output).name
+    calibration.save(calib_json, args.method, args.percentile)
+    ranges = calibration.ranges(args.method, args.percentile)
+    cache = calib_json.with_name(calib_json.name.removesuffix(".json") + ".cache")
+    write_cache(cache, ranges, args.trt_version)
+    companions = [Companion(calib_json, "calibration"), Companion(cache, "tensorrt-calibration-cache")]
+    return calibration, _calib_path(args.input, output), companions, data
+
+
+def _to_fp16(model: ir.Model, calibration: Calibration | None, keep: set[str], fp16_io: bool) -> dict:
+    amax = calibration.ranges("minmax", 100.0) if calibration else None
+    report = convert_to_fp16(model, amax, keep, fp16_io)
+    stdout.print(f"fp16: {report.fp16_nodes} nodes in FP16, {len(report.fp32_nodes)} kept FP32, "
+                 f"{report.casts} casts" + ("" if calibration else "  (activation ranges unchecked: no --calib)"))
+    for name, reason in report.fp32_nodes.items():
+        stdout.print(f"  FP32 {name}: {reason}")
+    return {"io": "fp16" if fp16_io else "fp32", "fp32_nodes": report.fp32_nodes,
+            "activation_ranges_checked": calibration is not None}
+
+
+def _wants_sensitivity(args: argparse.Namespace) -> bool:
+    return args.sensitivity or args.accuracy_budget is not None or args.auto_exclude is not None
+
+
+def _fallback(model: ir.Model, ranges: dict[str, TensorRange], args: argparse.Namespace, exclude: set[str],
+              data: CalibrationData) -> dict:
+    """Rank the layers and run the fallback on (up to FALLBACK_SAMPLES of) the calibration data; report and record
+    it. With --sensitivity alone nothing is excluded."""
+    inputs = data.read(0, min(data.count, FALLBACK_SAMPLES))
+    labels = calibration_labels(args.calib, len(inputs))
+    if args.accuracy_budget is not None:
+        budget = args.accuracy_budget
+        result = fall_back(model, ranges, args.flavour, exclude, inputs, labels, lambda _, drop: drop <= budget,
+                           weight_range=args.weight_range)
+    elif args.auto_exclude is not None:
+        result = fall_back(model, ranges, args.flavour, exclude, inputs, labels,
+                           lambda count, _: count >= args.auto_exclude, weight_range=args.weight_range)
+    else:
+        result = fall_back(model, ranges, args.flavour, exclude, inputs, labels, lambda count, _: count >= 0,
+                           always_rank=True, weight_range=args.weight_range)
+    for rank, (layer, error) in enumerate(result.ranking[:None if args.sensitivity else 5], start=1):
+        stdout.print(f"  sensitivity {rank}. {layer}: output rel-L2 {error:.3g} when quantized alone")
+    stdout.print(f"fallback: drop {result.drop_before:.2f} → {result.drop_after:.2f} pt ({result.metric}, "
+                 f"{len(inputs)} samples); kept float: {', '.join(result.excluded) or 'nothing'}")
+    return {"accuracy_budget_pt": args.accuracy_budget, "auto_exclude": args.auto_exclude,
+            "excluded": result.excluded, "drop_before_pt": result.drop_before, "drop_after_pt": result.drop_after,
+            "metric": result.metric, "samples": len(inputs), "ranking": result.ranking}
+
+
+def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace, exclude: set[str],
+             data: CalibrationData | None) -> dict | None:
+    amax = calibration.ranges(args.method, args.percentile)
+    ranges = {name: TensorRange(amax[name], stats.minimum, stats.maximum)
+              for name, stats in calibration.statistics.items()}
+    fallback = None
+    if data is not None and _wants_sensitivity(args):
+        fallback = _fallback(model, ranges, args, exclude, data)
+        exclude = exclude | set(fallback["excluded"])
+    report = insert_qdq(model, ranges, args.flavour, exclude, args.weight_range)
+    for rank, layer in enumerate(fallback["excluded"] if fallback else [], start=1):
+        report.float_nodes[layer] = f"kept float by the sensitivity fallback (rank {rank})"
+    levels = WEIGHT_LEVELS[args.weight_range]
+    stdout.print(f"int8 ({args.flavour}, {args.method}, {args.weight_range} weights ±{levels}): "
+                 f"{report.activations} activations and {report.weights} weights quantized, "
+                 f"{len(report.float_nodes)} weighted nodes left float")
+    for name, reason in report.float_nodes.items():
+        stdout.print(f"  float {name}: {reason}")
+    prone = overflow_prone(model)  # none with safe weights, by construction (optimize/precision/qdq.py)
+    if prone:
+        stdout.print(f"  {len(prone)} weight tensors can overflow the int8 dot products of x86 CPUs without VNNI "
+                     "(--weight-range full, as asked): run this file on TensorRT or VNNI/AMX CPUs")
+    if args.flavour == "trt":
+        problems = trt_violations(model)
+        if problems:
+            stdout.print("[bold red]the Q/DQ graph breaks TensorRT's rules (a onebyone bug; nothing was written):[/]")
+            for problem in problems:
+                stdout.print(f"  {problem}")
+            return None
+    return {"flavour": args.flavour, "method": args.method, "weight_range": args.weight_range, "weight_levels": levels,
+            "overflow_prone_tensors": len(prone),
+            "percentile": args.percentile if args.method == "percentile" else None,
+            "float_nodes": report.float_nodes} | ({"fallback": fallback} if fallback else {})

@@ -1,0 +1,48 @@
+"""`onebyone serve BUNDLE_OR_ARTIFACT... [--host] [--port] [--max-batch] [--max-delay-ms]`: KServe v2 over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.commands.infer import add_session_options
+
+stdout = Console(highlight=False, soft_wrap=True)
+SHUTDOWN_SECONDS = 30  # how long a stopping server waits for in-flight requests
+
+
+def register(stages: argparse._SubParsersAction) -> None:
+    parser = stages.add_parser("serve", help="serve artifacts over KServe v2 HTTP (tritonclient-compatible), "
+                                             "with dynamic batching")
+    parser.add_argument("targets", nargs="+", help="bundle directories, .onnx/.plan files or zoo names")
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-batch", type=positive_int, default=32, help="largest batch formed (default 32)")
+    parser.add_argument("--max-delay-ms", type=float, default=2.0,
+                        help="longest a request waits for others to batch with (default 2)")
+    parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
+    parser.add_argument("--max-request-mb", type=positive_int, default=64, help="request body limit (default 64)")
+    add_session_options(parser, self_check_flag=False)  # models always self-check; failing ones are not ready
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from onebyone.runtime.core.errors import UserError
+    from onebyone.runtime.serve.server import create_app, load_models
+
+    if args.max_delay_ms < 0:
+        raise UserError(f"--max-delay-ms {args.max_delay_ms} is negative")
+    max_delay = None if args.no_batching else args.max_delay_ms / 1000.0
+    entries = load_models(args.targets, args.backend, args.providers, args.max_batch, max_delay)
+    for entry in entries.values():
+        state = "ready" if entry.ready else f"NOT READY: {entry.error}"
+        detail = f"{entry.session.describe()}, max_batch_size {entry.max_batch_size}" if entry.session else ""
+        stdout.print(f"model {entry.name!r}: {state}{'  ' + detail if detail else ''}")
+    app = create_app(entries, args.max_request_mb << 20, None if max_delay is None else round(max_delay * 1e6))
+    web.run_app(app, host=args.host, port=args.port, shutdown_timeout=SHUTDOWN_SECONDS, access_log=None,
+                print=lambda text: stdout.print(text.strip()))
+    return 0

@@ -1,0 +1,80 @@
+"""The kernel check: an engine's outputs on an INT8 file against the same file's exact Q/DQ math.
+
+The exact math is the file run as written: ONNX Runtime on the CPU with every graph optimization off, so each
+DequantizeLinear feeds a float op and nothing is fused (`golden.reference_session`). An engine — ONNX Runtime with
+its integer kernels, or any other — that differs from it by more than the `int8-kernel` bounds computes something
+other than the file: int8 dot products that saturate (docs/cpus.md), or a fusion that changes the math. This
+separates "the kernels compute something else" from "quantization costs accuracy", which parity against torch
+measures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onebyone.runtime.bundle.golden import reference_session, run_session
+from onebyone.runtime.core.cpu import Cpu, this_cpu
+from onebyone.runtime.parity.check import run_in_batches
+from onebyone.runtime.parity.metrics import BOUNDS, Metrics, measure
+
+KERNEL_BOUNDS = BOUNDS["int8-kernel"]
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelCheck:
+    metrics: Metrics  # the engine (candidate) against the exact Q/DQ math (reference)
+    failures: list[str]
+    cpu: Cpu
+    samples: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def describe(self) -> str:
+        verdict = "PASS" if self.ok else "FAIL"
+        text = (f"kernel check {verdict}  rel-L2 {self.metrics.rel_l2:.2e}  max|diff|/max|ref| "
+                f"{self.metrics.max_rel:.2e} vs the file's exact Q/DQ math ({self.samples} samples, "
+                f"{self.cpu.cpu_class})")
+        return text + (": " + "; ".join(self.failures) if self.failures else "")
+
+    def as_record(self) -> dict[str, Any]:
+        return {"ok": self.ok, "metrics": self.metrics.as_record(), "failures": self.failures,
+                "bounds": dataclasses.asdict(KERNEL_BOUNDS), "samples": self.samples, "cpu": self.cpu.as_record()}
+
+
+def exact_outputs(onnx_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The file's own Q/DQ math on `inputs` (one ONNX Runtime session, every optimization off)."""
+    session = reference_session(onnx_path)
+    if len(inputs) == 1:
+        name, values = next(iter(inputs.items()))
+        return run_in_batches(session, name, values)
+    return run_session(session, inputs)
+
+
+def check_kernels(onnx_path: Path, inputs: dict[str, np.ndarray],
+                  engine_outputs: dict[str, np.ndarray]) -> KernelCheck:
+    """Compare what an engine returned for `inputs` with the exact Q/DQ math of the file it ran."""
+    metrics = measure(exact_outputs(onnx_path, inputs), engine_outputs, None)
+    return KernelCheck(metrics, metrics.failures(KERNEL_BOUNDS), this_cpu(), len(next(iter(inputs.values()))))
+
+
+def fresh_inputs(like: dict[str, np.ndarray], count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`count` new samples per input, Gaussian with the per-channel mean and standard deviation of `like` (axis 1),
+    so they exercise the calibrated ranges without repeating the samples the artifact was checked on."""
+    fresh = {}
+    for name, values in like.items():
+        if not np.issubdtype(values.dtype, np.floating) or values.ndim < 2:
+            fresh[name] = values[rng.integers(0, len(values), count)]
+            continue
+        axes = (0, *range(2, values.ndim))
+        shape = (1, values.shape[1]) + (1,) * (values.ndim - 2)
+        mean = values.mean(axis=axes).reshape(shape)
+        std = values.std(axis=axes).reshape(shape)
+        noise = rng.standard_normal((count, *values.shape[1:]))
+        fresh[name] = (mean + std * noise).astype(values.dtype)
+    return fresh

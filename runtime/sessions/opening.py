@@ -1,0 +1,66 @@
+"""One way to run any artifact: `onebyone.open(target)` → a Session with input/output specs and `run(inputs)`.
+
+    import onebyone
+    with onebyone.open("build/digits_resnet/model.opt.int8-ort.onnx") as session:   # self-checked on open
+        logits = session.run({"input": x})["logits"]
+
+Backends: `torch` (a zoo name, package.module:factory [+ weights], or a bundle's own model: the reference),
+`onnxruntime` (TensorRT EP, CUDA EP or CPU: the best available unless `providers` says otherwise) and `tensorrt`
+(a `.plan` from `onebyone build`; GPU only). `backend="auto"` picks by target: a name → torch, `.onnx` or a bundle
+directory → onnxruntime, `.plan` → tensorrt. Each backend module is imported when a session needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.sessions.base import Session
+from onebyone.runtime.sessions.locate import Target, locate
+from onebyone.runtime.sessions.self_check import check_recorded_file, check_session
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+def open(target: str | Path, backend: str = "auto", *, providers: Sequence[str] | None = None,
+         weights: Path | None = None, input_shape: tuple[int, int, int] | None = None,
+         self_check: bool = True) -> Session:
+    """Open `target` (an .onnx, a .plan, a bundle directory, a zoo name or package.module:factory).
+
+    `providers` (onnxruntime only): e.g. ["cuda", "cpu"]; default: the best available. `weights`/`input_shape`:
+    for a torch factory. With `self_check`, a target that belongs to a bundle is run on the bundle's golden
+    inputs and refused (SelfCheckFailed, with the measured error) when it is out of its recorded tolerance.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    located = locate(target, backend, weights)
+    if providers is not None and located.kind != "onnx":
+        raise UserError("providers apply to ONNX files run by onnxruntime only")
+    if (weights is not None or input_shape is not None) and located.kind != "torch":
+        raise UserError("weights and input_shape apply to torch models only; an exported artifact has its own")
+    if self_check:
+        check_recorded_file(located)
+    session = _construct(located, providers, input_shape)
+    if self_check:
+        try:
+            check_session(session)
+        except BaseException:
+            session.close()
+            raise
+    return session
+
+
+def _construct(located: Target, providers: Sequence[str] | None,
+               input_shape: tuple[int, int, int] | None) -> Session:
+    if located.kind == "torch":
+        from onebyone.runtime.sessions.torch_backend import TorchSession
+
+        return TorchSession(located, input_shape)
+    if located.kind == "onnx":
+        from onebyone.runtime.sessions.onnxruntime_backend import OnnxRuntimeSession
+
+        return OnnxRuntimeSession(located, providers)
+    from onebyone.runtime.sessions.tensorrt_backend import TensorRTSession
+
+    return TensorRTSession(located)
