@@ -9,7 +9,6 @@ BatchNormalization cleanly when asked, and exports ResNet-50 in seconds. `--expo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import logging
@@ -28,22 +27,11 @@ from onnx_ir.passes.common import (
 )
 from torch import nn
 
+from onebyone.export.options import EXPORTERS, ExportOptions
 from onebyone.export.zoo import ModelSpec
 from onebyone.runtime.bundle.onnx_file import save_model
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
-
-EXPORTERS = ("torchscript", "dynamo")
-DEFAULT_OPSET = 18  # parsed by TensorRT 10 and 11, ONNX Runtime >= 1.14 and the onnxscript rewriter
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportOptions:
-    batch: int | None = None  # None: dynamic batch dimension named "batch"
-    opset: int = DEFAULT_OPSET
-    keep_batchnorm: bool = False
-    exporter: str = "torchscript"
-    input_name: str = "input"
 
 
 @contextlib.contextmanager

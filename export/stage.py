@@ -11,7 +11,8 @@ import onnx
 import onnxruntime
 import torch
 
-from onebyone.export.onnx_export import ExportOptions, export_onnx
+from onebyone.export.onnx_export import export_onnx
+from onebyone.export.options import ExportOptions
 from onebyone.export.weights import load_weights
 from onebyone.export.zoo import ModelSpec, instantiate
 from onebyone.runtime.bundle.golden import Golden

@@ -7,15 +7,15 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from onebyone.export.models import digits, inception, mobilenet, resnet
 from onebyone.runtime.bundle.digits import PREPROCESS, digits_splits
 from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.preprocess import IMAGENET, Preprocess
 from onebyone.runtime.core.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 INIT_SEED = 0  # random-init zoo models are reproducible: same seed, same weights
 
@@ -35,33 +35,42 @@ class ModelSpec:
     labelled_data: Callable[[], LabelledSet] | None = None  # held-out labelled data (also the golden samples)
 
 
+def _zoo(name: str, module: str, factory: str, input_shape: tuple[int, int, int], preprocess: Preprocess | None,
+         description: str, **more: object) -> ModelSpec:
+    """The spec of zoo model `name`: `onebyone.export.models.<module>.<factory>()`, imported when the model is built,
+    so listing the zoo needs no torch."""
+
+    def build() -> nn.Module:
+        return getattr(importlib.import_module(f"onebyone.export.models.{module}"), factory)()
+
+    return ModelSpec(name, f"zoo:{name}", build, input_shape, preprocess, description, **more)  # type: ignore[arg-type]
+
+
 def _digits_test_set() -> LabelledSet:
     test = digits_splits()["test"]
     return LabelledSet(test.images, test.labels, f"sklearn digits, held-out test split ({len(test.labels)} images)")
 
 
+IMAGENET_SHAPE = (3, 224, 224)
 ZOO: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("resnet50", "zoo:resnet50", resnet.resnet50, (3, 224, 224), IMAGENET, "ResNet-50 (v1.5)"),
-        ModelSpec("resnet101", "zoo:resnet101", resnet.resnet101, (3, 224, 224), IMAGENET, "ResNet-101 (v1.5)"),
-        ModelSpec("resnet152", "zoo:resnet152", resnet.resnet152, (3, 224, 224), IMAGENET, "ResNet-152 (v1.5)"),
-        ModelSpec("resnet50_v1", "zoo:resnet50_v1", resnet.resnet50_v1, (3, 224, 224), IMAGENET,
-                  "ResNet-50 as published: stride in the first 1x1 conv"),
-        ModelSpec("resnext50_32x4d", "zoo:resnext50_32x4d", resnet.resnext50_32x4d, (3, 224, 224), IMAGENET,
-                  "ResNeXt-50 32x4d: grouped 3x3"),
-        ModelSpec("wide_resnet50_2", "zoo:wide_resnet50_2", resnet.wide_resnet50_2, (3, 224, 224), IMAGENET,
-                  "Wide ResNet-50-2: twice the bottleneck width"),
-        ModelSpec("mobilenet_v2", "zoo:mobilenet_v2", mobilenet.mobilenet_v2, (3, 224, 224), IMAGENET,
-                  "MobileNetV2: inverted bottleneck, depthwise 3x3, linear 1x1 projection"),
-        ModelSpec("inception_block", "zoo:inception_block", inception.inception_block, (192, 28, 28), None,
-                  "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
-        ModelSpec("digits_resnet", "zoo:digits_resnet", digits.trained_digits_resnet, (1, 8, 8), PREPROCESS,
-                  "bottleneck ResNet trained on sklearn's 8x8 digits", labelled_data=_digits_test_set),
+        _zoo("resnet50", "resnet", "resnet50", IMAGENET_SHAPE, IMAGENET, "ResNet-50 (v1.5)"),
+        _zoo("resnet101", "resnet", "resnet101", IMAGENET_SHAPE, IMAGENET, "ResNet-101 (v1.5)"),
+        _zoo("resnet152", "resnet", "resnet152", IMAGENET_SHAPE, IMAGENET, "ResNet-152 (v1.5)"),
+        _zoo("resnet50_v1", "resnet", "resnet50_v1", IMAGENET_SHAPE, IMAGENET,
+             "ResNet-50 as published: stride in the first 1x1 conv"),
+        _zoo("resnext50_32x4d", "resnet", "resnext50_32x4d", IMAGENET_SHAPE, IMAGENET, "ResNeXt-50 32x4d: grouped 3x3"),
+        _zoo("wide_resnet50_2", "resnet", "wide_resnet50_2", IMAGENET_SHAPE, IMAGENET,
+             "Wide ResNet-50-2: twice the bottleneck width"),
+        _zoo("mobilenet_v2", "mobilenet", "mobilenet_v2", IMAGENET_SHAPE, IMAGENET,
+             "MobileNetV2: inverted bottleneck, depthwise 3x3, linear 1x1 projection"),
+        _zoo("inception_block", "inception", "inception_block", (192, 28, 28), None,
+             "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
+        _zoo("digits_resnet", "digits", "trained_digits_resnet", (1, 8, 8), PREPROCESS,
+             "bottleneck ResNet trained on sklearn's 8x8 digits", labelled_data=_digits_test_set),
     ]
 }
-
-DEFAULT_MODEL = "digits_resnet"
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int]:
@@ -108,6 +117,8 @@ def resolve(name: str, input_shape: tuple[int, int, int] | None = None) -> Model
 
 def instantiate(spec: ModelSpec) -> nn.Module:
     """Build the module in eval mode; random initialisation is seeded so every run gives the same weights."""
+    import torch
+
     with torch.random.fork_rng():
         torch.manual_seed(INIT_SEED)
         try:
@@ -118,6 +129,6 @@ def instantiate(spec: ModelSpec) -> nn.Module:
             if spec.source.startswith("zoo:"):
                 raise
             raise UserError(f"{spec.source}() failed: {type(err).__name__}: {err}") from None
-    if not isinstance(model, nn.Module):
+    if not isinstance(model, torch.nn.Module):
         raise UserError(f"{spec.source}() returned {type(model).__name__}, not a torch.nn.Module")
     return model.eval()

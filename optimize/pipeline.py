@@ -18,22 +18,12 @@ from onebyone.optimize.passes.fuse_conv_activation import FuseConvActivation
 from onebyone.optimize.passes.gemm_as_conv import GemmAsConv
 from onebyone.optimize.passes.merge_conv_chain import MergeConvChain
 from onebyone.optimize.passes.merge_siblings import MergeSiblings
+from onebyone.optimize.targets import TARGETS
 from onebyone.optimize.verify import Verifier
 from onebyone.runtime.core.errors import UserError
 
 PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (
     Cleanup, FoldBatchNorm, FoldAffine, MergeConvChain, MergeSiblings, GemmAsConv, ConvAsGemm, FuseConvActivation)}
-
-# What each deployment target runs by default (README "Targets" says why; `make bench` measures it). A merged
-# sibling Conv is followed by a Split, which costs ORT's CPU kernels and TensorRT their Conv+Add+Relu fusion, so
-# only `generic` (the smallest graph, for runtimes without fusions of their own) merges siblings.
-PORTABLE = ("cleanup", "fold_batchnorm", "fold_affine", "merge_conv_chain")
-TARGETS: dict[str, tuple[str, ...]] = {
-    "generic": (*PORTABLE, "merge_siblings", "cleanup"),
-    "ort": (*PORTABLE, "cleanup", "fuse_conv_activation"),
-    "trt": (*PORTABLE, "cleanup"),
-}
-
 
 class VerificationFailed(Exception):
     """A pass changed the model's outputs beyond tolerance."""

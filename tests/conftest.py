@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onebyone.export.onnx_export import ExportOptions
+from onebyone.export.options import ExportOptions
 from onebyone.export.stage import ExportResult, export_bundle
 from onebyone.export.zoo import resolve
 from onebyone.runtime.commands.main import main

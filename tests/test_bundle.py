@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 import onebyone.runtime.bundle.onnx_file
-from onebyone.export.onnx_export import ExportOptions
+from onebyone.export.options import ExportOptions
 from onebyone.export.stage import export_bundle
 from onebyone.export.zoo import ZOO
 from onebyone.runtime.bundle.golden import Golden, compare

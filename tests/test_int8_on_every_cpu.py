@@ -15,7 +15,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onebyone.runtime.sessions.onnxruntime_backend as onnxruntime_backend
-from onebyone.optimize.precision.qdq import WEIGHT_LEVELS, TensorRange, insert_qdq
+from onebyone.optimize.precision.flavours import WEIGHT_LEVELS
+from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
 from onebyone.runtime.bundle.golden import run_onnx
 from onebyone.runtime.bundle.int8_overflow import INT16_PAIR_LIMIT, overflow_prone, worst_pairs
 from onebyone.runtime.bundle.manifest import read_manifest

@@ -13,7 +13,8 @@ import pytest
 from onnx import numpy_helper
 from onnx.backend.test.loader import load_model_tests
 
-from onebyone.optimize.pipeline import TARGETS, run_passes, select_passes
+from onebyone.optimize.pipeline import run_passes, select_passes
+from onebyone.optimize.targets import TARGETS
 from onebyone.runtime.bundle.golden import reference_session, run_session
 
 OPS = {"conv": "Conv", "convtranspose": "ConvTranspose", "batchnorm": "BatchNormalization", "relu": "Relu",

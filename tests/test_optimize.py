@@ -13,6 +13,8 @@ from torch import nn
 from onebyone.export.models.inception import Inception
 from onebyone.export.models.resnet import Bottleneck
 from onebyone.export.zoo import ZOO, instantiate
+from onebyone.optimize.pipeline import PASSES
+from onebyone.optimize.targets import PASS_NAMES, TARGETS
 from onebyone.runtime.bundle.manifest import read_manifest
 from tests.conftest import files_under
 from tests.test_export import ZOO_PARAMS, assert_matches_torch, count, op_counts
@@ -111,3 +113,9 @@ def test_unknown_pass_and_missing_file(tmp_path, exported, cli):
     code, _, err = cli("optimize", tmp_path / "missing.onnx")
     assert code == 2 and "does not exist" in err
     assert files_under(tmp_path) == []
+
+
+def test_the_command_line_names_every_pass_and_nothing_else():
+    """optimize/targets.py lists the passes by name for `--help`; the pipeline maps names to classes."""
+    assert tuple(PASSES) == PASS_NAMES
+    assert {name for passes in TARGETS.values() for name in passes} <= set(PASSES)

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-from onebyone.optimize.pipeline import TARGETS, run_passes, select_passes
+from onebyone.optimize.pipeline import run_passes, select_passes
+from onebyone.optimize.targets import TARGETS
 from onebyone.optimize.verify import random_inputs, run_model
 from tests.graphs import bn_node, bn_params, model, tensor_input
 

@@ -7,7 +7,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from onebyone.export.onnx_export import ExportOptions
+from onebyone.export.options import ExportOptions
 from onebyone.export.stage import export_bundle
 from onebyone.export.zoo import resolve
 from onebyone.runtime.bundle.plan import PlanInfo, plan_info_path

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from onebyone.optimize.precision.histogram import TensorStatistics
+if TYPE_CHECKING:
+    from onebyone.optimize.precision.histogram import TensorStatistics
 
 INT8_LEVELS = 128  # levels of a symmetric INT8 magnitude: 0…127, and the sign
 METHODS = ("minmax", "percentile", "entropy")

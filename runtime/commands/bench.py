@@ -47,9 +47,8 @@ def batch_list(text: str) -> list[int]:
     return batches
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser("bench", help="latency/throughput of artifacts side by side, per batch size",
-                               description=__doc__.split("\n\n")[0] if __doc__ else None)
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0] if __doc__ else None
     parser.add_argument("artifacts", nargs="+", help=".onnx, .plan, bundle directory, zoo name or module:factory; "
                                                      "ratios are relative to the first")
     parser.add_argument("--batch", type=batch_list, default=[1, 8], help="batch sizes, e.g. 1,8,32 (default 1,8)")

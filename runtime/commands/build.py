@@ -15,7 +15,6 @@ from rich.console import Console
 
 from onebyone.runtime.bundle.golden import Golden, Parity, compare
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, TOLERANCES, ArtifactRecord, Tolerance, write_manifest
-from onebyone.runtime.bundle.onnx_file import graph_precision, io_specs, load_model
 from onebyone.runtime.bundle.plan import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MIN_BATCH,
@@ -33,11 +32,10 @@ from onebyone.runtime.sessions.locate import PLAN_KIND, Target, locate
 stdout = Console(highlight=False, soft_wrap=True)
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser(
-        "build", help="build a TensorRT engine (.plan) from an ONNX file (NVIDIA GPU + TensorRT)",
-        description="Build a strongly typed TensorRT engine: precision comes from the ONNX (FP16 types, Q/DQ). "
-                    "Writes MODEL.plan and MODEL.plan.json (TensorRT version, GPU, ONNX sha256, profiles).")
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Build a strongly typed TensorRT engine: precision comes from the ONNX (FP16 types, "
+                          "Q/DQ). Writes MODEL.plan and MODEL.plan.json (TensorRT version, GPU, ONNX sha256, "
+                          "profiles).")
     parser.add_argument("onnx", type=Path, help="ONNX file (an export, optimize or quantize output)")
     parser.add_argument("-o", "--output", type=Path, help="plan path (default: beside the ONNX, suffix .plan)")
     parser.add_argument("--min-batch", type=positive_int, default=DEFAULT_MIN_BATCH)
@@ -72,6 +70,7 @@ def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
+    from onebyone.runtime.bundle.onnx_file import graph_precision, io_specs, load_model
     from onebyone.runtime.sessions.tensorrt_backend import build_plan
 
     model = load_model(args.onnx)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.export.onnx_export import DEFAULT_OPSET, EXPORTERS, ExportOptions
+from onebyone.export.options import DEFAULT_OPSET, EXPORTERS, ExportOptions
 from onebyone.export.zoo import ZOO, parse_input_shape, resolve
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import UserError
@@ -15,11 +15,9 @@ from onebyone.runtime.core.errors import UserError
 stdout = Console(highlight=False, soft_wrap=True)
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser(
-        "export", help="export a model to an ONNX bundle, checked against torch",
-        description=f"Export a zoo model ({', '.join(ZOO)}) or package.module:factory to ONNX, with golden "
-                    "reference samples and a manifest, verified against torch before anything is written.")
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (f"Export a zoo model ({', '.join(ZOO)}) or package.module:factory to ONNX, with golden "
+                          "reference samples and a manifest, verified against torch before anything is written.")
     parser.add_argument("model", help="zoo name or package.module:factory")
     parser.add_argument("-o", "--output", type=Path, help="bundle directory, or DIR/name.onnx (default build/MODEL)")
     parser.add_argument("--weights", type=Path, help="state_dict .pth to load (torch.load weights_only)")

@@ -37,9 +37,8 @@ def add_session_options(parser: argparse.ArgumentParser, self_check_flag: bool =
                             help="do not verify a bundle artifact against its golden outputs when opening it")
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser("infer", help="run an artifact on images or .npy inputs; classifiers print top-k",
-                               description=__doc__.split("\n\n")[0] if __doc__ else None)
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0] if __doc__ else None
     parser.add_argument("artifact", help=".onnx, .plan, bundle directory, zoo name or package.module:factory")
     parser.add_argument("--input", "-i", dest="inputs", type=Path, nargs="+", required=True,
                         help="PNG/JPEG images and/or .npy arrays, batched together in order")

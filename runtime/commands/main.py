@@ -1,7 +1,9 @@
-"""`onebyone <stage> ...`: one command line; each stage registers its own subcommand.
+"""`onebyone <stage> ...`: one command line, one module per stage under runtime/commands.
 
-Stages are found through the `onebyone.stages` entry-point group (see pyproject.toml); each entry point is a
-`register(subparsers)` function that adds a subparser and sets `run=callable(args) -> int` as its default.
+STAGES names each stage's module and one-line summary. Only the module of the stage being run is imported: its
+`register(parser)` adds the stage's arguments and sets `run=callable(args) -> int` as the parser's default, and its
+heavy libraries (torch, ONNX, ONNX Runtime) load inside `run`. So `onebyone --help` and `onebyone STAGE --help`
+stay fast (docs/cli.md; tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib import import_module
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,15 +23,34 @@ from onebyone.runtime.core.version import __version__
 stderr = Console(stderr=True, highlight=False)
 
 
-def build_parser() -> argparse.ArgumentParser:
+STAGES: dict[str, tuple[str, str]] = {  # stage → (module under onebyone.runtime.commands, summary), in pipeline order
+    "export": ("export", "export a model to an ONNX bundle, checked against torch"),
+    "optimize": ("optimize", "fold BatchNorm and fuse 1x1 convs, each rewrite verifiable"),
+    "quantize": ("quantize", "FP16 or calibrated INT8 (Q/DQ) ONNX, checked against torch"),
+    "build": ("build", "build a TensorRT engine (.plan) from an ONNX file (NVIDIA GPU + TensorRT)"),
+    "verify": ("verify", "check a bundle's ONNX artifacts and TensorRT plans against its golden torch outputs"),
+    "infer": ("infer", "run an artifact on images or .npy inputs; classifiers print top-k"),
+    "parity": ("parity", "compare artifacts with the torch reference: metrics, per-layer localisation, pass/fail "
+                         "per precision"),
+    "bench": ("bench", "latency/throughput of artifacts side by side, per batch size"),
+    "serve": ("serve", "serve artifacts over KServe v2 HTTP (tritonclient-compatible), with dynamic batching"),
+    "triton-repo": ("repo", "write a Triton model repository (config.pbtxt + model file)"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser for `argv`: every stage is listed, and the one `argv` names gets its arguments."""
     parser = argparse.ArgumentParser(
         prog="onebyone",
         description="Bottleneck CNNs from PyTorch to verified ONNX, FP16/INT8 and TensorRT.",
     )
     parser.add_argument("--version", action="version", version=f"onebyone {__version__}")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for entry in sorted(entry_points(group="onebyone.stages"), key=lambda e: e.name):
-        entry.load()(stages)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module, summary) in STAGES.items():
+        stage = stages.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        if name == chosen:
+            import_module(f"onebyone.runtime.commands.{module}").register(stage)
     return parser
 
 
@@ -48,7 +69,8 @@ def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one stage. Exit codes: 0 ok, 1 a check failed, 2 a user error (message, no traceback), 130 interrupted."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(warnings.showwarning)

@@ -9,23 +9,19 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.optimize.artifact import write_artifact
-from onebyone.optimize.pipeline import PASSES, TARGETS, VerificationFailed, run_passes, select_passes
-from onebyone.optimize.verify import Verifier
-from onebyone.runtime.bundle.manifest import TOLERANCES
-from onebyone.runtime.bundle.onnx_file import load_model
+from onebyone.optimize.targets import PASS_NAMES, TARGETS
 from onebyone.runtime.core.files import atomic_write
 
 stdout = Console(highlight=False, soft_wrap=True)
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser("optimize", help="fold BatchNorm and fuse 1x1 convs, each rewrite verifiable",
-                               description=f"Graph passes: {', '.join(PASSES)}.")
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = f"Graph passes: {', '.join(PASS_NAMES)}."
     parser.add_argument("input", type=Path, help="ONNX file (in a bundle, the manifest is updated)")
     parser.add_argument("-o", "--output", type=Path, help="output ONNX file (default: INPUT.opt.onnx)")
     parser.add_argument("--target", default="generic", choices=TARGETS, help="deployment target (default generic)")
-    parser.add_argument("--passes", help=f"comma-separated passes to run instead of the target's ({', '.join(PASSES)})")
+    parser.add_argument("--passes",
+                        help=f"comma-separated passes to run instead of the target's ({', '.join(PASS_NAMES)})")
     parser.add_argument("--verify", action="store_true",
                         help="run ONNX Runtime before/after every pass on fresh random inputs; fail on a mismatch")
     parser.add_argument("--report", type=Path, help="write the per-pass report as JSON")
@@ -37,6 +33,12 @@ def default_output(source: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from onebyone.optimize.artifact import write_artifact
+    from onebyone.optimize.pipeline import VerificationFailed, run_passes, select_passes
+    from onebyone.optimize.verify import Verifier
+    from onebyone.runtime.bundle.manifest import TOLERANCES
+    from onebyone.runtime.bundle.onnx_file import load_model
+
     passes = select_passes(args.target, args.passes.split(",") if args.passes is not None else None)
     model = load_model(args.input)
     output = args.output or default_output(args.input)

@@ -31,9 +31,7 @@ stdout = Console(highlight=False, soft_wrap=True)
 LAYER_SAMPLES = 32  # per-layer localisation runs on the first samples only
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser("parity", help="compare artifacts with the torch reference: metrics, per-layer "
-                                              "localisation, pass/fail per precision")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reference", help="zoo name, package.module:factory, bundle directory (its torch model) "
                                           "or an FP32 .onnx")
     parser.add_argument("candidates", nargs="+", help=".onnx, .plan or bundle directories")

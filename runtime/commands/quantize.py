@@ -6,36 +6,34 @@ import argparse
 import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnx_ir as ir
 from rich.console import Console
 
-from onebyone.optimize.artifact import Companion, write_artifact
-from onebyone.optimize.precision.calibrate import Calibration, collect
-from onebyone.optimize.precision.fp16 import convert_to_fp16
-from onebyone.optimize.precision.qdq import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS, TensorRange, insert_qdq
+from onebyone.optimize.precision.flavours import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS
 from onebyone.optimize.precision.ranges import METHODS
-from onebyone.optimize.precision.sensitivity import fall_back
 from onebyone.optimize.precision.sources import SOURCES_HELP, CalibrationData, calibration_labels, open_source
 from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
-from onebyone.optimize.precision.trt_rules import trt_violations
-from onebyone.runtime.bundle.int8_overflow import overflow_prone
-from onebyone.runtime.bundle.manifest import TOLERANCES
-from onebyone.runtime.bundle.onnx_file import load_model, with_types
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import sha256_file, staging_dir
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
+
+    from onebyone.optimize.artifact import Companion
+    from onebyone.optimize.precision.calibrate import Calibration
+    from onebyone.optimize.precision.qdq import TensorRange
 
 stdout = Console(highlight=False, soft_wrap=True)
 PRECISIONS = ("fp16", "int8")
 FALLBACK_SAMPLES = 256  # the accuracy fallback evaluates every candidate on at most this many calibration samples
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser("quantize", help="FP16 or calibrated INT8 (Q/DQ) ONNX, checked against torch",
-                               description="Write precision into the ONNX: FP16 types, or INT8 Q/DQ from streamed "
-                                           "calibration (TensorRT or ONNX Runtime flavour).")
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Write precision into the ONNX: FP16 types, or INT8 Q/DQ from streamed calibration "
+                          "(TensorRT or ONNX Runtime flavour).")
     parser.add_argument("input", type=Path, help="FP32 ONNX file (in a bundle, the manifest is updated)")
     parser.add_argument("-o", "--output", type=Path, help="output ONNX (default INPUT.fp16.onnx / INPUT.int8-FLAVOUR"
                                                           ".onnx)")
@@ -92,6 +90,10 @@ def node_names(text: str, model: ir.Model) -> set[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from onebyone.optimize.artifact import write_artifact
+    from onebyone.runtime.bundle.manifest import TOLERANCES
+    from onebyone.runtime.bundle.onnx_file import load_model, with_types
+
     if args.precision == "int8" and not args.calib:
         raise UserError("--precision int8 needs calibration data: --calib DATA (" + SOURCES_HELP + ")")
     if not 0 < args.percentile <= 100:
@@ -135,6 +137,9 @@ def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
                  stage: Path) -> tuple[Calibration | None, Path | None, list[Companion], CalibrationData | None]:
     """The calibration to use, the calib.json it lives in, the files to publish with the output (calib.json and the
     TensorRT cache, when this run calibrated), and the data it was calibrated on (None for a calib.json)."""
+    from onebyone.optimize.artifact import Companion
+    from onebyone.optimize.precision.calibrate import Calibration, collect
+
     if not args.calib:
         return None, None, [], None
     model_sha256 = sha256_file(args.input)
@@ -166,6 +171,8 @@ def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
 
 
 def _to_fp16(model: ir.Model, calibration: Calibration | None, keep: set[str], fp16_io: bool) -> dict:
+    from onebyone.optimize.precision.fp16 import convert_to_fp16
+
     amax = calibration.ranges("minmax", 100.0) if calibration else None
     report = convert_to_fp16(model, amax, keep, fp16_io)
     stdout.print(f"fp16: {report.fp16_nodes} nodes in FP16, {len(report.fp32_nodes)} kept FP32, "
@@ -184,6 +191,8 @@ def _fallback(model: ir.Model, ranges: dict[str, TensorRange], args: argparse.Na
               data: CalibrationData) -> dict:
     """Rank the layers and run the fallback on (up to FALLBACK_SAMPLES of) the calibration data; report and record
     it. With --sensitivity alone nothing is excluded."""
+    from onebyone.optimize.precision.sensitivity import fall_back
+
     inputs = data.read(0, min(data.count, FALLBACK_SAMPLES))
     labels = calibration_labels(args.calib, len(inputs))
     if args.accuracy_budget is not None:
@@ -207,6 +216,10 @@ def _fallback(model: ir.Model, ranges: dict[str, TensorRange], args: argparse.Na
 
 def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace, exclude: set[str],
              data: CalibrationData | None) -> dict | None:
+    from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
+    from onebyone.optimize.precision.trt_rules import trt_violations
+    from onebyone.runtime.bundle.int8_overflow import overflow_prone
+
     amax = calibration.ranges(args.method, args.percentile)
     ranges = {name: TensorRange(amax[name], stats.minimum, stats.maximum)
               for name, stats in calibration.statistics.items()}

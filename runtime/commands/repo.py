@@ -9,14 +9,12 @@ from rich.console import Console
 
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.serve.triton_repo import ACCELERATOR_PRECISIONS
 
 stdout = Console(highlight=False, soft_wrap=True)
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    from onebyone.runtime.serve.triton_repo import ACCELERATOR_PRECISIONS
-
-    parser = stages.add_parser("triton-repo", help="write a Triton model repository (config.pbtxt + model file)")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("targets", nargs="+", help="bundle directories (their model.onnx, or the plan with "
                                                    "--backend tensorrt), .onnx or .plan files")
     parser.add_argument("-o", "--output", type=Path, default=Path("model_repository"),

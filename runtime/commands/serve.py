@@ -13,9 +13,7 @@ stdout = Console(highlight=False, soft_wrap=True)
 SHUTDOWN_SECONDS = 30  # how long a stopping server waits for in-flight requests
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser("serve", help="serve artifacts over KServe v2 HTTP (tritonclient-compatible), "
-                                             "with dynamic batching")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("targets", nargs="+", help="bundle directories, .onnx/.plan files or zoo names")
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
     parser.add_argument("--port", type=int, default=8000)

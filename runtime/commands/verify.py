@@ -23,9 +23,7 @@ stdout = Console(highlight=False, soft_wrap=True)
 FRESH_SAMPLES = 16  # new random samples per INT8 kernel check
 
 
-def register(stages: argparse._SubParsersAction) -> None:
-    parser = stages.add_parser("verify", help="check a bundle's ONNX artifacts and TensorRT plans against its "
-                                              "golden torch outputs")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="bundle directory (has manifest.json)")
     parser.set_defaults(run=run)
 

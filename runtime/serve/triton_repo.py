@@ -14,7 +14,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from onebyone.runtime.bundle.onnx_file import external_data_files, io_specs, load_model
 from onebyone.runtime.bundle.plan import read_plan_info
 from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec, spec_from_record
 from onebyone.runtime.core.errors import UserError
@@ -35,6 +34,8 @@ class RepoOptions:
 
 
 def _specs(target: Target) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    from onebyone.runtime.bundle.onnx_file import io_specs, load_model
+
     if target.kind == "plan":
         io = read_plan_info(target.path).io
         return [spec_from_record(r) for r in io["inputs"]], [spec_from_record(r) for r in io["outputs"]]
@@ -72,6 +73,8 @@ def config_text(name: str, target: Target, options: RepoOptions) -> str:
 
 def write_model(repository: Path, name: str, target: Target, options: RepoOptions) -> Path:
     """Write `repository/name/` (config.pbtxt, 1/model.onnx or 1/model.plan, external weights beside the ONNX)."""
+    from onebyone.runtime.bundle.onnx_file import external_data_files
+
     config = config_text(name, target, options)
     ensure_writable_dir(repository)
     staged = Path(tempfile.mkdtemp(dir=repository, prefix=f".{name}-"))

@@ -1,0 +1,8 @@
+"""The choices INT8 quantization offers, by name (optimize/precision/qdq.py says what each does): the flavour of the
+Q/DQ graph and the weight range, L in W_q = clip(round(W / s_c), −L, L)."""
+
+from __future__ import annotations
+
+FLAVOURS = ("trt", "ort")
+WEIGHT_LEVELS = {"safe": 64, "full": 127}  # L of each weight range
+DEFAULT_WEIGHT_RANGE = "safe"  # for both flavours: docs/cpus.md says why
