@@ -20,7 +20,6 @@ from onebyone.runtime.bundle.labelled import LABELLED_NAME
 from onebyone.runtime.bundle.manifest import (
     GOLDEN_NAME,
     MANIFEST_NAME,
-    TOLERANCES,
     ArtifactRecord,
     Manifest,
     ModelInfo,
@@ -29,7 +28,8 @@ from onebyone.runtime.bundle.manifest import (
     write_manifest,
 )
 from onebyone.runtime.bundle.onnx_file import external_data_files
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.bundle.tolerances import TOLERANCES
+from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import publish, sha256_file, staging_dir
 from onebyone.runtime.core.progress import progress
 from onebyone.runtime.core.version import __version__
@@ -37,10 +37,6 @@ from onebyone.runtime.parity.check import ArtifactCheck, check_artifact
 
 GOLDEN_SEED = 0
 GOLDEN_DYNAMIC_BATCH = 2  # golden batch for dynamic-batch exports: more than one, to exercise the batch axis
-
-
-class ExportMismatch(Exception):
-    """The exported ONNX disagrees with torch beyond tolerance: nothing was written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +103,8 @@ def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights
             check = check_artifact(staged_onnx, golden, TOLERANCES["fp32"], labelled)
             bar.advance(task)
         if not check.ok:
-            raise ExportMismatch(f"the exported ONNX does not match torch on the golden inputs: {check.describe()}")
+            raise CheckFailed(f"the exported ONNX does not match torch on the golden inputs: {check.describe()}; "
+                              "nothing was written")
         manifest = _manifest(spec, options, weights, stage, onnx_name, check)
         removed = _remove_stale(bundle, manifest)
         for path in [*staged, *external_data_files(staged_onnx)]:

@@ -11,15 +11,10 @@ from rich.console import Console
 
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import LabelledSet
-from onebyone.runtime.bundle.manifest import (
-    GOLDEN_NAME,
-    ArtifactRecord,
-    Tolerance,
-    manifest_path,
-    read_manifest,
-    write_manifest,
-)
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, ArtifactRecord, manifest_path, read_manifest, write_manifest
 from onebyone.runtime.bundle.onnx_file import save_model
+from onebyone.runtime.bundle.tolerances import Tolerance
+from onebyone.runtime.core.errors import CheckFailed
 from onebyone.runtime.core.files import publish, staging_dir
 from onebyone.runtime.parity.check import check_artifact
 
@@ -35,10 +30,10 @@ class Companion:
 
 
 def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, tolerance: Tolerance,
-                   made_by: dict[str, Any], companions: list[Companion] = ()) -> str | None:
+                   made_by: dict[str, Any], companions: list[Companion] = ()) -> str:
     """Save `output` (and its companions beside it). When `source` is a bundle artifact and `output` sits beside
     it, check the result against the bundle's golden outputs first — publishing nothing if it fails — and record
-    everything in the manifest. Returns the line to show the user, or None when the check failed."""
+    everything in the manifest. Returns the line to show the user; raises CheckFailed when the check fails."""
     bundle = source.parent
     in_bundle = manifest_path(bundle).is_file() and output.parent.resolve() == bundle.resolve()
     manifest = read_manifest(bundle) if in_bundle else None
@@ -54,8 +49,7 @@ def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, 
         labelled = LabelledSet.of_bundle(bundle, manifest)
         check = check_artifact(staged, Golden.load(bundle / GOLDEN_NAME), tolerance, labelled)
         if not check.ok:
-            stdout.print(f"[bold red]{output} fails its golden check:[/] {check.describe()}; nothing was written")
-            return None
+            raise CheckFailed(f"{output} fails its golden check: {check.describe()}; nothing was written")
         manifest.artifacts[output.name] = ArtifactRecord.for_file(
             staged, kind="onnx", precision=precision, tolerance=tolerance, parity=check.as_record(), made_by=made_by)
         for data_file in written[:-1]:

@@ -20,14 +20,10 @@ from onebyone.optimize.passes.merge_conv_chain import MergeConvChain
 from onebyone.optimize.passes.merge_siblings import MergeSiblings
 from onebyone.optimize.targets import TARGETS
 from onebyone.optimize.verify import Verifier
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import CheckFailed, UserError
 
 PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (
     Cleanup, FoldBatchNorm, FoldAffine, MergeConvChain, MergeSiblings, GemmAsConv, ConvAsGemm, FuseConvActivation)}
-
-class VerificationFailed(Exception):
-    """A pass changed the model's outputs beyond tolerance."""
-
 
 @dataclasses.dataclass
 class PassReport:
@@ -53,7 +49,7 @@ def select_passes(target: str, names: list[str] | None) -> list[GraphPass]:
 
 def run_passes(model: ir.Model, passes: list[GraphPass], verifier: Verifier | None = None) -> list[PassReport]:
     """Apply `passes` in place, in order. With a verifier, ORT runs before and after each pass on the same inputs,
-    and the first pass whose outputs differ beyond tolerance raises VerificationFailed naming it."""
+    and the first pass whose outputs differ beyond tolerance raises CheckFailed naming it."""
     reports = []
     reference = verifier.outputs(model) if verifier else None
     for graph_pass in passes:
@@ -66,7 +62,7 @@ def run_passes(model: ir.Model, passes: list[GraphPass], verifier: Verifier | No
             parity = verifier.compare(reference, model)
             report.verification = parity.as_record() | {"seed": verifier.seed}
             if not parity.ok:
-                raise VerificationFailed(f"pass {graph_pass.name!r} changed the outputs: {parity.describe()} "
-                                         f"(inputs seed {verifier.seed})")
+                raise CheckFailed(f"pass {graph_pass.name!r} changed the outputs: {parity.describe()} "
+                                  f"(inputs seed {verifier.seed}); nothing was written")
         reports.append(report)
     return reports

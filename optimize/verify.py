@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onebyone.runtime.bundle.golden import Parity, compare, reference_session, run_session
-from onebyone.runtime.bundle.manifest import Tolerance
+from onebyone.runtime.bundle.golden import reference_session, run_session
+from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
 from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.parity.metrics import Parity, compare
 
-VERIFY_TOLERANCE = Tolerance(rel_max_abs=1e-5)  # FP32 rewrites: max|after − before| ≤ 1e-5 · max|before|
 DYNAMIC_DIM = 2  # size given to symbolic dimensions (the batch) in verification inputs
 
 
@@ -31,7 +31,7 @@ def run_model(model: ir.Model, inputs: dict[str, np.ndarray]) -> dict[str, np.nd
 class Verifier:
     """Holds one set of fresh random inputs and compares a model's outputs before and after a rewrite."""
 
-    def __init__(self, model: ir.Model, tolerance: Tolerance = VERIFY_TOLERANCE, seed: int | None = None) -> None:
+    def __init__(self, model: ir.Model, tolerance: Tolerance = TOLERANCES["rewrite"], seed: int | None = None) -> None:
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**32)
         self.inputs = random_inputs(model.graph, np.random.default_rng(self.seed))
         self.tolerance = tolerance

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from onebyone.runtime.core.cpu import this_cpu
-from onebyone.runtime.parity.kernel_check import KERNEL_BOUNDS
+from onebyone.runtime.parity.kernel_check import KERNEL_TOLERANCE
 
 ARTIFACTS = ["model.onnx", "model.opt.onnx", "model.opt.fp16.onnx", "model.opt.int8-trt.onnx",
              "model.opt.int8-ort.onnx"]
@@ -66,7 +66,7 @@ def test_every_artifact_is_within_its_bounds_of_torch(bundle_copy, cli, tmp_path
         assert ("kernel" in record) == (record["precision"] == "int8"), artifact
     for artifact in ("model.opt.int8-trt.onnx", "model.opt.int8-ort.onnx"):  # default (safe) weights, this CPU
         kernel = by_name[artifact]["kernel"]
-        assert kernel["ok"] and kernel["metrics"]["rel_l2"] <= KERNEL_BOUNDS.max_rel_l2, (artifact, kernel)
+        assert kernel["ok"] and kernel["metrics"]["rel_l2"] <= KERNEL_TOLERANCE.max_rel_l2, (artifact, kernel)
         print(f"{artifact}: kernel check rel-L2 {kernel['metrics']['rel_l2']:.2e} on {this_cpu().describe()}")
     if name == "digits_resnet":
         reference = by_name["model.onnx"]["metrics"]["accuracy_reference"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -12,18 +13,14 @@ import onebyone.runtime.bundle.onnx_file
 from onebyone.export.options import ExportOptions
 from onebyone.export.stage import export_bundle
 from onebyone.export.zoo import ZOO
-from onebyone.runtime.bundle.golden import Golden, compare
+from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import LABELLED_NAME
-from onebyone.runtime.bundle.manifest import (
-    GOLDEN_NAME,
-    MANIFEST_NAME,
-    TOLERANCES,
-    ArtifactRecord,
-    read_manifest,
-    write_manifest,
-)
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, MANIFEST_NAME, ArtifactRecord, read_manifest, write_manifest
+from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
+from onebyone.runtime.commands.main import main as cli_main
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.parity.check import check_artifact
+from onebyone.runtime.parity.metrics import compare
 from tests.conftest import files_under
 
 
@@ -109,3 +106,17 @@ def test_compare_counts_every_element_and_flags_non_finite():
         compare(reference, {"y": np.ones((3, 2), dtype=np.float32)}, TOLERANCES["fp32"])
     with pytest.raises(UserError, match="no output"):
         compare(reference, {"z": np.ones((2, 3), dtype=np.float32)}, TOLERANCES["fp32"])
+
+
+def test_a_manifest_from_before_the_tolerance_table_still_reads(bundle_copy, tmp_path):
+    """Bundles written before runtime/bundle/tolerances.py recorded `{"rel_max_abs": x}`: the same bound."""
+    bundle = bundle_copy("digits_resnet")
+    path = bundle / MANIFEST_NAME
+    raw = json.loads(path.read_text())
+    for record in raw["artifacts"].values():
+        if record.get("tolerance"):
+            record["tolerance"] = {"rel_max_abs": record["tolerance"]["max_rel"]}
+    path.write_text(json.dumps(raw))
+    record = read_manifest(bundle).artifacts["model.onnx"]
+    assert record.tolerance == Tolerance(max_rel=TOLERANCES["fp32"].max_rel) == TOLERANCES["fp32"].golden()
+    assert cli_main(["verify", str(bundle)]) == 0

@@ -98,8 +98,9 @@ def test_bad_factories(factory, message, user_module, cli):
 
 
 def test_export_that_disagrees_with_torch_writes_nothing(user_module, cli):
-    code, out, _ = cli("export", "usernets:noisy", "--input-shape", "2,6,6", "-o", user_module / "out")
-    assert code == 1 and "does not match torch" in out and "nothing was written" in out
+    code, _, err = cli("export", "usernets:noisy", "--input-shape", "2,6,6", "-o", user_module / "out")
+    assert code == 1 and "\ncheck failed: the exported ONNX" in err and "does not match torch" in err
+    assert "nothing was written" in err
     assert files_under(user_module / "out") == []
 
 

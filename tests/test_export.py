@@ -126,7 +126,7 @@ def test_manifest_describes_the_bundle(exported):
     record = manifest.artifacts["model.onnx"]
     assert record.sha256 == sha256_file(result.onnx_path)
     assert record.bytes == result.onnx_path.stat().st_size
-    assert record.precision == "fp32" and record.tolerance.rel_max_abs == FP32_REL_TOL
+    assert record.precision == "fp32" and record.tolerance.max_rel == FP32_REL_TOL
     assert record.parity["ok"] and record.parity["relative"] <= FP32_REL_TOL
     assert manifest.artifacts[GOLDEN_NAME].sha256 == sha256_file(result.bundle / GOLDEN_NAME)
     assert manifest.model.input_shape == [1, 8, 8] and manifest.model.batch is None

@@ -22,7 +22,7 @@ from onebyone.runtime.bundle.int8_overflow import INT16_PAIR_LIMIT, overflow_pro
 from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.core.cpu import X86_FEATURES, Cpu, parse_cpuinfo, this_cpu
 from onebyone.runtime.core.errors import Int8OverflowWarning
-from onebyone.runtime.parity.kernel_check import KERNEL_BOUNDS, check_kernels
+from onebyone.runtime.parity.kernel_check import KERNEL_TOLERANCE, check_kernels
 from onebyone.runtime.sessions.opening import open as open_session
 from onebyone.runtime.sessions.self_check import SelfCheckFailed
 from tests.graphs import model, tensor_input
@@ -183,7 +183,7 @@ def test_full_range_weights_meeting_inputs_near_255_are_flagged_and_fail_the_ker
         results[weight_range] = (overflow_prone(ir.load(path)), check_kernels(path, {"x": x}, emulated))
     prone, kernels = results["full"]
     assert [p.tensor for p in prone] == ["w_quantized"] and prone[0].worst_pair > INT16_PAIR_LIMIT
-    assert not kernels.ok and kernels.metrics.rel_l2 > KERNEL_BOUNDS.max_rel_l2, kernels.describe()
+    assert not kernels.ok and kernels.metrics.rel_l2 > KERNEL_TOLERANCE.max_rel_l2, kernels.describe()
     prone, kernels = results["safe"]
     assert prone == [] and kernels.ok and kernels.metrics.rel_l2 < 1e-6, kernels.describe()
 
@@ -267,7 +267,7 @@ def test_verify_and_the_self_check_run_the_kernel_check(bundle_copy, cli, monkey
     assert code == 0, out
     line = next(line for line in out.splitlines() if "kernel check" in line)
     assert "kernel check PASS" in line and this_cpu().cpu_class in line
-    assert float(line.split("rel-L2 ")[1].split()[0]) <= KERNEL_BOUNDS.max_rel_l2
+    assert float(line.split("rel-L2 ")[1].split()[0]) <= KERNEL_TOLERANCE.max_rel_l2
     original = onnxruntime_backend.OnnxRuntimeSession._run
 
     def noisy(self, feeds, output_names):

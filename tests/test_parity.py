@@ -3,13 +3,17 @@ errors (mismatched models, labels, data sources) exiting 2."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 
 import numpy as np
 import onnx_ir as ir
 import pytest
 
-from onebyone.runtime.parity.metrics import BOUNDS, measure
+from onebyone.runtime.bundle.tolerances import TOLERANCES
+from onebyone.runtime.parity.metrics import measure
+from tests.conftest import REPO
 
 CORRUPTED = "/layer2/layer2.0/conv2/Conv"
 
@@ -32,9 +36,9 @@ def test_metrics_follow_their_definitions(rng):
     assert metrics.accuracy_reference == pytest.approx(np.mean(reference.argmax(1) == labels))
     assert metrics.accuracy_candidate == pytest.approx(np.mean(candidate.argmax(1) == labels))
     same = measure({"y": reference}, {"y": reference.copy()}, None)
-    assert same.max_abs == 0 and same.cosine == pytest.approx(1.0) and same.failures(BOUNDS["fp32"]) == []
+    assert same.max_abs == 0 and same.cosine == pytest.approx(1.0) and same.failures(TOLERANCES["fp32"]) == []
     broken = measure({"y": reference}, {"y": np.where(candidate > 2, np.nan, candidate)}, None)
-    assert "non-finite outputs" in broken.failures(BOUNDS["int8"])
+    assert "non-finite outputs" in broken.failures(TOLERANCES["int8"])
 
 
 def test_a_corrupted_conv_is_named_as_the_first_divergence(exported, cli, tmp_path):
@@ -81,3 +85,22 @@ def test_user_errors_exit_2(exported, cli, tmp_path, candidate, data, message):
     args = ["--data", data.format(tmp=tmp_path)] if data else []
     code, _, err = cli("parity", exported("digits_resnet").onnx_path, target, *args)
     assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
+
+
+BOUND_NAME = re.compile(r"TOLERANCE|BOUND")
+
+
+def test_every_tolerance_lives_in_one_table():
+    """No module but runtime/bundle/tolerances.py builds a Tolerance from numbers or keeps a table of bounds."""
+    offenders = []
+    for path in sorted(p for folder in ("export", "optimize", "runtime") for p in (REPO / folder).rglob("*.py")):
+        if path == REPO / "runtime" / "bundle" / "tolerances.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            built = (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Tolerance"
+                     and any(isinstance(a, ast.Constant) for a in [*node.args, *(k.value for k in node.keywords)]))
+            table = (isinstance(node, ast.Assign) and any(BOUND_NAME.search(getattr(t, "id", "")) for t in node.targets)
+                     and isinstance(node.value, ast.Dict))
+            if built or table:
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []

@@ -15,9 +15,10 @@ from onebyone.optimize.precision.fp16 import SAFE_FP16_MAX, convert_to_fp16
 from onebyone.optimize.precision.qdq import TensorRange, activation_scale, insert_qdq
 from onebyone.optimize.precision.sources import CalibrationData
 from onebyone.optimize.verify import run_model
-from onebyone.runtime.bundle.golden import Golden, compare, reference_session, run_session
-from onebyone.runtime.bundle.manifest import TOLERANCES
+from onebyone.runtime.bundle.golden import Golden, reference_session, run_session
 from onebyone.runtime.bundle.onnx_file import activation_names, exposing, load_model, with_types
+from onebyone.runtime.bundle.tolerances import TOLERANCES
+from onebyone.runtime.parity.metrics import compare
 from tests.conftest import files_under
 from tests.graphs import model, tensor_input
 

@@ -22,8 +22,9 @@ from onebyone.optimize.precision.trt_cache import parse_cache
 from onebyone.optimize.precision.trt_rules import trt_violations
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import LabelledSet
-from onebyone.runtime.bundle.manifest import TOLERANCES, read_manifest
+from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.bundle.onnx_file import load_model
+from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.commands.main import main
 from onebyone.runtime.parity.check import check_artifact
 from tests.conftest import files_under

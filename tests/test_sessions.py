@@ -18,7 +18,7 @@ from onebyone.export.zoo import ZOO, instantiate
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME
 from onebyone.runtime.bundle.tensors import BatchRange, TensorSpec, prepare_inputs
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.sessions.onnxruntime_backend import choose_providers
 from onebyone.runtime.sessions.self_check import SelfCheckFailed
 from tests.conftest import REPO
@@ -138,6 +138,21 @@ def test_a_modified_artifact_is_refused(digits_copy, tmp_path):
     onnx.save(model, str(bundle / "model.onnx"))
     with pytest.raises(SelfCheckFailed, match="was modified after it was recorded"):
         sessions.open(bundle / "model.onnx")
+
+
+def test_a_failed_self_check_is_a_failed_check_exit_1_not_a_user_error(digits_copy, tmp_path, cli):
+    """README: exit 1 means a check failed, 2 a user error; a refused artifact is the former."""
+    bundle = tmp_path / "digits_resnet"
+    shutil.copytree(digits_copy, bundle)
+    golden = Golden.load(bundle / GOLDEN_NAME)
+    Golden(inputs=golden.inputs, outputs={k: v + 1.5 for k, v in golden.outputs.items()}).save(bundle / GOLDEN_NAME)
+    with pytest.raises(SelfCheckFailed) as error:
+        sessions.open(bundle / "model.onnx")
+    assert isinstance(error.value, CheckFailed) and not isinstance(error.value, UserError)
+    x = tmp_path / "x.npy"
+    np.save(x, golden.inputs["input"][:1])
+    code, out, err = cli("infer", bundle / "model.onnx", "--input", x)
+    assert code == 1 and err.startswith("check failed:") and "fails its self-check" in err and out == ""
 
 
 def test_an_artifact_outside_a_bundle_opens_unchecked(digits_copy, tmp_path):

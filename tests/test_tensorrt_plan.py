@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import onebyone.runtime.sessions.opening as sessions
-from onebyone.runtime.bundle.manifest import TOLERANCES, ArtifactRecord, read_manifest, write_manifest
+from onebyone.runtime.bundle.manifest import ArtifactRecord, read_manifest, write_manifest
 from onebyone.runtime.bundle.onnx_file import graph_precision, load_model
 from onebyone.runtime.bundle.plan import (
     TRT_TO_NUMPY,
@@ -27,6 +27,7 @@ from onebyone.runtime.bundle.plan import (
     read_plan_info,
 )
 from onebyone.runtime.bundle.tensors import TensorSpec
+from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.sessions.locate import PLAN_KIND

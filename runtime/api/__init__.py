@@ -10,13 +10,12 @@ to `onebyone`, `onebyone.export`, `onebyone.optimize` and `onebyone.runtime`): t
 Importing it is cheap: it imports neither torch, onnxruntime nor TensorRT (backends load on `open`).
 """
 
-__version__ = "0.1.0"  # before the imports below, so a module they load may read it
-
 from onebyone.runtime.bundle.tensors import TensorSpec
-from onebyone.runtime.core.errors import Int8OverflowWarning, UserError
+from onebyone.runtime.core.errors import CheckFailed, Int8OverflowWarning, UserError
+from onebyone.runtime.core.version import __version__
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.opening import BACKENDS, open
 from onebyone.runtime.sessions.self_check import SelfCheckFailed
 
-__all__ = ["BACKENDS", "Int8OverflowWarning", "SelfCheckFailed", "Session", "TensorSpec", "UserError", "__version__",
-           "open"]
+__all__ = ["BACKENDS", "CheckFailed", "Int8OverflowWarning", "SelfCheckFailed", "Session", "TensorSpec", "UserError",
+           "__version__", "open"]

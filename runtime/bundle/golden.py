@@ -1,4 +1,4 @@
-"""Golden samples — fixed reference inputs and the torch outputs for them — and checks of ONNX files against them."""
+"""Golden samples — fixed reference inputs and the torch outputs for them — and running ONNX files on them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from onebyone.runtime.bundle.manifest import Tolerance
 from onebyone.runtime.core.errors import UserError
 
 
@@ -35,49 +34,6 @@ class Golden:
         if not inputs or not outputs:
             raise UserError(f"{path} holds no golden inputs/outputs; re-run `onebyone export`")
         return cls(inputs=inputs, outputs=outputs)
-
-
-@dataclasses.dataclass(frozen=True)
-class Parity:
-    """How far candidate outputs are from reference outputs, measured over every element of every output."""
-
-    max_abs_diff: float
-    max_abs_ref: float
-    tolerance: Tolerance
-
-    @property
-    def relative(self) -> float:
-        return self.max_abs_diff / self.max_abs_ref if self.max_abs_ref > 0 else self.max_abs_diff
-
-    @property
-    def ok(self) -> bool:
-        return bool(np.isfinite(self.max_abs_diff)) and self.relative <= self.tolerance.rel_max_abs
-
-    def as_record(self) -> dict[str, float | bool]:
-        return {"max_abs_diff": self.max_abs_diff, "max_abs_ref": self.max_abs_ref, "relative": self.relative,
-                "ok": self.ok}
-
-    def describe(self) -> str:
-        verdict = "PASS" if self.ok else "FAIL"
-        return (f"{verdict}  max|diff| {self.max_abs_diff:.3g} = {self.relative:.2e} x max|ref| "
-                f"(tolerance {self.tolerance.rel_max_abs:g})")
-
-
-def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], tolerance: Tolerance) -> Parity:
-    """Compare output dicts name by name; shapes must match exactly. NaN/Inf in a candidate make the diff infinite."""
-    missing = sorted(set(reference) - set(candidate))
-    if missing:
-        raise UserError(f"candidate has no output(s) {missing}; its outputs are {sorted(candidate)}")
-    max_diff = 0.0
-    max_ref = 0.0
-    for name, ref in reference.items():
-        got = candidate[name]
-        if got.shape != ref.shape:
-            raise UserError(f"output {name!r} has shape {got.shape}, the reference has {ref.shape}")
-        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-        max_diff = max(max_diff, float(np.max(diff)) if np.all(np.isfinite(diff)) else float("inf"))
-        max_ref = max(max_ref, float(np.max(np.abs(ref))))
-    return Parity(max_abs_diff=max_diff, max_abs_ref=max_ref, tolerance=tolerance)
 
 
 def reference_session(onnx_path: Path | bytes) -> object:

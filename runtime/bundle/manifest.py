@@ -11,24 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 GOLDEN_NAME = "golden.npz"
 BUNDLE_FORMAT = "onebyone.bundle/1"
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """Parity bound: max |candidate − reference| ≤ rel_max_abs · max |reference|, over every output element."""
-
-    rel_max_abs: float
-
-
-# Per-precision defaults (README, "Tolerances", says how they were chosen).
-TOLERANCES: dict[str, Tolerance] = {"fp32": Tolerance(rel_max_abs=1e-4), "fp16": Tolerance(rel_max_abs=1e-2),
-                                    "int8": Tolerance(rel_max_abs=0.25)}
 
 
 @dataclasses.dataclass
@@ -89,7 +78,8 @@ class Manifest:
             artifacts = {}
             for name, record in raw["artifacts"].items():
                 tolerance = record.pop("tolerance", None)
-                artifacts[name] = ArtifactRecord(**record, tolerance=Tolerance(**tolerance) if tolerance else None)
+                artifacts[name] = ArtifactRecord(**record,
+                                                 tolerance=Tolerance.from_record(tolerance) if tolerance else None)
             return cls(model=ModelInfo(**raw["model"]), artifacts=artifacts)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise UserError(f"{origin} is not a valid onebyone manifest ({err}); re-run `onebyone export`") from None

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.runtime.bundle.golden import Golden, Parity, compare
-from onebyone.runtime.bundle.manifest import GOLDEN_NAME, TOLERANCES, ArtifactRecord, Tolerance, write_manifest
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, ArtifactRecord, write_manifest
 from onebyone.runtime.bundle.plan import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MIN_BATCH,
@@ -25,8 +25,11 @@ from onebyone.runtime.bundle.plan import (
     profiles_record,
 )
 from onebyone.runtime.bundle.tensors import spec_records
+from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
 from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.core.errors import CheckFailed
 from onebyone.runtime.core.files import ensure_writable_dir, publish, sha256_file, staging_dir
+from onebyone.runtime.parity.metrics import Parity, check_golden
 from onebyone.runtime.sessions.locate import PLAN_KIND, Target, locate
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -53,7 +56,7 @@ def _golden_parity(staged: Path, golden: Golden, tolerance: Tolerance) -> Parity
     from onebyone.runtime.sessions.tensorrt_backend import TensorRTSession
 
     with TensorRTSession(Target("plan", staged, None, None, None, None, None)) as session:
-        return compare(golden.outputs, session.run_batched(golden.inputs), tolerance)
+        return check_golden(golden, session.run_batched(golden.inputs), tolerance)
 
 
 def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> None:
@@ -102,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if parity is not None:
             stdout.print(f"{output.name}  {precision}  TensorRT vs torch: {parity.describe()}")
             if not parity.ok:
-                stdout.print("[bold red]the engine does not match torch; nothing was written[/]")
-                return 1
+                raise CheckFailed(f"the engine does not match torch: {parity.describe()}; nothing was written")
         publish(staged, output)
         publish(plan_info_path(staged), plan_info_path(output))
         if parity is not None and output.parent.resolve() == source.bundle.resolve():

@@ -32,7 +32,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onebyone.export.stage import ExportMismatch, export_bundle
+    from onebyone.export.stage import export_bundle
 
     input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
     spec = resolve(args.model, input_shape)
@@ -41,11 +41,7 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or Path("build") / spec.name
     options = ExportOptions(batch=args.batch, opset=args.opset, keep_batchnorm=args.keep_batchnorm,
                             exporter=args.exporter, input_name=args.input_name)
-    try:
-        result = export_bundle(spec, output, options, args.weights)
-    except ExportMismatch as err:
-        stdout.print(f"[bold red]export check failed:[/] {err}; nothing was written")
-        return 1
+    result = export_bundle(spec, output, options, args.weights)
     for name in result.removed_stale:
         stdout.print(f"removed stale artifact {result.bundle / name} (derived from the previous export)")
     stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.check.describe()}")

@@ -17,7 +17,7 @@ from importlib import import_module
 from rich.console import Console
 from rich.markup import escape
 
-from onebyone.runtime.core.errors import Int8OverflowWarning, UserError
+from onebyone.runtime.core.errors import CheckFailed, Int8OverflowWarning, UserError
 from onebyone.runtime.core.version import __version__
 
 stderr = Console(stderr=True, highlight=False)
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         stderr.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         return 2
+    except CheckFailed as err:
+        stderr.print(f"[bold red]check failed:[/] {escape(str(err))}", soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         stderr.print("interrupted")
         return 130

@@ -17,13 +17,14 @@ from typing import Any
 from rich.console import Console
 
 from onebyone.runtime.bundle.labelled import LABELLED_NAME, LabelledSet
+from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.cpu import this_cpu
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.parity.data import SOURCES, ParityData, load
 from onebyone.runtime.parity.kernel_check import check_kernels
-from onebyone.runtime.parity.metrics import BOUNDS, Bounds, measure
+from onebyone.runtime.parity.metrics import compare
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.opening import open as open_session
 
@@ -77,11 +78,11 @@ def check_compatible(reference: Session, candidate: Session) -> None:
                             "the same model in another form")
 
 
-def bounds_for(precision: str, args: argparse.Namespace) -> Bounds:
-    base = BOUNDS.get(precision, BOUNDS["fp32"])
-    return Bounds(max_rel=args.max_rel if args.max_rel is not None else base.max_rel,
-                  min_cosine=args.min_cosine if args.min_cosine is not None else base.min_cosine,
-                  min_top1=args.min_top1 if args.min_top1 is not None else base.min_top1)
+def tolerance_for(precision: str, args: argparse.Namespace) -> Tolerance:
+    """The precision's row of the tolerance table, with the bounds given on the command line instead."""
+    given = {"max_rel": args.max_rel, "min_cosine": args.min_cosine, "min_top1": args.min_top1}
+    return dataclasses.replace(TOLERANCES.get(precision, TOLERANCES["fp32"]),
+                               **{name: value for name, value in given.items() if value is not None})
 
 
 def _precision(candidate: Session) -> str:
@@ -112,11 +113,10 @@ def compare_candidate(reference: Session, reference_outputs: dict, candidate: Se
     check_compatible(reference, candidate)
     outputs = candidate.run_batched({candidate.inputs[0].name: data.inputs}, batch=32)
     precision = _precision(candidate)
-    bounds = bounds_for(precision, args)
-    metrics = measure(reference_outputs, outputs, data.labels)
+    parity = compare(reference_outputs, outputs, tolerance_for(precision, args), data.labels)
     record: dict[str, Any] = {"artifact": candidate.target.label, "backend": candidate.backend,
-                              "precision": precision, "bounds": dataclasses.asdict(bounds),
-                              "metrics": metrics.as_record(), "failures": metrics.failures(bounds), "outputs": outputs}
+                              "precision": precision, "bounds": parity.tolerance.as_record(),
+                              "metrics": parity.metrics.as_record(), "failures": parity.failures, "outputs": outputs}
     if precision == "int8" and candidate.target.kind == "onnx":
         kernels = check_kernels(candidate.target.path, {candidate.inputs[0].name: data.inputs}, outputs)
         record["kernel"] = kernels.as_record()
@@ -179,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
         write_report(args.report, reference.target.label, data.description, this_cpu().describe(), records,
                      reference_outputs, calibrations)
         stdout.print(f"report: {args.report}")
-    return 1 if any(r["failures"] for r in records) else 0
+    failed = [r["artifact"] for r in records if r["failures"]]
+    if failed:
+        raise CheckFailed(f"{', '.join(failed)} out of bounds (above)")
+    return 0
 
 
 def _calibration_file(candidate: Session) -> Path | None:

@@ -16,7 +16,7 @@ from onebyone.optimize.precision.sources import SOURCES_HELP, CalibrationData, c
 from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.commands.arguments import positive_int
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import sha256_file, staging_dir
 
 if TYPE_CHECKING:
@@ -91,8 +91,8 @@ def node_names(text: str, model: ir.Model) -> set[str]:
 
 def run(args: argparse.Namespace) -> int:
     from onebyone.optimize.artifact import write_artifact
-    from onebyone.runtime.bundle.manifest import TOLERANCES
     from onebyone.runtime.bundle.onnx_file import load_model, with_types
+    from onebyone.runtime.bundle.tolerances import TOLERANCES
 
     if args.precision == "int8" and not args.calib:
         raise UserError("--precision int8 needs calibration data: --calib DATA (" + SOURCES_HELP + ")")
@@ -115,16 +115,12 @@ def run(args: argparse.Namespace) -> int:
             made_by = _to_fp16(model, calibration, keep, args.fp16_io)
         else:
             made_by = _to_int8(model, calibration, args, exclude | keep, data)
-            if made_by is None:
-                return 1
         made_by = {"stage": "quantize", "from": args.input.name, "precision": args.precision} | made_by
         if calibration is not None:
             made_by["calibration"] = {"source": calibration.source, "samples": calibration.samples,
                                       "file": calib_file.name}
         line = write_artifact(model, args.input, output, args.precision, TOLERANCES[args.precision], made_by,
                               companions)
-    if line is None:
-        return 1
     stdout.print(line)
     return 0
 
@@ -243,10 +239,8 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
     if args.flavour == "trt":
         problems = trt_violations(model)
         if problems:
-            stdout.print("[bold red]the Q/DQ graph breaks TensorRT's rules (a onebyone bug; nothing was written):[/]")
-            for problem in problems:
-                stdout.print(f"  {problem}")
-            return None
+            raise CheckFailed("the Q/DQ graph breaks TensorRT's rules (a onebyone bug; nothing was written): "
+                              + "; ".join(problems))
     return {"flavour": args.flavour, "method": args.method, "weight_range": args.weight_range, "weight_levels": levels,
             "overflow_prone_tensors": len(prone),
             "percentile": args.percentile if args.method == "percentile" else None,

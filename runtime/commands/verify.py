@@ -12,8 +12,10 @@ from rich.console import Console
 
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import LabelledSet
-from onebyone.runtime.bundle.manifest import GOLDEN_NAME, Tolerance, read_manifest
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest
 from onebyone.runtime.bundle.tensors import DYNAMIC
+from onebyone.runtime.bundle.tolerances import Tolerance
+from onebyone.runtime.core.errors import CheckFailed
 from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.parity.check import MAX_BATCH, ArtifactCheck, check_artifact
 from onebyone.runtime.parity.kernel_check import KernelCheck, check_kernels, fresh_inputs
@@ -56,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
             kernels = kernel_check(path, golden, labelled)
             stdout.print(f"{'':<30} {kernels.describe()}")
             failures += not kernels.ok
-    return 1 if failures else 0
+    if failures:
+        raise CheckFailed(f"{failures} check(s) of {args.bundle} failed (above)")
+    return 0
 
 
 def kernel_check(path: Path, golden: Golden, labelled: LabelledSet | None) -> KernelCheck:
@@ -86,11 +90,11 @@ def tensorrt_missing() -> str | None:
 
 def check_plan(path: Path, golden: Golden, tolerance: Tolerance, labelled: LabelledSet | None) -> ArtifactCheck:
     """The plan in a TensorRT session: golden parity, and labelled accuracy in batches the engine accepts."""
-    from onebyone.runtime.bundle.golden import compare
+    from onebyone.runtime.parity.metrics import check_golden
     from onebyone.runtime.sessions.opening import open as open_session
 
     with open_session(path, "tensorrt", self_check=False) as session:
-        parity = compare(golden.outputs, session.run_batched(golden.inputs), tolerance)
+        parity = check_golden(golden, session.run_batched(golden.inputs), tolerance)
         accuracy = None
         if labelled is not None:
             logits = session.run_batched({session.inputs[0].name: labelled.inputs})[session.outputs[0].name]

@@ -1,4 +1,10 @@
-"""The one exception type for problems a user can fix, and the warnings the CLI shows as one line."""
+"""The two ways a command can fail, and the warnings the CLI shows as one line.
+
+- `UserError`: something the user can fix (a bad path, model name, shape, option). The CLI prints it and exits 2.
+- `CheckFailed`: a check onebyone ran failed — an artifact out of its tolerance of the torch reference, a rewrite
+  that changed the outputs, int8 kernels that compute something other than the file. The CLI prints it and exits
+  1. Nothing is half-written when either is raised.
+"""
 
 
 class UserError(Exception):
@@ -6,6 +12,10 @@ class UserError(Exception):
 
     The message says what is wrong and how to fix it. The CLI prints it without a traceback and exits 2.
     """
+
+
+class CheckFailed(Exception):
+    """A check failed; the message names the artifact, what was measured and the bound. The CLI exits 1."""
 
 
 class Int8OverflowWarning(UserWarning):

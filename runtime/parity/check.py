@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from onebyone.runtime.bundle.golden import Golden, Parity, compare, reference_session, run_session
+from onebyone.runtime.bundle.golden import Golden, reference_session, run_session
 from onebyone.runtime.bundle.labelled import LabelledSet
-from onebyone.runtime.bundle.manifest import Tolerance
+from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.cpu import this_cpu
+from onebyone.runtime.parity.metrics import Parity, check_golden
 
 MAX_BATCH = 32  # samples per run when the model takes any batch (bounds activation memory)
 
@@ -39,7 +40,7 @@ def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance,
                    labelled: LabelledSet | None = None) -> ArtifactCheck:
     """Run golden inputs (and labelled inputs) through one ORT reference session and measure both."""
     session = reference_session(onnx_path)
-    parity = compare(golden.outputs, run_session(session, golden.inputs), tolerance)
+    parity = check_golden(golden, run_session(session, golden.inputs), tolerance)
     accuracy = None
     if labelled is not None:
         input_name, output_name = next(iter(golden.inputs)), next(iter(golden.outputs))

@@ -17,23 +17,31 @@ from typing import Any
 import numpy as np
 
 from onebyone.runtime.bundle.golden import reference_session, run_session
+from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.cpu import Cpu, this_cpu
 from onebyone.runtime.parity.check import run_in_batches
-from onebyone.runtime.parity.metrics import BOUNDS, Metrics, measure
+from onebyone.runtime.parity.metrics import Metrics, Parity, compare
 
-KERNEL_BOUNDS = BOUNDS["int8-kernel"]
+KERNEL_TOLERANCE = TOLERANCES["int8-kernel"]
 
 
 @dataclasses.dataclass(frozen=True)
 class KernelCheck:
-    metrics: Metrics  # the engine (candidate) against the exact Q/DQ math (reference)
-    failures: list[str]
+    parity: Parity  # the engine (candidate) against the exact Q/DQ math (reference)
     cpu: Cpu
     samples: int
 
     @property
+    def metrics(self) -> Metrics:
+        return self.parity.metrics
+
+    @property
+    def failures(self) -> list[str]:
+        return self.parity.failures
+
+    @property
     def ok(self) -> bool:
-        return not self.failures
+        return self.parity.ok
 
     def describe(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
@@ -44,7 +52,7 @@ class KernelCheck:
 
     def as_record(self) -> dict[str, Any]:
         return {"ok": self.ok, "metrics": self.metrics.as_record(), "failures": self.failures,
-                "bounds": dataclasses.asdict(KERNEL_BOUNDS), "samples": self.samples, "cpu": self.cpu.as_record()}
+                "bounds": KERNEL_TOLERANCE.as_record(), "samples": self.samples, "cpu": self.cpu.as_record()}
 
 
 def exact_outputs(onnx_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -59,8 +67,8 @@ def exact_outputs(onnx_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, n
 def check_kernels(onnx_path: Path, inputs: dict[str, np.ndarray],
                   engine_outputs: dict[str, np.ndarray]) -> KernelCheck:
     """Compare what an engine returned for `inputs` with the exact Q/DQ math of the file it ran."""
-    metrics = measure(exact_outputs(onnx_path, inputs), engine_outputs, None)
-    return KernelCheck(metrics, metrics.failures(KERNEL_BOUNDS), this_cpu(), len(next(iter(inputs.values()))))
+    parity = compare(exact_outputs(onnx_path, inputs), engine_outputs, KERNEL_TOLERANCE)
+    return KernelCheck(parity, this_cpu(), len(next(iter(inputs.values()))))
 
 
 def fresh_inputs(like: dict[str, np.ndarray], count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -16,8 +16,8 @@ import onnx_ir as ir
 
 from onebyone.runtime.bundle.golden import reference_session, run_session
 from onebyone.runtime.bundle.onnx_file import activation_names, exposing, with_types
+from onebyone.runtime.bundle.tolerances import TOLERANCES
 
-LAYER_BOUNDS = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.1}  # relative L2 above which a layer has diverged
 BATCH = 8
 JUMP_FRACTION = 0.1  # a largest jump is reported when that layer's error reaches this fraction of the bound
 
@@ -87,7 +87,7 @@ def localise(reference_onnx: Path, candidate_onnx: Path, inputs: np.ndarray, pre
     layers = [LayerError(ref_name, node, op, cand_name, float(np.sqrt(s[0] / s[1])) if s[1] else float(np.sqrt(s[0])),
                          float(s[2] / s[3]) if s[3] else float(s[2]))
               for (ref_name, cand_name, node, op), s in zip(pairs, sums, strict=True)]
-    bound = LAYER_BOUNDS.get(precision, LAYER_BOUNDS["fp32"])
+    bound = TOLERANCES.get(precision, TOLERANCES["fp32"]).layer_rel_l2
     first = next((layer for layer in layers if not layer.rel_l2 <= bound), None)
     growth, worst_before = [], 0.0
     for layer in layers:

@@ -1,4 +1,6 @@
-"""How far a candidate's outputs are from the reference's, and whether that is within its precision's bounds.
+"""The one comparison: how far a candidate's outputs are from the reference's, and whether that is within a
+tolerance (runtime/bundle/tolerances.py). Every check calls `compare` — export, optimize (and its per-pass
+verification), quantize, build, verify, the self-check on open, the kernel check and parity.
 
 Over every element of every output (N samples): max |d| and max |d| / max |r| (d = candidate − reference),
 relative L2 ‖d‖ / ‖r‖, cosine similarity of the flattened outputs; for class scores (N × classes) also top-1
@@ -12,32 +14,15 @@ from typing import Any
 
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class Bounds:
-    """A candidate passes when max_rel ≤ max_rel, rel_l2 ≤ max_rel_l2 (when set), cosine ≥ min_cosine and (class
-    scores) top-1 agreement ≥ min_top1."""
-
-    max_rel: float
-    min_cosine: float
-    min_top1: float
-    max_rel_l2: float | None = None  # None: not bounded
-
-
-# Defaults per precision (README, "Parity"): FP32 must be the same network to rounding; FP16 to half precision;
-# INT8 may move logits but must keep the direction of the output vector and almost every decision.
-# "int8-kernel" holds an engine to the same INT8 file's exact Q/DQ math (runtime/parity/kernel_check.py), not to torch:
-# only rounding may differ (measured ≤ 0.019 rel-L2, docs/cpus.md); saturating int8 kernels reach 0.07–0.25. It
-# bounds no decisions (top-1 near ties is parity's business against torch).
-BOUNDS = {"fp32": Bounds(max_rel=1e-4, min_cosine=0.99999, min_top1=1.0),
-          "fp16": Bounds(max_rel=1e-2, min_cosine=0.9999, min_top1=0.99),
-          "int8": Bounds(max_rel=0.25, min_cosine=0.99, min_top1=0.95),
-          "int8-kernel": Bounds(max_rel=0.1, min_cosine=0.999, min_top1=0.0, max_rel_l2=0.03)}
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.tolerances import Tolerance
+from onebyone.runtime.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
 class Metrics:
     max_abs: float
+    max_abs_reference: float
     max_rel: float
     rel_l2: float
     cosine: float
@@ -46,19 +31,20 @@ class Metrics:
     accuracy_reference: float | None
     accuracy_candidate: float | None
 
-    def failures(self, bounds: Bounds) -> list[str]:
-        """What is out of bounds, in words (empty: pass)."""
+    def failures(self, tolerance: Tolerance) -> list[str]:
+        """What is out of tolerance, in words (empty: pass)."""
         found = []
         if not np.isfinite(self.max_abs):
             found.append("non-finite outputs")
-        if self.max_rel > bounds.max_rel:
-            found.append(f"max|diff|/max|ref| {self.max_rel:.3g} > {bounds.max_rel:g}")
-        if bounds.max_rel_l2 is not None and self.rel_l2 > bounds.max_rel_l2:
-            found.append(f"rel-L2 {self.rel_l2:.3g} > {bounds.max_rel_l2:g}")
-        if self.cosine < bounds.min_cosine:
-            found.append(f"cosine {self.cosine:.6f} < {bounds.min_cosine:g}")
-        if self.top1_agreement is not None and self.top1_agreement < bounds.min_top1:
-            found.append(f"top-1 agreement {self.top1_agreement:.2%} < {bounds.min_top1:.0%}")
+        if self.max_rel > tolerance.max_rel:
+            found.append(f"max|diff|/max|ref| {self.max_rel:.3g} > {tolerance.max_rel:g}")
+        if tolerance.max_rel_l2 is not None and self.rel_l2 > tolerance.max_rel_l2:
+            found.append(f"rel-L2 {self.rel_l2:.3g} > {tolerance.max_rel_l2:g}")
+        if tolerance.min_cosine is not None and self.cosine < tolerance.min_cosine:
+            found.append(f"cosine {self.cosine:.6f} < {tolerance.min_cosine:g}")
+        if (tolerance.min_top1 is not None and self.top1_agreement is not None
+                and self.top1_agreement < tolerance.min_top1):
+            found.append(f"top-1 agreement {self.top1_agreement:.2%} < {tolerance.min_top1:.0%}")
         return found
 
     def as_record(self) -> dict[str, Any]:
@@ -70,8 +56,15 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def measure(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
-            labels: np.ndarray | None) -> Metrics:
-    """Metrics over all outputs; class-score metrics from the first output when it is N × classes."""
+            labels: np.ndarray | None = None) -> Metrics:
+    """Metrics over all outputs, matched by name (shapes must be equal); class-score metrics from the first output
+    when it is N × classes. NaN/Inf in the candidate make the differences infinite."""
+    missing = sorted(set(reference) - set(candidate))
+    if missing:
+        raise UserError(f"candidate has no output(s) {missing}; its outputs are {sorted(candidate)}")
+    for name, ref in reference.items():
+        if candidate[name].shape != ref.shape:
+            raise UserError(f"output {name!r} has shape {candidate[name].shape}, the reference has {ref.shape}")
     ref = np.concatenate([reference[k].astype(np.float64).ravel() for k in reference])
     got = np.concatenate([candidate[k].astype(np.float64).ravel() for k in reference])
     diff = got - ref
@@ -91,7 +84,60 @@ def measure(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
         if labels is not None:
             acc_ref = float(np.mean(scores_ref.argmax(1) == labels))
             acc_got = float(np.mean(scores_got.argmax(1) == labels))
-    return Metrics(max_abs=max_abs, max_rel=max_abs / scale,
+    return Metrics(max_abs=max_abs, max_abs_reference=float(np.abs(ref).max(initial=0.0)), max_rel=max_abs / scale,
                    rel_l2=float(np.linalg.norm(diff)) / (norm_ref or 1.0) if finite else float("inf"),
                    cosine=cosine, top1_agreement=top1, top5_overlap=top5, accuracy_reference=acc_ref,
                    accuracy_candidate=acc_got)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parity:
+    """A candidate's outputs measured against the reference's, and the tolerance they were held to."""
+
+    metrics: Metrics
+    tolerance: Tolerance
+
+    @property
+    def max_abs_diff(self) -> float:
+        return self.metrics.max_abs
+
+    @property
+    def max_abs_ref(self) -> float:
+        return self.metrics.max_abs_reference
+
+    @property
+    def relative(self) -> float:
+        """max|d| / max|r| (max|d| when the reference is all zeros)."""
+        return self.metrics.max_rel
+
+    @property
+    def failures(self) -> list[str]:
+        return self.metrics.failures(self.tolerance)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_record(self) -> dict[str, float | bool]:
+        """The manifest's `parity` record (same fields since the first bundle format)."""
+        return {"max_abs_diff": self.max_abs_diff, "max_abs_ref": self.max_abs_ref, "relative": self.relative,
+                "ok": self.ok}
+
+    def describe(self) -> str:
+        verdict = "PASS" if self.ok else "FAIL"
+        text = (f"{verdict}  max|diff| {self.metrics.max_abs:.3g} = {self.metrics.max_rel:.2e} x max|ref| "
+                f"(tolerance {self.tolerance.max_rel:g})")
+        beyond = [f for f in self.failures if not f.startswith("max|diff|")]
+        return text + (": " + "; ".join(beyond) if beyond else "")
+
+
+def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], tolerance: Tolerance,
+            labels: np.ndarray | None = None) -> Parity:
+    """The candidate's outputs against the reference's, held to `tolerance`."""
+    return Parity(measure(reference, candidate, labels), tolerance)
+
+
+def check_golden(golden: Golden, outputs: dict[str, np.ndarray], tolerance: Tolerance) -> Parity:
+    """An artifact's outputs on its bundle's golden inputs against the golden torch outputs: a handful of samples,
+    so the elementwise bound only (`Tolerance.golden`)."""
+    return compare(golden.outputs, outputs, tolerance.golden())

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from onebyone.runtime.bundle.golden import Parity
 from onebyone.runtime.bundle.tensors import BatchRange, TensorSpec, prepare_inputs, select_outputs
+from onebyone.runtime.parity.metrics import Parity
 from onebyone.runtime.sessions.locate import ModelDescription, Target
 
 

@@ -4,16 +4,18 @@ ONNX artifact must also pass the kernel check: the session's outputs against the
 
 from __future__ import annotations
 
-from onebyone.runtime.bundle.golden import Golden, compare
-from onebyone.runtime.bundle.manifest import GOLDEN_NAME, TOLERANCES, Tolerance
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME
+from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
+from onebyone.runtime.core.errors import CheckFailed
 from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.parity.kernel_check import check_kernels
+from onebyone.runtime.parity.metrics import check_golden
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.locate import Target
 
 
-class SelfCheckFailed(UserError):
+class SelfCheckFailed(CheckFailed):
     """The artifact does not reproduce its bundle's golden outputs within tolerance (or was modified)."""
 
 
@@ -46,7 +48,7 @@ def check_session(session: Session) -> None:
         return
     golden = Golden.load(golden_path)
     outputs = session.run_batched(golden.inputs)
-    parity = compare(golden.outputs, outputs, tolerance)
+    parity = check_golden(golden, outputs, tolerance)
     session.self_check = parity
     session.self_check_note = f"self-check {parity.describe()}"
     if parity.ok and target.kind == "onnx" and target.record is not None and target.record.precision == "int8":

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import onebyone.runtime.sessions.opening as sessions
-from onebyone.runtime.bundle.manifest import TOLERANCES, read_manifest
+from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.bundle.plan import plan_info_path
+from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.commands.bench import bench
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.sessions.onnxruntime_backend import nvidia_driver_present
@@ -77,7 +78,7 @@ def test_engine_matches_golden_and_onnxruntime(built, name, precision, rng):
     assert record.kind == "tensorrt-plan" and record.precision == precision and record.parity["ok"]
     info = json.loads(plan_info_path(plan).read_text())
     assert info["profiles"]["input"]["max"][0] == MAX_BATCH and info["precision"] == precision
-    tolerance = TOLERANCES[precision].rel_max_abs
+    tolerance = TOLERANCES[precision].max_rel
     with sessions.open(plan) as engine, sessions.open(onnx_path, providers=["cpu"]) as reference:
         assert engine.backend == "tensorrt" and engine.self_check is not None and engine.self_check.ok
         for batch in (1, 3, MAX_BATCH):

@@ -1,0 +1,58 @@
+"""Every bound onebyone holds an artifact to, in one table: how close to its reference is close enough.
+
+A candidate c passes against a reference r (d = c − r, over every element of every output, N samples) when
+    max|d| ≤ max_rel · max|r|                        always;
+    ‖d‖ / ‖r‖ ≤ max_rel_l2                           when set;
+    cos(c, r) ≥ min_cosine                           when set (flattened outputs);
+    top-1 agreement ≥ min_top1                       when set (class scores, N × classes);
+and, for per-layer localisation, a layer whose rel-L2 exceeds layer_rel_l2 has diverged.
+
+Rows (docs/parity.md says how the numbers were chosen):
+- fp32, fp16, int8: an artifact of that precision against the torch model. FP32 must be the same network to
+  rounding; FP16 to half precision; INT8 may move logits but must keep the direction of the output vector and
+  almost every decision. The manifest records the row an artifact was checked against.
+- int8-kernel: an engine against the same INT8 file's exact Q/DQ math (runtime/parity/kernel_check.py), not torch:
+  only rounding may differ (measured ≤ 0.019 rel-L2, docs/cpus.md), saturating int8 kernels reach 0.07–0.25. It
+  bounds no decisions (top-1 near ties is parity's business against torch).
+- rewrite: an FP32 graph pass, the graph before against the graph after (optimize --verify).
+
+A golden check (export, optimize, quantize, build, verify, the self-check on open) runs a handful of fixed samples,
+too few to bound decisions, so it applies the elementwise bound only (`Tolerance.golden`); parity applies the row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    max_rel: float
+    max_rel_l2: float | None = None  # None: not bounded
+    min_cosine: float | None = None
+    min_top1: float | None = None
+    layer_rel_l2: float | None = None
+
+    def golden(self) -> Tolerance:
+        """The bound a golden check applies: max|d| ≤ max_rel · max|r| only."""
+        return Tolerance(max_rel=self.max_rel)
+
+    def as_record(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Tolerance:
+        """Also reads manifests written before this table, which recorded `{"rel_max_abs": max_rel}`."""
+        if "rel_max_abs" in record:
+            record = {"max_rel": record["rel_max_abs"], **{k: v for k, v in record.items() if k != "rel_max_abs"}}
+        return cls(**record)
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_rel=1e-4, min_cosine=0.99999, min_top1=1.0, layer_rel_l2=1e-4),
+    "fp16": Tolerance(max_rel=1e-2, min_cosine=0.9999, min_top1=0.99, layer_rel_l2=1e-2),
+    "int8": Tolerance(max_rel=0.25, min_cosine=0.99, min_top1=0.95, layer_rel_l2=0.1),
+    "int8-kernel": Tolerance(max_rel=0.1, max_rel_l2=0.03, min_cosine=0.999),
+    "rewrite": Tolerance(max_rel=1e-5),
+}
