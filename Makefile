@@ -1,11 +1,11 @@
 # onebyone — stages chained by artifact: build/MODEL/model.onnx → model.opt.onnx → model.opt.{fp16,int8-trt,int8-ort}.onnx
-# → verify → infer on a held-out digit → parity report. CALIB names the calibration data (an image folder, .npy/.npz, digits, random).
+# → verify → infer on a held-out digit → parity report. CALIB names the calibration data (digits-calibration, an image folder, .npy/.npz, random).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/onebyone
 MODEL  ?= digits_resnet
-CALIB  ?= digits
+CALIB  ?= digits-calibration
 BUNDLE := build/$(MODEL)
 STAMP  := $(VENV)/.installed
 SOURCES := $(shell find export optimize runtime -name '*.py' 2>/dev/null)
@@ -54,20 +54,21 @@ $(SAMPLES)/.written: $(STAMP)
 	$(PY) -m onebyone.runtime.commands.samples $(SAMPLES) --count 8
 	@touch $@
 
-# The default model and its INT8 `ort` artifact over KServe v2 on loopback (tritonclient snippet in README).
+# The default model and its INT8 `ort` artifact over KServe v2 on loopback (tritonclient snippet in docs/serve.md).
 serve: $(QUANTIZED)
 	$(CLI) serve $(BUNDLE) $(BUNDLE)/model.opt.int8-ort.onnx --host 127.0.0.1 --port 8000
 
+# What it prints from `verify` on is README's demo block (tests/test_readme.py runs it and compares).
 demo: $(QUANTIZED) $(SAMPLES)/.written
-	$(CLI) verify $(BUNDLE)
-	$(CLI) infer $(DEMO_ARTIFACT) --input $(DEMO_IMAGE) --top-k 3
-	$(CLI) parity $(BUNDLE) $(BUNDLE)/model.onnx $(BUNDLE)/model.opt.onnx $(QUANTIZED) \
+	@$(CLI) verify $(BUNDLE)
+	@$(CLI) infer $(DEMO_ARTIFACT) --input $(DEMO_IMAGE) --top-k 3
+	@$(CLI) parity $(BUNDLE) $(BUNDLE)/model.onnx $(BUNDLE)/model.opt.onnx $(QUANTIZED) \
 		--json $(BUNDLE)/parity.json --report $(BUNDLE)/parity.html
 
 # Side by side in one run: optimize targets vs the raw export, precision (FP16/INT8) vs ORT's quantize_static, and
 # ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, and the thin server vs the
-# in-process session through tritonclient, on ONNX Runtime CPU. Each part writes bench/<part>.{json,md}; bench_report merges them into bench/results.json and
-# bench/README.md.
+# in-process session through tritonclient, on ONNX Runtime CPU. Each part writes bench/<part>.{json,md};
+# bench/report.py merges them into bench/results.json and bench/README.md (docs/bench.md).
 comma := ,
 BENCH_MODELS := resnet50,resnet50_v1,inception_block
 BENCH_EXPORTS := $(foreach m,$(subst $(comma), ,$(BENCH_MODELS)),build/bench/$(m)/model.onnx)

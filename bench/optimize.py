@@ -24,9 +24,8 @@ from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.commands.main import main as onebyone_main
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.core.timing import Timing, machine, time_interleaved
-
-LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,18 +63,12 @@ def artifact(bundle: Path, variant: Variant) -> Path:
     return path
 
 
-def session(path: Path, level: str) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = LEVELS[level]
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def bench_model(model: str, build: Path, batches: list[int], seconds: float) -> list[dict]:
     bundle = build / model
     if not (bundle / "model.onnx").is_file() and onebyone_main(["export", model, "-o", str(bundle)]) != 0:
         raise UserError(f"`onebyone export {model}` failed")
     paths = {variant.label: artifact(bundle, variant) for variant in VARIANTS}
-    sessions = {variant: session(paths[variant.label], variant.level) for variant in VARIANTS}
+    sessions = {variant: ort_session(paths[variant.label], variant.level) for variant in VARIANTS}
     first = next(iter(sessions.values())).get_inputs()[0]
     rows = []
     for batch in batches:

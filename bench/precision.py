@@ -41,6 +41,7 @@ from onebyone.runtime.bundle.preprocess import IMAGENET, load_image
 from onebyone.runtime.commands.main import main as onebyone_main
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.core.timing import machine, time_interleaved
 from onebyone.runtime.parity.kernel_check import check_kernels
 from onebyone.runtime.parity.metrics import measure
@@ -57,7 +58,7 @@ def onebyone(*args: str) -> None:
 
 
 class ArrayReader:
-    """ORT's CalibrationDataReader over model-ready samples, one sample per batch (as ORT's examples do)."""
+    """ORT's DataSourceReader over model-ready samples, one sample per batch (as ORT's examples do)."""
 
     def __init__(self, input_name: str, samples: list[np.ndarray] | np.ndarray) -> None:
         self.input_name = input_name
@@ -226,11 +227,7 @@ def resnet50_int8_paths(build: Path, images: Path, seconds: float) -> list[dict]
 
 
 def deployment_session(path: Path, config: dict[str, str] | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    for key, value in (config or {}).items():
-        options.add_session_config_entry(key, value)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort_session(path, "all", config=config)
 
 
 def calibration_memory(build: Path, images: Path) -> list[dict]:

@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onebyone.optimize.precision.sources import open_source
-from onebyone.optimize.precision.trt_cache import cache_text, parse_cache, version_number
+from onebyone.optimize.precision.trt_cache import cache_text, hex_scale, version_number
 from onebyone.runtime.bundle.preprocess import Preprocess, load_image
+from onebyone.runtime.bundle.sources import open_source
 from onebyone.runtime.core.errors import UserError
 
 GRAY = Preprocess(resize=8, crop=8, mean=(0.5,), std=(0.5,), mode="L")
+
+
+def parse_cache(text: str) -> tuple[str, dict[str, float]]:
+    """(header, scale per tensor) of a TensorRT calibration cache's text: the reader TensorRT has, for the tests."""
+    header, *lines = text.strip().splitlines()
+    return header, {name: hex_scale(value) for name, _, value in (line.rpartition(": ") for line in lines)}
 
 
 def test_version_numbers_follow_nvinferversion():
@@ -68,7 +74,7 @@ def test_image_preprocessing_centre_crops_the_longer_side(tmp_path):
     (lambda d: np.save(d / "x.npy", np.zeros((4, 1, 8, 8), np.uint8)), "holds uint8 data"),
     (lambda d: np.save(d / "x.npy", np.full((4, 1, 8, 8), np.nan, np.float32)), "contain NaN or Inf"),
     (lambda d: np.save(d / "x.npy", np.zeros((0, 1, 8, 8), np.float32)), "holds no samples"),
-    (lambda d: np.savez(d / "x.npz", a=np.zeros(3), b=np.zeros(3)), "name the calibration inputs 'input'"),
+    (lambda d: np.savez(d / "x.npz", a=np.zeros(3), b=np.zeros(3)), "name the inputs 'input' or 'inputs'"),
 ])
 def test_bad_arrays_are_named(make, message, tmp_path):
     make(tmp_path)
@@ -81,10 +87,29 @@ def test_bad_arrays_are_named(make, message, tmp_path):
 def test_empty_folder_and_missing_source(tmp_path):
     with pytest.raises(UserError, match=r"holds no \.png/\.jpg/\.jpeg images"):
         open_source(str(tmp_path), (1, 8, 8), GRAY, None, "input")
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError, match="no such file or folder"):
         open_source(str(tmp_path / "nope"), (1, 8, 8), GRAY, None, "input")
 
 
 def test_random_source_is_marked_smoke_only():
     data = open_source("random", (1, 8, 8), GRAY, None, "input")
     assert data.smoke_only and data.count == 64 and "NOT a calibration" in data.description
+
+
+def test_calibration_and_parity_read_two_distinct_digits_splits():
+    """digits-calibration and digits-test are disjoint splits of sklearn's digits, each with its labels; plain
+    `digits` is the calibration split unless a command (parity) says otherwise."""
+    from sklearn.datasets import load_digits
+
+    calibration = open_source("digits-calibration", (1, 8, 8), None, None, "input")
+    test = open_source("digits-test", (1, 8, 8), None, None, "input")
+    assert (calibration.count, test.count) == (180, 360)
+    pixels = load_digits().images.reshape(len(load_digits().images), -1)
+    rows = {tuple(((p / 16.0 - 0.5) / 0.5).astype(np.float32)) for p in pixels}
+    seen_calibration = {tuple(x.ravel()) for x in calibration.all()}
+    seen_test = {tuple(x.ravel()) for x in test.all()}
+    assert seen_calibration <= rows and seen_test <= rows and not seen_calibration & seen_test
+    assert len(calibration.labels) == 180 and len(test.labels) == 360
+    assert open_source("digits", (1, 8, 8), None, None, "input").description == calibration.description
+    assert open_source("digits", (1, 8, 8), None, 5, "input", digits="digits-test").labels.tolist() == \
+        test.labels[:5].tolist()

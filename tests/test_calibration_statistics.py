@@ -6,8 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
-from onebyone.optimize.precision.histogram import BINS, TensorStatistics, bin_counts
+from onebyone.optimize.precision.histogram import BINS, TensorStatistics, _bin_counts
 from onebyone.optimize.precision.ranges import amax, amax_entropy, divergences
 
 
@@ -16,6 +17,11 @@ def streamed(batches: list[np.ndarray]) -> TensorStatistics:
     for batch in batches:
         stats.update(batch)
     return stats
+
+
+def bin_counts(magnitudes: np.ndarray, top: float) -> np.ndarray:
+    """The histogram of all `magnitudes` at once, to hold the streamed one to."""
+    return _bin_counts(torch.from_numpy(np.ascontiguousarray(magnitudes).reshape(-1)), top)
 
 
 def test_streaming_histogram_equals_the_histogram_of_all_samples(rng):

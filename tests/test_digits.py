@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from onebyone.export.models.digits import accuracy, training_report
+from onebyone.export.models.digits import Recipe, accuracy
 from onebyone.export.zoo import ZOO, instantiate
 from onebyone.runtime.bundle.digits import CALIB_SIZE, digits_splits
-from onebyone.runtime.bundle.golden import run_onnx
+from onebyone.runtime.bundle.golden import reference_session, run_session
 from onebyone.runtime.bundle.manifest import read_manifest
+from onebyone.runtime.core.cache import cache_dir
 
 MIN_TEST_ACCURACY = 0.97
 
@@ -32,12 +35,12 @@ def test_held_out_accuracy_in_torch_and_onnx(exported):
     test = digits_splits()["test"]
     torch_accuracy = accuracy(model, test)
     assert torch_accuracy >= MIN_TEST_ACCURACY, f"torch test accuracy {torch_accuracy:.4f}"
-    logits = run_onnx(exported("digits_resnet").onnx_path, {"input": test.images})["logits"]
+    logits = run_session(reference_session(exported("digits_resnet").onnx_path), {"input": test.images})["logits"]
     onnx_accuracy = float(np.mean(logits.argmax(1) == test.labels))
     assert onnx_accuracy >= MIN_TEST_ACCURACY, f"ONNX test accuracy {onnx_accuracy:.4f}"
     result = exported("digits_resnet")
     assert result.torch_accuracy == torch_accuracy and result.check.accuracy == onnx_accuracy
     assert read_manifest(result.bundle).artifacts["model.onnx"].parity["accuracy"] == onnx_accuracy
-    report = training_report()
+    report = json.loads((cache_dir() / "digits_resnet" / f"weights-{Recipe().key()}.json").read_text())
     assert report is not None and report["test_accuracy"] == torch_accuracy
     assert report["test_samples"] == len(test.labels)

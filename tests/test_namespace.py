@@ -5,6 +5,7 @@ working directory changes nothing."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -31,8 +32,10 @@ def test_no_module_imports_a_folder_name_as_a_top_level_package():
 
 
 def test_the_wheel_installs_only_onebyone_and_every_source_file(tmp_path):
+    source = tmp_path / "source"  # a copy without build/: setuptools would pack stale files left in build/lib
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns("build", ".venv", ".git", "__pycache__", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+                    str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("onebyone-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()

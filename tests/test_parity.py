@@ -76,11 +76,11 @@ def test_passing_candidates_exit_0_with_accuracy_on_labels(bundle_copy, cli, tmp
     ("inception", None, "has inputs [('input', (192, 28, 28))], the reference has [('input', (1, 8, 8))]"),
     ("digits", "{tmp}/mismatch.npz", "has 5 inputs but 4 labels; they must pair up"),
     ("digits", "imagenet", "unknown data source 'imagenet'"),
-    ("digits", "{tmp}/unnamed.npz", "holds ['x']; name the inputs 'inputs'"),
+    ("digits", "{tmp}/unnamed.npz", "holds arrays ['x', 'y']; name the inputs 'input' or 'inputs'"),
 ])
 def test_user_errors_exit_2(exported, cli, tmp_path, candidate, data, message):
     np.savez(tmp_path / "mismatch.npz", inputs=np.zeros((5, 1, 8, 8), np.float32), labels=np.zeros(4, np.int64))
-    np.savez(tmp_path / "unnamed.npz", x=np.zeros((5, 1, 8, 8), np.float32))
+    np.savez(tmp_path / "unnamed.npz", x=np.zeros((5, 1, 8, 8), np.float32), y=np.zeros((5, 1, 8, 8), np.float32))
     target = exported("inception_block" if candidate == "inception" else "digits_resnet").onnx_path
     args = ["--data", data.format(tmp=tmp_path)] if data else []
     code, _, err = cli("parity", exported("digits_resnet").onnx_path, target, *args)

@@ -13,11 +13,12 @@ from onebyone.export.zoo import ZOO
 from onebyone.optimize.precision.calibrate import collect
 from onebyone.optimize.precision.fp16 import SAFE_FP16_MAX, convert_to_fp16
 from onebyone.optimize.precision.qdq import TensorRange, activation_scale, insert_qdq
-from onebyone.optimize.precision.sources import CalibrationData
 from onebyone.optimize.verify import run_model
 from onebyone.runtime.bundle.golden import Golden, reference_session, run_session
 from onebyone.runtime.bundle.onnx_file import activation_names, exposing, load_model, with_types
+from onebyone.runtime.bundle.sources import DataSource
 from onebyone.runtime.bundle.tolerances import TOLERANCES
+from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.metrics import compare
 from tests.conftest import files_under
 from tests.graphs import model, tensor_input
@@ -79,7 +80,7 @@ def test_ort_activation_parameters_cover_the_range_with_zero_exact():
 
 
 def calibration_of(graph: ir.Model, inputs: np.ndarray):
-    data = CalibrationData("test inputs", len(inputs), lambda start, stop: inputs[start:stop])
+    data = DataSource("test inputs", len(inputs), lambda start, stop: inputs[start:stop])
     return collect(graph, "", data, 4)
 
 
@@ -161,7 +162,6 @@ def test_ort_flavour_lets_maxpool_run_on_uint8(rng, tmp_path):
     after ORT's optimizations only the graph input is quantized and no float MaxPool is left. (conv2 makes the
     graph output, which stays float, so ORT runs it as a float Conv on dequantized inputs.)"""
     import onnx
-    import onnxruntime as ort
 
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["r"], name="relu"),
@@ -178,8 +178,6 @@ def test_ort_flavour_lets_maxpool_run_on_uint8(rng, tmp_path):
     pairs = {n.inputs[0].name: n.inputs[1:] for n in graph.graph if n.op_type == "QuantizeLinear"}
     assert [v.name for v in pairs["p"]] == [v.name for v in pairs["r"]]
     ir.save(graph, tmp_path / "pool.onnx")
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(tmp_path / "pool.onnx"), options, providers=["CPUExecutionProvider"])
+    ort_session(tmp_path / "pool.onnx", "all", optimized_model_path=tmp_path / "optimized.onnx")
     ops = [node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
     assert ops.count("QuantizeLinear") == 1 and "MaxPool" not in ops and "NhwcMaxPool" in ops, ops

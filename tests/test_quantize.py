@@ -11,23 +11,23 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx_ir as ir
-import onnxruntime as ort
 import pytest
 
 from onebyone.optimize.precision.calibrate import Calibration, collect
 from onebyone.optimize.precision.qdq import WEIGHTED
 from onebyone.optimize.precision.ranges import METHODS
-from onebyone.optimize.precision.sources import open_source
-from onebyone.optimize.precision.trt_cache import parse_cache
 from onebyone.optimize.precision.trt_rules import trt_violations
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.bundle.onnx_file import load_model
+from onebyone.runtime.bundle.sources import open_source
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.commands.main import main
+from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.check import check_artifact
 from tests.conftest import files_under
+from tests.test_calibration_files import parse_cache
 
 FP16_MAX_DROP = 0.0025  # accuracy points as fractions: 0.25 pt
 INT8_MAX_DROP = 0.005  # 0.5 pt, for the best method of each flavour
@@ -48,10 +48,8 @@ def digits_bundle(exported, tmp_path_factory) -> Path:
     return bundle
 
 
-def accuracy(path: Path, labelled: LabelledSet, level: ort.GraphOptimizationLevel) -> float:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = level
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def accuracy(path: Path, labelled: LabelledSet, level: str) -> float:
+    session = ort_session(path, level)
     return labelled.accuracy(session.run(None, {"input": labelled.inputs})[0])
 
 
@@ -59,7 +57,7 @@ def test_accuracy_drops_on_the_held_out_split(digits_bundle):
     """FP16 and INT8 run in ORT on the 360 test images; INT8 `ort` runs with ORT's quantized kernels (all
     optimizations on), `trt` as written (its S8 Q/DQ is what TensorRT executes)."""
     labelled = LabelledSet.load(digits_bundle / "labelled.npz")
-    plain, fused = ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    plain, fused = "none", "all"
     fp32 = accuracy(digits_bundle / "model.onnx", labelled, plain)
     fp16 = accuracy(digits_bundle / "model.fp16.onnx", labelled, plain)
     int8 = {(method, flavour): accuracy(digits_bundle / f"model.{method}.int8-{flavour}.onnx", labelled,
@@ -163,11 +161,8 @@ def test_trt_checker_catches_each_broken_rule(digits_bundle):
 def test_ort_flavour_runs_on_quantized_kernels(digits_bundle, tmp_path):
     """ORT (all optimizations) turns every Conv into QLinearConv, the residual Adds into QLinearAdd and the
     classifier into QGemm: no float Conv/Add/Gemm is left."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(digits_bundle / "model.entropy.int8-ort.onnx"), options,
-                         providers=["CPUExecutionProvider"])
+    ort_session(digits_bundle / "model.entropy.int8-ort.onnx", "extended",
+                optimized_model_path=tmp_path / "optimized.onnx")
     ops = [node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
     source_ops = [node.op_type for node in onnx.load(digits_bundle / "model.onnx").graph.node]
     assert ops.count("QLinearConv") == source_ops.count("Conv")
@@ -186,7 +181,7 @@ def test_exclude_keeps_a_node_float(digits_bundle, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--precision", "int8"], "--precision int8 needs calibration data"),
-    (["--precision", "int8", "--calib", "nowhere.npy"], "does not exist"),
+    (["--precision", "int8", "--calib", "nowhere.npy"], "unknown data source 'nowhere.npy' (no such file or folder)"),
     (["--precision", "int8", "--calib", "random", "--exclude", "conv9000"], "no node named conv9000"),
     (["--precision", "int8", "--calib", "random", "--percentile", "0"], "--percentile must be in"),
 ])

@@ -13,7 +13,7 @@ from onnx import helper
 from onebyone.optimize.precision.calibrate import collect
 from onebyone.optimize.precision.qdq import TensorRange
 from onebyone.optimize.precision.sensitivity import drop_points, fall_back, quantized, rank_layers, run
-from onebyone.optimize.precision.sources import CalibrationData
+from onebyone.runtime.bundle.sources import DataSource
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input
 
@@ -44,7 +44,7 @@ def hostile_model(rng: np.random.Generator) -> ir.Model:
 def hostile(rng):
     model = hostile_model(np.random.default_rng(MODEL_SEED))
     inputs = rng.standard_normal((256, 3, 8, 8)).astype(np.float32)
-    data = CalibrationData("N(0,1)", len(inputs), lambda start, stop: inputs[start:stop])
+    data = DataSource("N(0,1)", len(inputs), lambda start, stop: inputs[start:stop])
     calibration = collect(model, "0" * 64, data, 64)
     amax = calibration.ranges("minmax", 100.0)
     ranges = {name: TensorRange(amax[name], s.minimum, s.maximum) for name, s in calibration.statistics.items()}

@@ -295,8 +295,8 @@ def test_fuzzed_requests_get_json_4xx_and_the_server_stays_healthy(bundle_copy, 
         print(f"{len(statuses)} malformed requests answered; statuses {sorted(set(statuses))}")
 
 
-def test_the_readme_snippet_works_against_the_server(served, capsys):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+def test_the_docs_snippet_works_against_the_server(served, capsys):
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "serve.md").read_text()
     snippet = readme.split("```python\nimport numpy as np\nimport tritonclient.http as triton\n", 1)[1]
     snippet = "import numpy as np\nimport tritonclient.http as triton\n" + snippet.split("```", 1)[0]
     assert '"127.0.0.1:8000"' in snippet

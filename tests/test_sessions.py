@@ -195,13 +195,39 @@ def test_provider_choice():
         choose_providers(["rocm"], all_providers, driver=True, tensorrt_libs=False)
 
 
+IMPORT_RECORDER = """
+import sys
+attempts = []
+class Recorder:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorrt", "pycuda"):
+            attempts.append(name)
+        return None
+sys.meta_path.insert(0, Recorder())
+"""
+
+
+def imports_attempted(code: str) -> list[str]:
+    """The tensorrt/pycuda imports `code` attempts, recorded by a meta-path finder (so an attempt counts even where
+    the package is not installed and the import fails)."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_RECORDER + code + "\nprint('attempts', *attempts)"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].split()[1:]
+
+
 def test_runtime_imports_neither_tensorrt_nor_pycuda(digits_copy):
-    code = ("import sys, onebyone, onebyone.runtime.bundle.plan, onebyone.runtime.sessions.tensorrt_backend\n"
+    code = ("import numpy, onebyone, onebyone.runtime.bundle.plan, onebyone.runtime.sessions.tensorrt_backend\n"
             f"s = onebyone.open({str(digits_copy / 'model.onnx')!r})\n"
-            "s.run(__import__('numpy').zeros((1, 1, 8, 8), 'float32'))\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'pycuda')))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    assert result.stdout.strip() == "[]"
+            "s.run(numpy.zeros((1, 1, 8, 8), 'float32'))")
+    assert imports_attempted(code) == []
+
+
+def test_the_import_recorder_sees_an_attempt_that_fails():
+    """On this machine tensorrt is not installed: the attempt still counts, so the test above can fail here."""
+    code = ("from onebyone.runtime.sessions.tensorrt_backend import import_tensorrt\n"
+            "try:\n    import_tensorrt()\nexcept Exception:\n    pass")
+    assert imports_attempted(code)[:1] == ["tensorrt"]
 
 
 def test_exactly_one_module_imports_tensorrt_and_one_pycuda():
@@ -226,3 +252,11 @@ def test_a_factory_with_weights_is_a_torch_session(tmp_path, rng):
         assert loaded.backend == "torch" and loaded.inputs[0].shape == (-1, 1, 8, 8)
         np.testing.assert_array_equal(loaded.run(x)["logits"], expected)
         assert not np.allclose(untrained.run(x)["logits"], expected)  # so the weights were what made it equal
+
+
+def test_one_module_builds_onnx_runtime_sessions():
+    """Every session onebyone (and its benchmarks) opens comes from runtime/core/ort_session.py."""
+    sources = [p for folder in ("export", "optimize", "runtime", "bench") for p in (REPO / folder).rglob("*.py")]
+    builders = sorted(str(p.relative_to(REPO)) for p in sources
+                      if "InferenceSession(" in p.read_text() or "SessionOptions(" in p.read_text())
+    assert builders == ["runtime/core/ort_session.py"]

@@ -16,10 +16,11 @@ import onnx_ir as ir
 
 from onebyone.optimize.precision.histogram import BINS, TensorStatistics
 from onebyone.optimize.precision.ranges import METHODS, amax
-from onebyone.optimize.precision.sources import CalibrationData
 from onebyone.runtime.bundle.onnx_file import activation_names, exposing, with_types
+from onebyone.runtime.bundle.sources import DataSource
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.core.progress import progress
 
 CALIB_FORMAT = "onebyone.calib/1"
@@ -75,12 +76,11 @@ class Calibration:
                             "--calib DATA") from None
 
 
-def collect(model: ir.Model, model_sha256: str, data: CalibrationData, batch_size: int) -> Calibration:
+def collect(model: ir.Model, model_sha256: str, data: DataSource, batch_size: int) -> Calibration:
     """Run `data` through ONNX Runtime in batches and accumulate statistics for every activation of `model`.
 
     Peak memory is one batch of every activation plus fixed-size histograms, whatever the number of samples.
     """
-    import onnxruntime as ort
 
     if len(model.graph.inputs) != 1:
         raise UserError(f"calibration feeds one input; the model has {len(model.graph.inputs)}")
@@ -88,10 +88,7 @@ def collect(model: ir.Model, model_sha256: str, data: CalibrationData, batch_siz
     input_name = typed.graph.inputs[0].name
     names = activation_names(typed)
     computed = [name for name in names if name != input_name]
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
-    session = ort.InferenceSession(exposing(typed, computed), options, providers=["CPUExecutionProvider"])
+    session = ort_session(exposing(typed, computed), "basic")
     statistics = {name: TensorStatistics() for name in names}
     seen = 0
     with progress() as bar:

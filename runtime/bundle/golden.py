@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.ort_session import ort_session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,17 +42,7 @@ def reference_session(onnx_path: Path | bytes) -> object:
 
     Takes a file path or a serialized model.
     """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    try:
-        model = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # ORT raises its own exception classes for unreadable or invalid models
-        origin = "the model" if isinstance(onnx_path, bytes) else onnx_path
-        raise UserError(f"ONNX Runtime cannot load {origin}: {err}") from None
+    return ort_session(onnx_path, "none")
 
 
 def run_session(session: object, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -14,15 +14,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from onebyone.runtime.bundle.labelled import LABELLED_NAME, LabelledSet
+from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import atomic_write
-from onebyone.runtime.parity.data import SOURCES, ParityData, load
 from onebyone.runtime.parity.kernel_check import check_kernels
 from onebyone.runtime.parity.metrics import compare
 from onebyone.runtime.sessions.base import Session
@@ -30,13 +31,15 @@ from onebyone.runtime.sessions.opening import open as open_session
 
 stdout = Console(highlight=False, soft_wrap=True)
 LAYER_SAMPLES = 32  # per-layer localisation runs on the first samples only
+RANDOM_SAMPLES = 16  # `random` data when --samples is not given
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reference", help="zoo name, package.module:factory, bundle directory (its torch model) "
                                           "or an FP32 .onnx")
     parser.add_argument("candidates", nargs="+", help=".onnx, .plan or bundle directories")
-    parser.add_argument("--data", help=f"{SOURCES} (default: the bundle's labelled data, else random)")
+    parser.add_argument("--data", help=f"{SOURCES_HELP}; plain `digits` is digits-test (default: the bundle's "
+                                       "labelled data, else random)")
     parser.add_argument("--samples", type=positive_int, help="use at most this many samples")
     parser.add_argument("--json", type=Path, help="write every metric and layer as JSON")
     parser.add_argument("--report", type=Path, help="write a self-contained HTML report with plots")
@@ -52,18 +55,17 @@ def open_reference(target: str) -> Session:
     return open_session(target, backend, self_check=False)
 
 
-def _data(args: argparse.Namespace, reference: Session) -> ParityData:
-    if args.data is None:
-        bundle = reference.target.bundle
-        if bundle is not None and (bundle / LABELLED_NAME).is_file():
-            return load_labelled(LabelledSet.load(bundle / LABELLED_NAME), args.samples)
-        return load("random", reference.inputs[0], reference.model.preprocess, args.samples)
-    return load(args.data, reference.inputs[0], reference.model.preprocess, args.samples)
-
-
-def load_labelled(labelled: LabelledSet, samples: int | None) -> ParityData:
-    count = samples or len(labelled.labels)
-    return ParityData(labelled.inputs[:count], labelled.labels[:count], labelled.description)
+def _data(args: argparse.Namespace, reference: Session) -> DataSource:
+    """--data (plain `digits`: the held-out test split), else the bundle's labelled data, else `random`."""
+    bundle = reference.target.bundle
+    if args.data is None and bundle is not None and (bundle / LABELLED_NAME).is_file():
+        labelled = LabelledSet.load(bundle / LABELLED_NAME)
+        count = args.samples or len(labelled.labels)
+        return DataSource.of_arrays(labelled.description, labelled.inputs[:count], labelled.labels[:count])
+    spec = reference.inputs[0]
+    return open_source(args.data or "random", tuple(None if d < 0 else d for d in spec.shape[1:]),
+                       reference.model.preprocess, args.samples, spec.name, digits="digits-test",
+                       random_samples=RANDOM_SAMPLES)
 
 
 def check_compatible(reference: Session, candidate: Session) -> None:
@@ -106,24 +108,24 @@ def _fp32_graph(reference: Session, candidate: Session) -> Path | None:
     return None
 
 
-def compare_candidate(reference: Session, reference_outputs: dict, candidate: Session, data: ParityData,
-                      args: argparse.Namespace) -> dict[str, Any]:
+def compare_candidate(reference: Session, reference_outputs: dict, candidate: Session, inputs: np.ndarray,
+                      labels: np.ndarray | None, args: argparse.Namespace) -> dict[str, Any]:
     from onebyone.runtime.parity.layers import localise
 
     check_compatible(reference, candidate)
-    outputs = candidate.run_batched({candidate.inputs[0].name: data.inputs}, batch=32)
+    outputs = candidate.run_batched({candidate.inputs[0].name: inputs}, batch=32)
     precision = _precision(candidate)
-    parity = compare(reference_outputs, outputs, tolerance_for(precision, args), data.labels)
+    parity = compare(reference_outputs, outputs, tolerance_for(precision, args), labels)
     record: dict[str, Any] = {"artifact": candidate.target.label, "backend": candidate.backend,
                               "precision": precision, "bounds": parity.tolerance.as_record(),
                               "metrics": parity.metrics.as_record(), "failures": parity.failures, "outputs": outputs}
     if precision == "int8" and candidate.target.kind == "onnx":
-        kernels = check_kernels(candidate.target.path, {candidate.inputs[0].name: data.inputs}, outputs)
+        kernels = check_kernels(candidate.target.path, {candidate.inputs[0].name: inputs}, outputs)
         record["kernel"] = kernels.as_record()
         record["failures"] += [f"kernel check: {failure}" for failure in kernels.failures]
     fp32 = _fp32_graph(reference, candidate) if args.layers and candidate.target.kind == "onnx" else None
     if fp32 is not None:
-        record["layers"] = localise(fp32, candidate.target.path, data.inputs[:LAYER_SAMPLES], precision).as_record()
+        record["layers"] = localise(fp32, candidate.target.path, inputs[:LAYER_SAMPLES], precision).as_record()
     return record
 
 
@@ -157,12 +159,13 @@ def describe(record: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     with open_reference(args.reference) as reference:
         data = _data(args, reference)
+        inputs = data.all()
         stdout.print(f"reference: {reference.describe()}\ndata: {data.description}\ncpu: {this_cpu().describe()}")
-        reference_outputs = reference.run_batched({reference.inputs[0].name: data.inputs}, batch=32)
+        reference_outputs = reference.run_batched({reference.inputs[0].name: inputs}, batch=32)
         records, calibrations = [], []
         for target in args.candidates:
             with open_session(target, "auto", self_check=False) as candidate:
-                record = compare_candidate(reference, reference_outputs, candidate, data, args)
+                record = compare_candidate(reference, reference_outputs, candidate, inputs, data.labels, args)
                 calibration = _calibration_file(candidate)
             if calibration is not None and calibration not in calibrations:
                 calibrations.append(calibration)

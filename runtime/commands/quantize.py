@@ -12,9 +12,9 @@ from rich.console import Console
 
 from onebyone.optimize.precision.flavours import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS
 from onebyone.optimize.precision.ranges import METHODS
-from onebyone.optimize.precision.sources import SOURCES_HELP, CalibrationData, calibration_labels, open_source
 from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
 from onebyone.runtime.bundle.preprocess import Preprocess
+from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import sha256_file, staging_dir
@@ -38,8 +38,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, help="output ONNX (default INPUT.fp16.onnx / INPUT.int8-FLAVOUR"
                                                           ".onnx)")
     parser.add_argument("--precision", required=True, choices=PRECISIONS)
-    parser.add_argument("--calib", help=f"calibration data: {SOURCES_HELP}; or a calib.json made for this model "
-                                        "(required for int8; for fp16 it keeps out-of-range layers FP32)")
+    parser.add_argument("--calib", help=f"calibration data: {SOURCES_HELP}; plain `digits` is digits-calibration; or "
+                                        "a calib.json made for this model (required for int8; for fp16 it keeps "
+                                        "out-of-range layers FP32)")
     parser.add_argument("--calib-samples", type=positive_int, help="use at most N samples (default: all; random: 64)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="calibration batch size (default 8)")
     parser.add_argument("--method", choices=METHODS, default="entropy", help="INT8 range method (default entropy)")
@@ -130,7 +131,7 @@ def _calib_path(source: Path, output: Path) -> Path:
 
 
 def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
-                 stage: Path) -> tuple[Calibration | None, Path | None, list[Companion], CalibrationData | None]:
+                 stage: Path) -> tuple[Calibration | None, Path | None, list[Companion], DataSource | None]:
     """The calibration to use, the calib.json it lives in, the files to publish with the output (calib.json and the
     TensorRT cache, when this run calibrated), and the data it was calibrated on (None for a calib.json)."""
     from onebyone.optimize.artifact import Companion
@@ -184,13 +185,13 @@ def _wants_sensitivity(args: argparse.Namespace) -> bool:
 
 
 def _fallback(model: ir.Model, ranges: dict[str, TensorRange], args: argparse.Namespace, exclude: set[str],
-              data: CalibrationData) -> dict:
+              data: DataSource) -> dict:
     """Rank the layers and run the fallback on (up to FALLBACK_SAMPLES of) the calibration data; report and record
     it. With --sensitivity alone nothing is excluded."""
     from onebyone.optimize.precision.sensitivity import fall_back
 
     inputs = data.read(0, min(data.count, FALLBACK_SAMPLES))
-    labels = calibration_labels(args.calib, len(inputs))
+    labels = data.labels[:len(inputs)] if data.labels is not None else None
     if args.accuracy_budget is not None:
         budget = args.accuracy_budget
         result = fall_back(model, ranges, args.flavour, exclude, inputs, labels, lambda _, drop: drop <= budget,
@@ -211,7 +212,7 @@ def _fallback(model: ir.Model, ranges: dict[str, TensorRange], args: argparse.Na
 
 
 def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace, exclude: set[str],
-             data: CalibrationData | None) -> dict | None:
+             data: DataSource | None) -> dict | None:
     from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
     from onebyone.optimize.precision.trt_rules import trt_violations
     from onebyone.runtime.bundle.int8_overflow import overflow_prone

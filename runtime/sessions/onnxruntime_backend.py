@@ -20,6 +20,7 @@ from onebyone.runtime.bundle.int8_overflow import overflow_prone, warning
 from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.errors import Int8OverflowWarning, UserError
+from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.locate import Target, describe_from_manifest, describe_from_metadata
 
@@ -103,15 +104,8 @@ class OnnxRuntimeSession(Session):
         path = target.path
         chosen = choose_providers(providers, ort.get_available_providers(), nvidia_driver_present(),
                                   _loadable("libnvinfer.so.10", "libnvinfer.so.11"))
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=chosen,
-                                                 provider_options=[_provider_options(p) for p in chosen])
-        except Exception as err:  # ORT raises its own exception classes for unreadable or invalid models
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"ONNX Runtime cannot load {path}: {first}") from None
+        self._session = ort_session(path, "all", providers=chosen,
+                                    provider_options=[_provider_options(p) for p in chosen])
         created = self._session.get_providers()
         if providers is not None and (lost := [p for p in chosen if p not in created]):
             raise UserError(f"ONNX Runtime could not create {', '.join(lost)} for {path} (missing CUDA/cuDNN/TensorRT "
