@@ -3,11 +3,13 @@
 Layers, bottom to top; a module may import its own layer and those its layer lists (tests/test_layers.py keeps it,
 docs/architecture.md explains it):
 
-- `runtime.core`      errors, files (atomic writes, hashes), progress, the CPU, the cache folder, timing, version.
-- `runtime.bundle`    what lies in a bundle folder: manifest, golden and labelled data, the digits split,
-                      preprocessing, tensor specs, ONNX file helpers, the TensorRT plan record, the INT8 overflow rule.
-- `runtime.parity`    how close is close enough, and measuring it: metrics and bounds, artifact and kernel checks,
-                      parity data, per-layer localisation, the report.
+- `runtime.core`      errors, files (atomic writes, hashes), progress, the CPU, the ONNX Runtime session helper,
+                      the cache folder, timing, version.
+- `runtime.bundle`    what lies in a bundle folder: manifest, the tolerance table, golden and labelled data, the data
+                      sources, the digits split, preprocessing, tensor specs, ONNX file helpers, the TensorRT plan
+                      record, the INT8 overflow rule.
+- `runtime.parity`    measuring close enough: the one comparison, artifact and kernel checks, per-layer
+                      localisation, the report.
 - `export`, `optimize` the stages (onebyone.export, onebyone.optimize): they use core, bundle and parity only.
 - `runtime.sessions`  `open()`: locating a target, the Session base, one module per backend, the self-check.
 - `runtime.serve`     the KServe v2 / Triton HTTP server, dynamic batching, Triton model repositories.

@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 
-from onebyone.export.models.digits import Recipe, accuracy
+from onebyone.export.models.digits import Recipe, accuracy, cached_files
 from onebyone.export.zoo import ZOO, instantiate
 from onebyone.runtime.bundle.digits import CALIB_SIZE, digits_splits
 from onebyone.runtime.bundle.golden import reference_session, run_session
 from onebyone.runtime.bundle.manifest import read_manifest
-from onebyone.runtime.core.cache import cache_dir
 
 MIN_TEST_ACCURACY = 0.97
 
@@ -41,6 +40,6 @@ def test_held_out_accuracy_in_torch_and_onnx(exported):
     result = exported("digits_resnet")
     assert result.torch_accuracy == torch_accuracy and result.check.accuracy == onnx_accuracy
     assert read_manifest(result.bundle).artifacts["model.onnx"].parity["accuracy"] == onnx_accuracy
-    report = json.loads((cache_dir() / "digits_resnet" / f"weights-{Recipe().key()}.json").read_text())
+    report = json.loads(cached_files(Recipe())[1].read_text())
     assert report is not None and report["test_accuracy"] == torch_accuracy
     assert report["test_samples"] == len(test.labels)

@@ -309,7 +309,7 @@ def test_the_docs_snippet_works_against_the_server(served, capsys):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["missing.onnx"], "missing.onnx does not exist"),
-    (["digits_resnet", "--max-delay-ms", "-1"], "--max-delay-ms -1.0 is negative"),
+    (["digits_resnet", "--max-delay-ms", "-1"], "argument --max-delay-ms: '-1' is not a number ≥ 0"),
 ])
 def test_serve_user_errors_exit_2_before_listening(cli, args, message):
     code, _, err = cli("serve", *args)

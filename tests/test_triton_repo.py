@@ -88,7 +88,7 @@ def test_a_plan_needs_no_gpu_to_be_described(cli, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--instance-kind", "cpu"], "is a TensorRT plan: it runs on KIND_GPU instances only"),
     (["--trt-accelerator", "fp16"], "--trt-accelerator applies to ONNX models on GPU instances"),
-    (["--max-delay-ms", "-1"], "--max-delay-ms -1.0 is negative"),
+    (["--max-delay-ms", "-1"], "argument --max-delay-ms: '-1' is not a number ≥ 0"),
 ])
 def test_repository_user_errors_exit_2_and_write_nothing(cli, tmp_path, args, message):
     plan = write_plan(tmp_path)

@@ -102,11 +102,16 @@ def train(recipe: Recipe) -> tuple[ResNet, dict[str, float]]:
     return model, report
 
 
+def cached_files(recipe: Recipe) -> tuple[Path, Path]:
+    """Where the recipe's trained weights (.pth) and training report (.json: held-out accuracy, seconds) are cached."""
+    stem = cache_dir() / "digits_resnet" / f"weights-{recipe.key()}"
+    return stem.with_suffix(".pth"), stem.with_suffix(".json")
+
+
 def trained_digits_resnet(recipe: Recipe | None = None) -> ResNet:
     """The trained model: loaded from the cache when its recipe matches, else trained now and cached."""
     recipe = recipe or Recipe()
-    folder = cache_dir() / "digits_resnet"
-    weights, report_path = folder / f"weights-{recipe.key()}.pth", folder / f"weights-{recipe.key()}.json"
+    weights, report_path = cached_files(recipe)
     model = build_digits_resnet()
     if weights.is_file():
         model.load_state_dict(torch.load(weights, weights_only=True))
@@ -117,10 +122,3 @@ def trained_digits_resnet(recipe: Recipe | None = None) -> ResNet:
     with atomic_write(report_path) as tmp:
         tmp.write_text(json.dumps(report | {"recipe": dataclasses.asdict(recipe)}, indent=2) + "\n")
     return model
-
-
-def training_report(recipe: Recipe | None = None) -> dict | None:
-    """The cached training report (accuracy on the held-out test split, seconds), if this recipe was trained."""
-    recipe = recipe or Recipe()
-    path = cache_dir() / "digits_resnet" / f"weights-{recipe.key()}.json"
-    return json.loads(Path(path).read_text()) if path.is_file() else None

@@ -55,11 +55,6 @@ class TensorStatistics:
         return int(self.counts.sum())
 
 
-def bin_counts(magnitudes: np.ndarray, top: float) -> np.ndarray:
-    """Counts of `magnitudes` (all in [0, top)) in BINS equal bins."""
-    return _bin_counts(torch.from_numpy(np.ascontiguousarray(magnitudes).reshape(-1)), top)
-
-
 def _bin_counts(magnitudes: torch.Tensor, top: float) -> np.ndarray:
     """torch.histc bins x at floor(x / top · BINS): top and BINS are powers of two, so both steps are exact in the
     values' own precision, and it is ~4× faster than numpy's bincount. Its float32 counts are exact up to 2^24, so

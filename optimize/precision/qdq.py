@@ -33,12 +33,10 @@ import numpy as np
 import onnx_ir as ir
 
 from onebyone.optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
-from onebyone.optimize.precision.flavours import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS
+from onebyone.optimize.precision.flavours import DEFAULT_WEIGHT_RANGE, FLAVOURS, INT8_MAX, UINT8_MAX, WEIGHT_LEVELS
 from onebyone.runtime.bundle.onnx_file import weight_axis
 from onebyone.runtime.core.errors import UserError
 
-INT8_MAX = 127
-UINT8_MAX = 255
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 SHARES_INPUT_RANGE = frozenset({"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose"})
 ORT_QUANTIZED = WEIGHTED | SHARES_INPUT_RANGE | {"Add", "AveragePool", "GlobalAveragePool", "Concat"}

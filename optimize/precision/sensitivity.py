@@ -16,10 +16,9 @@ import numpy as np
 import onnx_ir as ir
 
 from onebyone.optimize.precision.qdq import WEIGHTED, TensorRange, insert_qdq
-from onebyone.runtime.bundle.golden import reference_session, run_session
+from onebyone.runtime.bundle.golden import reference_session
 from onebyone.runtime.core.progress import progress
-
-BATCH = 32
+from onebyone.runtime.parity.check import run_in_batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +48,7 @@ def run(model: ir.Model, inputs: np.ndarray) -> np.ndarray:
     """The first output of `model` on `inputs`, in batches (ORT, all optimizations off)."""
     session = reference_session(ir.to_proto(model).SerializeToString())
     name = session.get_inputs()[0].name
-    return np.concatenate([next(iter(run_session(session, {name: inputs[i:i + BATCH]}).values()))
-                           for i in range(0, len(inputs), BATCH)])
+    return next(iter(run_in_batches(session, name, inputs).values()))
 
 
 def drop_points(reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None) -> float:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from onebyone.optimize.precision.flavours import INT8_MAX
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
 
-INT8_MAX = 127
 DEFAULT_TRT_VERSION = "10.13.0"
 
 
@@ -31,10 +31,6 @@ def scale_hex(scale: float) -> str:
     return struct.pack(">f", scale).hex()
 
 
-def hex_scale(text: str) -> float:
-    return struct.unpack(">f", bytes.fromhex(text))[0]
-
-
 def cache_text(ranges: dict[str, float], trt_version: str) -> str:
     """The cache for per-tensor amax values; tensors with amax 0 (never nonzero on the data) are left out."""
     lines = [f"TRT-{version_number(trt_version)}-EntropyCalibration2"]
@@ -47,11 +43,3 @@ def write_cache(path: Path, ranges: dict[str, float], trt_version: str) -> None:
         tmp.write_text(cache_text(ranges, trt_version))
 
 
-def parse_cache(text: str) -> tuple[str, dict[str, float]]:
-    """(header, scale per tensor) of a cache's text."""
-    header, *lines = text.strip().splitlines()
-    scales = {}
-    for line in lines:
-        name, _, value = line.rpartition(": ")
-        scales[name] = hex_scale(value)
-    return header, scales

@@ -49,8 +49,3 @@ def run_session(session: object, inputs: dict[str, np.ndarray]) -> dict[str, np.
     """Run an ONNX Runtime session and return every graph output by name."""
     names = [output.name for output in session.get_outputs()]
     return dict(zip(names, session.run(names, inputs), strict=True))
-
-
-def run_onnx(onnx_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run an ONNX file in the reference session and return every graph output by name."""
-    return run_session(reference_session(onnx_path), inputs)

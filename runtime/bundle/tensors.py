@@ -32,6 +32,11 @@ class TensorSpec:
         return f"{self.name!r} {self.dtype.name} [{', '.join(str(d) for d in self.shape)}]"
 
 
+def batchable(specs: list[TensorSpec]) -> bool:
+    """Whether every tensor has a dynamic first (batch) axis, so requests can be batched together."""
+    return all(spec.shape and spec.shape[0] == DYNAMIC for spec in specs)
+
+
 def spec_records(specs: list[TensorSpec]) -> list[dict[str, Any]]:
     """Specs as JSON-ready dicts (plan.json); `spec_from_record` reads one back."""
     return [{"name": s.name, "dtype": s.dtype.name, "shape": list(s.shape)} for s in specs]

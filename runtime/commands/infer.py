@@ -18,6 +18,7 @@ from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, load_image
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.parity.metrics import top_k
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.opening import BACKENDS
 from onebyone.runtime.sessions.opening import open as open_session
@@ -83,11 +84,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def top_k(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+def top_classes(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
     """Per row: (class, softmax probability) for the k highest scores, best first."""
     probabilities = softmax(scores.astype(np.float64))
-    order = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
-    return [[(int(c), float(probabilities[row, c])) for c in classes] for row, classes in enumerate(order)]
+    return [[(int(c), float(probabilities[row, c])) for c in classes]
+            for row, classes in enumerate(top_k(scores, k))]
 
 
 def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         stdout.print(f"outputs {', '.join(f'{k} {list(v.shape)}' for k, v in outputs.items())} → {args.output}")
     if session.model.task == "classification":
         scores = next(iter(outputs.values()))
-        for label, best in zip(labels, top_k(scores, min(args.top_k, scores.shape[-1])), strict=True):
+        for label, best in zip(labels, top_classes(scores, min(args.top_k, scores.shape[-1])), strict=True):
             ranked = "  ".join(f"{rank}. class {c} {p:.4f}" for rank, (c, p) in enumerate(best, start=1))
             stdout.print(f"{label}: {ranked}")
     return 0

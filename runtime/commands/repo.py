@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.commands.arguments import non_negative_float, positive_int
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.serve.triton_repo import ACCELERATOR_PRECISIONS
 
@@ -22,7 +22,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto",
                         help="for bundle directories: their ONNX model (auto, onnxruntime) or recorded TensorRT plan")
     parser.add_argument("--max-batch", type=positive_int, default=32, help="max_batch_size (default 32)")
-    parser.add_argument("--max-delay-ms", type=float, default=2.0, help="dynamic batching queue delay (default 2)")
+    parser.add_argument("--max-delay-ms", type=non_negative_float, default=2.0,
+                        help="dynamic batching queue delay (default 2)")
     parser.add_argument("--no-batching", action="store_true", help="no dynamic_batching block")
     parser.add_argument("--instances", type=positive_int, default=1, help="instance_group count (default 1)")
     parser.add_argument("--instance-kind", choices=("gpu", "cpu"), default="gpu", help="default gpu")
@@ -36,8 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from onebyone.runtime.serve.triton_repo import RepoOptions, write_model
     from onebyone.runtime.sessions.locate import locate
 
-    if args.max_delay_ms < 0:
-        raise UserError(f"--max-delay-ms {args.max_delay_ms} is negative")
     options = RepoOptions(max_batch=args.max_batch,
                           max_delay_us=None if args.no_batching else round(args.max_delay_ms * 1000),
                           instances=args.instances, kind=args.instance_kind, trt_accelerator=args.trt_accelerator)

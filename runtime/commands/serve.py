@@ -6,7 +6,7 @@ import argparse
 
 from rich.console import Console
 
-from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.commands.arguments import non_negative_float, positive_int
 from onebyone.runtime.commands.infer import add_session_options
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -18,7 +18,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-batch", type=positive_int, default=32, help="largest batch formed (default 32)")
-    parser.add_argument("--max-delay-ms", type=float, default=2.0,
+    parser.add_argument("--max-delay-ms", type=non_negative_float, default=2.0,
                         help="longest a request waits for others to batch with (default 2)")
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
     parser.add_argument("--max-request-mb", type=positive_int, default=64, help="request body limit (default 64)")
@@ -29,11 +29,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from onebyone.runtime.core.errors import UserError
     from onebyone.runtime.serve.server import create_app, load_models
 
-    if args.max_delay_ms < 0:
-        raise UserError(f"--max-delay-ms {args.max_delay_ms} is negative")
     max_delay = None if args.no_batching else args.max_delay_ms / 1000.0
     entries = load_models(args.targets, args.backend, args.providers, args.max_batch, max_delay)
     for entry in entries.values():

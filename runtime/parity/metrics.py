@@ -51,7 +51,8 @@ class Metrics:
         return dataclasses.asdict(self)
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row (N × classes), the indices of the k highest scores, best first; ties keep class order."""
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
@@ -79,7 +80,7 @@ def measure(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
     if scores_ref.ndim == 2 and scores_ref.shape[1] > 1 and finite:
         top1 = float(np.mean(scores_ref.argmax(1) == scores_got.argmax(1)))
         k = min(5, scores_ref.shape[1])
-        top5 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(_top_k(scores_ref, k), _top_k(scores_got, k),
+        top5 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_k(scores_ref, k), top_k(scores_got, k),
                                                                           strict=True)]))
         if labels is not None:
             acc_ref = float(np.mean(scores_ref.argmax(1) == labels))

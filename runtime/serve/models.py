@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
+from onebyone.runtime.bundle.tensors import TensorSpec, batchable
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.serve.batcher import DynamicBatcher, Runner, Tensors
 from onebyone.runtime.serve.protocol import datatype_of
@@ -27,11 +27,6 @@ def model_name(target: Target) -> str:
         return stem
     primary = target.manifest.primary_onnx()
     return target.bundle.name if target.path.name == primary else f"{target.bundle.name}.{stem.removeprefix('model.')}"
-
-
-def batches(session: Session) -> bool:
-    """Whether the model has a dynamic batch axis on every input (so requests can be batched)."""
-    return all(spec.shape and spec.shape[0] == DYNAMIC for spec in session.inputs)
 
 
 @dataclasses.dataclass
@@ -85,6 +80,6 @@ def make_runner(session: Session, max_batch: int, max_delay: float | None) -> Ru
     def run(inputs: Tensors) -> Tensors:
         return session.run(inputs)
 
-    if max_delay is not None and batches(session):
+    if max_delay is not None and batchable(session.inputs):
         return DynamicBatcher(run, max_batch, max_delay)
     return Runner(run)

@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from onebyone.runtime.bundle.tensors import prepare_inputs, select_outputs
+from onebyone.runtime.bundle.tensors import batchable, prepare_inputs, select_outputs
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
-from onebyone.runtime.serve.models import ModelEntry, batches, make_runner, model_name
+from onebyone.runtime.serve.models import ModelEntry, make_runner, model_name
 from onebyone.runtime.serve.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 from onebyone.runtime.sessions.opening import open as open_session
 
@@ -180,7 +180,7 @@ def load_models(targets: Sequence[str | Path], backend: str, providers: Sequence
         except SelfCheckFailed as err:
             entries[name] = ModelEntry(name, None, None, 0, error=str(err))
             continue
-        size = max_batch if batches(session) else 0
+        size = max_batch if batchable(session.inputs) else 0
         entries[name] = ModelEntry(name, session, make_runner(session, max_batch, max_delay), size)
     return entries
 

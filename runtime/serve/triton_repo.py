@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from onebyone.runtime.bundle.plan import read_plan_info
-from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec, spec_from_record
+from onebyone.runtime.bundle.tensors import TensorSpec, batchable, spec_from_record
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import ensure_writable_dir
 from onebyone.runtime.serve.protocol import datatype_of
@@ -51,7 +51,7 @@ def _tensors(kind: str, specs: list[TensorSpec], skip: int) -> str:
 def config_text(name: str, target: Target, options: RepoOptions) -> str:
     """config.pbtxt (protobuf text format of Triton's ModelConfig) for one model."""
     inputs, outputs = _specs(target)
-    batching = all(s.shape and s.shape[0] == DYNAMIC for s in inputs)
+    batching = batchable(inputs)
     backend = "tensorrt" if target.kind == "plan" else "onnxruntime"
     if backend == "tensorrt" and options.kind != "gpu":
         raise UserError(f"{target.path} is a TensorRT plan: it runs on KIND_GPU instances only")
