@@ -218,6 +218,7 @@ def imports_attempted(code: str) -> list[str]:
 
 def test_runtime_imports_neither_tensorrt_nor_pycuda(digits_copy):
     code = ("import numpy, onebyone, onebyone.runtime.bundle.plan, onebyone.runtime.sessions.tensorrt_backend\n"
+            "import onebyone.runtime.sessions.tensorrt_build\n"
             f"s = onebyone.open({str(digits_copy / 'model.onnx')!r})\n"
             "s.run(numpy.zeros((1, 1, 8, 8), 'float32'))")
     assert imports_attempted(code) == []

@@ -74,7 +74,7 @@ def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> Non
 
 def run(args: argparse.Namespace) -> int:
     from onebyone.runtime.bundle.onnx_file import graph_precision, io_specs, load_model
-    from onebyone.runtime.sessions.tensorrt_backend import build_plan
+    from onebyone.runtime.sessions.tensorrt_build import build_plan
 
     model = load_model(args.onnx)
     options = BuildOptions(min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch,

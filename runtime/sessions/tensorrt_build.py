@@ -1,0 +1,74 @@
+"""TensorRT: build a strongly typed plan from an ONNX file (`onebyone build`).
+
+Precision comes from the ONNX (FP16 types, explicit Q/DQ): networks are strongly typed — on TensorRT 10 through
+the STRONGLY_TYPED creation flag (by enum: its value differs between 10 and 11), on 11 always — and TF32 is turned
+off where the flag exists, so an FP32 plan computes in FP32 and is held to the FP32 tolerance.
+API as in NVIDIA's TensorRT Python samples and the 10.x → 11.x migration guide.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from onebyone.runtime.bundle.plan import BuildOptions, Profile
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.core.progress import progress
+from onebyone.runtime.sessions.cuda_memory import CudaDevice
+from onebyone.runtime.sessions.tensorrt_backend import import_tensorrt
+
+
+def _strongly_typed_flags(trt: Any) -> int:
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+def build_plan(onnx_path: Path, staged_plan: Path, profiles: dict[str, Profile],
+               options: BuildOptions) -> dict[str, Any]:
+    """Parse, build and serialize an engine to `staged_plan`; update the timing cache file when one is given.
+    Returns what plan.json records about the build environment: tensorrt, gpu, compute_capability, build_seconds."""
+    trt = import_tensorrt()
+    device = CudaDevice()
+    try:
+        with device.active():
+            logger = trt.Logger(trt.Logger.WARNING)
+            builder = trt.Builder(logger)
+            network = builder.create_network(_strongly_typed_flags(trt))
+            parser = trt.OnnxParser(network, logger)
+            if not parser.parse_from_file(str(onnx_path)):  # from the file: external weights keep working
+                errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+                raise UserError(f"TensorRT cannot parse {onnx_path}:\n  {errors}")
+            config = builder.create_builder_config()
+            if options.workspace_mib is not None:
+                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+            config.builder_optimization_level = options.opt_level
+            if hasattr(trt.BuilderFlag, "TF32"):
+                config.clear_flag(trt.BuilderFlag.TF32)
+            cache_path = options.timing_cache
+            cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
+            cache = config.create_timing_cache(cache_bytes)
+            if not config.set_timing_cache(cache, False):
+                config.set_timing_cache(config.create_timing_cache(b""), False)  # made on another GPU/version
+            profile = builder.create_optimization_profile()
+            for name, (low, opt, high) in profiles.items():
+                profile.set_shape(name, low, opt, high)
+            config.add_optimization_profile(profile)
+            started = time.perf_counter()
+            with progress() as bar:
+                bar.add_task(f"building TensorRT engine for {onnx_path.name} on {device.name}", total=None)
+                serialized = builder.build_serialized_network(network, config)
+            seconds = time.perf_counter() - started
+            if serialized is None:
+                raise UserError(f"TensorRT could not build an engine from {onnx_path} (its log above says why); "
+                                "try a larger --workspace or a lower --opt-level")
+            with staged_plan.open("wb") as stream:
+                stream.write(serialized)
+            if cache_path is not None:
+                with atomic_write(cache_path) as tmp:
+                    tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        return {"tensorrt": trt.__version__, "gpu": device.name, "compute_capability": device.compute_capability,
+                "build_seconds": seconds}
+    finally:
+        device.close()
