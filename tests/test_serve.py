@@ -63,7 +63,8 @@ def digits_input(x: np.ndarray, binary: bool = True) -> triton.InferInput:
 def test_health_and_metadata(client):
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("digits_resnet") and client.is_model_ready("digits_resnet", "1")
-    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "model_configuration", "statistics"]
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "classification", "model_configuration",
+                                                         "statistics"]
     metadata = client.get_model_metadata("digits_resnet")
     assert metadata["platform"] == "onnxruntime_onnx" and metadata["versions"] == ["1"]
     assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
@@ -157,7 +158,7 @@ def test_concurrent_clients_are_batched_without_mix_ups(served, rng):
         assert got.shape == expected[i].shape
         assert np.abs(got - expected[i]).max() <= BATCH_TOLERANCE * np.abs(expected[i]).max(), f"request {i}"
     after = statistics(stats_client)
-    requests = after["request_count"] - before["request_count"]
+    requests = after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"]
     executions = after["execution_count"] - before["execution_count"]
     assert requests == len(inputs) and after["inference_count"] - before["inference_count"] == \
         sum(len(x) for x in inputs)

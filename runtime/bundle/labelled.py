@@ -43,3 +43,8 @@ class LabelledSet:
         if logits.shape[0] != len(self.labels):
             raise UserError(f"{logits.shape[0]} predictions for {len(self.labels)} labels")
         return float(np.mean(logits.argmax(axis=1) == self.labels))
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row of class scores (N × classes), the indices of the k highest, best first; ties keep class order."""
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from onebyone.runtime.bundle.labelled import top_k
 from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, load_image
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
-from onebyone.runtime.parity.metrics import top_k
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.opening import BACKENDS
 from onebyone.runtime.sessions.opening import open as open_session

@@ -27,9 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from onebyone.runtime.serve.server import create_app, load_models
+    from onebyone.runtime.serve.server import create_app, load_models, serve_forever
 
     max_delay = None if args.no_batching else args.max_delay_ms / 1000.0
     entries = load_models(args.targets, args.backend, args.providers, args.max_batch, max_delay)
@@ -38,6 +36,5 @@ def run(args: argparse.Namespace) -> int:
         detail = f"{entry.session.describe()}, max_batch_size {entry.max_batch_size}" if entry.session else ""
         stdout.print(f"model {entry.name!r}: {state}{'  ' + detail if detail else ''}")
     app = create_app(entries, args.max_request_mb << 20, None if max_delay is None else round(max_delay * 1e6))
-    web.run_app(app, host=args.host, port=args.port, shutdown_timeout=SHUTDOWN_SECONDS, access_log=None,
-                print=lambda text: stdout.print(text.strip()))
+    serve_forever(app, args.host, args.port, SHUTDOWN_SECONDS, stdout.print)
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.labelled import top_k
 from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.errors import UserError
 
@@ -49,11 +50,6 @@ class Metrics:
 
     def as_record(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Per row (N × classes), the indices of the k highest scores, best first; ties keep class order."""
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
 def measure(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],

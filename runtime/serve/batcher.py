@@ -11,14 +11,25 @@ concurrently with itself.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import dataclasses
+import time
 from collections.abc import Callable
 
 import numpy as np
 
+from onebyone.runtime.serve.statistics import ModelStatistics
+
 Tensors = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """A request's outputs, how long it waited for its model run (ns) and how long that run took (ns)."""
+
+    outputs: Tensors
+    queue_ns: int
+    infer_ns: int
 
 
 @dataclasses.dataclass
@@ -26,23 +37,8 @@ class _Pending:
     inputs: Tensors
     key: tuple
     samples: int
-    future: asyncio.Future[Tensors]
-
-
-@dataclasses.dataclass
-class BatchStats:
-    """Counters in Triton's terms: inference_count counts samples, execution_count model runs."""
-
-    inference_count: int = 0
-    execution_count: int = 0
-    request_count: int = 0
-    batch_sizes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-
-    def record(self, samples: int, requests: int) -> None:
-        self.inference_count += samples
-        self.execution_count += 1
-        self.request_count += requests
-        self.batch_sizes[samples] += 1
+    future: asyncio.Future[Ran]
+    submitted: int  # time.perf_counter_ns() when the request reached the runner
 
 
 def batch_key(inputs: Tensors) -> tuple:
@@ -51,21 +47,27 @@ def batch_key(inputs: Tensors) -> tuple:
 
 
 class Runner:
-    """Runs a model on one worker thread and keeps the statistics; without batching each request runs alone."""
+    """Runs a model on one worker thread and records its runs in `statistics`; without batching each request runs
+    alone."""
 
-    def __init__(self, run: Callable[[Tensors], Tensors]) -> None:
+    def __init__(self, run: Callable[[Tensors], Tensors], statistics: ModelStatistics) -> None:
         self._run = run
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="onebyone-run")
-        self.stats = BatchStats()
+        self.statistics = statistics
 
-    async def execute(self, inputs: Tensors, requests: int = 1) -> Tensors:
-        loop = asyncio.get_running_loop()
-        outputs = await loop.run_in_executor(self._executor, self._run, inputs)
-        self.stats.record(len(next(iter(inputs.values()))), requests)
-        return outputs
+    def _timed(self, inputs: Tensors) -> tuple[Tensors, int, int]:
+        started = time.perf_counter_ns()
+        return self._run(inputs), started, time.perf_counter_ns()
 
-    async def infer(self, inputs: Tensors) -> Tensors:
-        return await self.execute(inputs)
+    async def execute(self, inputs: Tensors) -> tuple[Tensors, int, int]:
+        """Run once on the worker thread: (outputs, start ns, end ns)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, inputs)
+
+    async def infer(self, inputs: Tensors) -> Ran:
+        submitted = time.perf_counter_ns()
+        outputs, started, ended = await self.execute(inputs)
+        self.statistics.record_run(len(next(iter(inputs.values()))), 0, ended - started, 0)
+        return Ran(outputs, started - submitted, ended - started)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -74,8 +76,9 @@ class Runner:
 class DynamicBatcher(Runner):
     """A Runner that gathers concurrent requests into batches of up to `max_batch` samples."""
 
-    def __init__(self, run: Callable[[Tensors], Tensors], max_batch: int, max_delay: float) -> None:
-        super().__init__(run)
+    def __init__(self, run: Callable[[Tensors], Tensors], statistics: ModelStatistics, max_batch: int,
+                 max_delay: float) -> None:
+        super().__init__(run, statistics)
         self.max_batch = max_batch
         self.max_delay = max_delay
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop once the queue is drained
@@ -83,11 +86,12 @@ class DynamicBatcher(Runner):
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
-    async def infer(self, inputs: Tensors) -> Tensors:
+    async def infer(self, inputs: Tensors) -> Ran:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._serve())
-        future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(inputs, batch_key(inputs), len(next(iter(inputs.values()))), future))
+        future: asyncio.Future[Ran] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(inputs, batch_key(inputs), len(next(iter(inputs.values()))), future,
+                                       time.perf_counter_ns()))
         return await future
 
     async def _next(self, timeout: float | None) -> _Pending | None:
@@ -127,11 +131,13 @@ class DynamicBatcher(Runner):
         live = [pending for pending in group if not pending.future.cancelled()]
         if not live:
             return
+        forming = time.perf_counter_ns()
         names = list(live[0].inputs)
         batch = {name: np.concatenate([p.inputs[name] for p in live]) if len(live) > 1 else live[0].inputs[name]
                  for name in names}
+        formed = time.perf_counter_ns()
         try:
-            outputs = await self.execute(batch, requests=len(live))
+            outputs, started, ended = await self.execute(batch)
         except Exception as err:  # the model failed: every request of the batch gets the error
             for pending in live:
                 if not pending.future.done():
@@ -141,8 +147,10 @@ class DynamicBatcher(Runner):
         for pending in live:
             stop = start + pending.samples
             if not pending.future.done():
-                pending.future.set_result({name: value[start:stop] for name, value in outputs.items()})
+                pending.future.set_result(Ran({name: value[start:stop] for name, value in outputs.items()},
+                                              started - pending.submitted, ended - started))
             start = stop
+        self.statistics.record_run(start, formed - forming, ended - started, time.perf_counter_ns() - ended)
 
     async def close(self) -> None:
         """Finish every queued request, then stop."""

@@ -10,6 +10,7 @@ from onebyone.runtime.bundle.tensors import TensorSpec, batchable
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.serve.batcher import DynamicBatcher, Runner, Tensors
 from onebyone.runtime.serve.protocol import datatype_of
+from onebyone.runtime.serve.statistics import ModelStatistics
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.locate import Target
 
@@ -39,6 +40,7 @@ class ModelEntry:
     max_batch_size: int  # 0: the model has no batch axis (Triton's convention)
     error: str | None = None
     version: str = VERSION
+    statistics: ModelStatistics = dataclasses.field(default_factory=ModelStatistics)
 
     @property
     def ready(self) -> bool:
@@ -74,12 +76,12 @@ class ModelEntry:
         return self.session
 
 
-def make_runner(session: Session, max_batch: int, max_delay: float | None) -> Runner:
+def make_runner(session: Session, statistics: ModelStatistics, max_batch: int, max_delay: float | None) -> Runner:
     """A DynamicBatcher for batchable models when `max_delay` is given, else a plain Runner."""
 
     def run(inputs: Tensors) -> Tensors:
         return session.run(inputs)
 
     if max_delay is not None and batchable(session.inputs):
-        return DynamicBatcher(run, max_batch, max_delay)
-    return Runner(run)
+        return DynamicBatcher(run, statistics, max_batch, max_delay)
+    return Runner(run, statistics)

@@ -18,11 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from onebyone.runtime.bundle.labelled import top_k
+
 DATATYPES: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
     "FP16": np.float16, "FP32": np.float32, "FP64": np.float64}.items()}
 HEADER_LENGTH = "Inference-Header-Content-Length"
+MAX_RANK = 32  # numpy's limit is 64; no model here takes more than a handful
+MAX_ELEMENTS = 1 << 40  # the product of a shape's non-zero dimensions (a zero beside huge dims is still nonsense)
 
 
 class ProtocolError(Exception):
@@ -38,12 +42,18 @@ def datatype_of(dtype: np.dtype) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class RequestedOutput:
+    binary: bool
+    class_count: int = 0  # > 0: Triton's classification extension, the top class_count as "value:index" strings
+
+
+@dataclasses.dataclass(frozen=True)
 class InferRequest:
     """A parsed infer request: inputs by name, and which outputs to return (None: all) in which encoding."""
 
     id: str | None
     inputs: dict[str, np.ndarray]
-    outputs: dict[str, bool] | None  # requested output name → binary
+    outputs: dict[str, RequestedOutput] | None  # None (or `outputs: []`): every output
     binary_output: bool  # the request-level `binary_data_output` default
 
 
@@ -67,6 +77,8 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any],
         header = json.loads(bytes(body[:size]))
     except (UnicodeDecodeError, ValueError) as err:
         raise ProtocolError(f"the request header is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ProtocolError("the request header is nested too deeply to be an infer request") from None
     return _object(header, "the request"), memoryview(body)[size:]
 
 
@@ -76,14 +88,25 @@ def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
         raise ProtocolError(f"input {name!r}: shape must be a list of integers, got {shape!r}")
     if any(d < 0 for d in shape):
         raise ProtocolError(f"input {name!r}: shape {shape} has a negative dimension")
+    if len(shape) > MAX_RANK:
+        raise ProtocolError(f"input {name!r}: shape has {len(shape)} dimensions; at most {MAX_RANK}")
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise ProtocolError(f"input {name!r}: shape {shape} is too large")
     return tuple(shape)
 
 
 def _datatype(tensor: dict[str, Any], name: str) -> np.dtype:
     datatype = tensor.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise ProtocolError(f"input {name!r}: unsupported datatype {datatype!r}; one of {', '.join(DATATYPES)}")
     return DATATYPES[datatype]
+
+
+def _reshaped(array: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    try:
+        return array.reshape(shape)
+    except ValueError as err:  # e.g. zero elements in a shape numpy cannot represent
+        raise ProtocolError(f"input {name!r}: shape {list(shape)} is too large ({err})") from None
 
 
 def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
@@ -105,7 +128,7 @@ def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[st
             raise ProtocolError(f"input {name!r}: needs {size} bytes of binary data, only {len(binary) - offset} "
                                 "remain (truncated body?)")
         array = np.frombuffer(binary[offset:offset + size], dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
-        return name, array.reshape(shape), offset + size
+        return name, _reshaped(array, shape, name), offset + size
     if "data" not in tensor:
         raise ProtocolError(f"input {name!r} has neither data nor parameters.binary_data_size")
     try:
@@ -114,24 +137,34 @@ def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[st
         raise ProtocolError(f"input {name!r}: data is not a list of {tensor['datatype']} values ({err})") from None
     if array.size != count:
         raise ProtocolError(f"input {name!r}: {array.size} values for shape {list(shape)} ({count} expected)")
-    return name, array.reshape(shape), offset
+    return name, _reshaped(array, shape, name), offset
 
 
-def _requested_outputs(header: dict[str, Any], binary_default: bool) -> dict[str, bool] | None:
-    if "outputs" not in header:
-        return None
-    outputs = header["outputs"]
+def _flag(parameters: dict[str, Any], key: str, default: bool) -> bool:
+    value = parameters.get(key, default)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _requested_outputs(header: dict[str, Any], binary_default: bool) -> dict[str, RequestedOutput] | None:
+    """The outputs asked for; None when the request names none (no `outputs`, or an empty list, as Triton reads it)."""
+    outputs = header.get("outputs", [])
     if not isinstance(outputs, list):
         raise ProtocolError("outputs must be a list")
-    requested: dict[str, bool] = {}
+    requested: dict[str, RequestedOutput] = {}
     for output in outputs:
         output = _object(output, "each requested output")
         name = output.get("name")
         if not isinstance(name, str):
             raise ProtocolError(f"every requested output needs a string name, got {name!r}")
         parameters = _object(output.get("parameters", {}), f"output {name!r} parameters")
-        requested[name] = bool(parameters.get("binary_data", binary_default))
-    return requested
+        class_count = parameters.get("classification", 0)
+        if "classification" in parameters and (not isinstance(class_count, int) or isinstance(class_count, bool)
+                                               or class_count <= 0):
+            raise ProtocolError(f"output {name!r}: classification must be a positive integer, got {class_count!r}")
+        requested[name] = RequestedOutput(_flag(parameters, "binary_data", binary_default), class_count)
+    return requested or None
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
@@ -140,7 +173,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError(f"id must be a string, got {request_id!r}")
     parameters = _object(header.get("parameters", {}), "parameters")
-    binary_default = bool(parameters.get("binary_data_output", False))
+    binary_default = _flag(parameters, "binary_data_output", False)
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("inputs must be a non-empty list")
@@ -156,23 +189,54 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     return InferRequest(request_id, inputs, _requested_outputs(header, binary_default), binary_default)
 
 
+def classify(name: str, scores: np.ndarray, class_count: int) -> np.ndarray:
+    """Triton's classification extension: per row of N × classes scores, the top `class_count` as "value:index"
+    strings, best first (ties keep class order); values as the shortest text that reads back as the same float32."""
+    if scores.ndim != 2:
+        raise ProtocolError(f"output {name!r} has shape {list(scores.shape)}; classification needs N × classes")
+    top = top_k(scores, class_count)
+    return np.array([[f"{np.format_float_positional(row[c], unique=True, trim='-')}:{c}" for c in classes]
+                     for row, classes in zip(scores, top, strict=True)], dtype=object)
+
+
+def _json_values(array: np.ndarray) -> list:
+    """Row-major values for JSON `data`: JSON has no NaN or ±Inf, so those are null (clients read NaN back)."""
+    if array.dtype == object:
+        return [str(v) for v in array.reshape(-1)]
+    values = array.reshape(-1).tolist()
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        values = [v if math.isfinite(v) else None for v in values]
+    return values
+
+
+def _binary_values(array: np.ndarray) -> bytes:
+    """Raw little-endian bytes; BYTES elements as a 4-byte little-endian length and the UTF-8 text (Triton's form)."""
+    if array.dtype == object:
+        encoded = [str(v).encode() for v in array.reshape(-1)]
+        return b"".join(len(e).to_bytes(4, "little") + e for e in encoded)
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
 def encode_infer_response(model: str, version: str, request: InferRequest,
                           outputs: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
     """The response body and, when any output is binary, the JSON header's length (for HEADER_LENGTH)."""
-    wanted = request.outputs if request.outputs is not None else dict.fromkeys(outputs, request.binary_output)
+    wanted = request.outputs or {name: RequestedOutput(request.binary_output) for name in outputs}
     tensors, chunks = [], []
-    for name, binary in wanted.items():
+    for name, requested in wanted.items():
         array = np.ascontiguousarray(outputs[name])
-        tensor: dict[str, Any] = {"name": name, "datatype": datatype_of(array.dtype), "shape": list(array.shape)}
-        if binary:
-            raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        if requested.class_count:
+            array = classify(name, array, requested.class_count)
+        datatype = "BYTES" if array.dtype == object else datatype_of(array.dtype)
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if requested.binary:
+            raw = _binary_values(array)
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            tensor["data"] = array.reshape(-1).tolist()
+            tensor["data"] = _json_values(array)
         tensors.append(tensor)
     response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": tensors}
     if request.id is not None:
         response["id"] = request.id
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
     return (header + b"".join(chunks), len(header)) if chunks else (header, None)

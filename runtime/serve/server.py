@@ -1,6 +1,8 @@
 """The KServe v2 HTTP server (aiohttp): health, server and model metadata, Triton-style config and statistics, and
 inference with JSON or binary tensors. Every error is `{"error": "..."}` with Triton's status codes: 400 bad request,
-404 unknown model or route, 413 body over the limit, 503 not ready, 500 internal.
+404 unknown model or route, 405 wrong method (with `Allow`), 413 body over the limit (also before the body, for
+`Expect: 100-continue`), 503 not ready, 500 internal — including the errors aiohttp's HTTP parser finds. A client
+that goes away mid-request is logged at debug, not as an error. Responses are gzipped for clients that accept it.
 """
 
 from __future__ import annotations
@@ -8,22 +10,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from onebyone.runtime.bundle.tensors import batchable, prepare_inputs, select_outputs
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
+from onebyone.runtime.serve.batcher import Tensors
+from onebyone.runtime.serve.metrics import exposition
 from onebyone.runtime.serve.models import ModelEntry, make_runner, model_name
-from onebyone.runtime.serve.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
+from onebyone.runtime.serve.protocol import (
+    HEADER_LENGTH,
+    InferRequest,
+    ProtocolError,
+    encode_infer_response,
+    parse_infer_request,
+)
+from onebyone.runtime.serve.statistics import ModelStatistics, RequestTimes
 from onebyone.runtime.sessions.opening import open as open_session
 
 log = logging.getLogger("onebyone.serve")
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 ENTRIES = web.AppKey("entries", dict)
 SETTINGS = web.AppKey("settings", dict)
 
@@ -34,24 +49,95 @@ class HTTPError(Exception):
         self.status = status
 
 
-def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")), status=status,
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=json.dumps(body, separators=(",", ":")), status=status, headers=headers,
                         content_type="application/json")
 
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
     except (ProtocolError, UserError) as err:
-        return _json({"error": str(err)}, 400)
+        response = _json({"error": str(err)}, 400)
     except HTTPError as err:
-        return _json({"error": str(err)}, err.status)
+        response = _json({"error": str(err)}, err.status)
     except web.HTTPException as err:  # unknown route (404), wrong method (405), body over the limit (413), ...
-        return _json({"error": err.text or err.reason}, err.status)
+        allow = {"Allow": err.headers["Allow"]} if "Allow" in err.headers else None
+        response = _json({"error": err.text or err.reason}, err.status, allow)
+    except ConnectionError as err:  # the client reset or closed the connection mid-request: nobody to answer
+        log.debug("client went away during %s: %s", request.path, err)
+        raise
     except Exception as err:
         log.exception("internal error on %s", request.path)
-        return _json({"error": f"internal error: {type(err).__name__}: {err}"}, 500)
+        response = _json({"error": f"internal error: {type(err).__name__}: {err}"}, 500)
+    if isinstance(response, web.Response) and "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.enable_compression()
+    return response
+
+
+async def _refuse_oversized_bodies(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue`: a body over the limit is refused (413) before the client sends it."""
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        limit = request.app[SETTINGS]["max_request_bytes"]
+        if request.content_length is not None and request.content_length > limit:
+            return _json({"error": f"the body is {request.content_length} bytes; this server takes at most {limit}"},
+                         413)
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+    return None
+
+
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's connection handler, answering what its HTTP parser rejects (a header too large, a bad
+    Content-Length, ...) as `{"error": ...}` JSON like every other error; the client's mistakes log at debug."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500 and not isinstance(exc, ConnectionError):  # a client that went away is not our error
+            self.log_exception("Error handling request", exc_info=exc)
+        else:
+            log.debug("HTTP request from %s failed: %s", request.remote, message or exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response is already being sent; the connection is closed instead")
+        response = _json({"error": message or HTTPStatus(status).phrase}, status)
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ServerRunner(web.AppRunner):
+    """An AppRunner whose connections answer HTTP-level errors as JSON (`_JsonErrorHandler`)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorServer  # aiohttp builds the Server inside the app; only its handler differs
+        return server
+
+
+def serve_forever(app: web.Application, host: str, port: int, shutdown_seconds: float,
+                  announce: Callable[[str], None]) -> None:
+    """Serve until SIGINT or SIGTERM, then stop accepting, drain in-flight requests for up to `shutdown_seconds`
+    and close the models."""
+
+    async def main() -> None:
+        runner = ServerRunner(app, access_log=None, shutdown_timeout=shutdown_seconds)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        announce(f"serving on http://{host}:{port} (Ctrl+C or SIGTERM stops, draining requests in flight)")
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
 
 
 def _entry(request: web.Request, need_ready: bool = True) -> ModelEntry:
@@ -88,34 +174,29 @@ async def model_metadata(request: web.Request) -> web.Response:
 
 
 async def model_ready(request: web.Request) -> web.Response:
-    _entry(request)
-    return _json({"ready": True})
+    entry = _entry(request)
+    return _json({"name": entry.name, "ready": True})
 
 
 async def model_config(request: web.Request) -> web.Response:
     return _json(_entry(request).config(request.app[SETTINGS]["max_delay_us"]))
 
 
-def _statistics(entry: ModelEntry) -> dict[str, Any]:
-    stats = entry.runner.stats if entry.runner is not None else None
-    return {"name": entry.name, "version": entry.version,
-            "inference_count": stats.inference_count if stats else 0,
-            "execution_count": stats.execution_count if stats else 0,
-            "request_count": stats.request_count if stats else 0,
-            "batch_stats": [{"batch_size": size, "compute_infer": {"count": count}}
-                            for size, count in sorted(stats.batch_sizes.items())] if stats else []}
-
-
 async def model_statistics(request: web.Request) -> web.Response:
-    if "model" in request.match_info:
-        return _json({"model_stats": [_statistics(_entry(request, need_ready=False))]})
-    return _json({"model_stats": [_statistics(e) for e in request.app[ENTRIES].values()]})
+    """Triton's statistics extension: `{"model_stats": [ModelStatistics, ...]}`."""
+    entries = ([_entry(request, need_ready=False)] if "model" in request.match_info
+               else list(request.app[ENTRIES].values()))
+    return _json({"model_stats": [e.statistics.as_triton(e.name, e.version) for e in entries]})
 
 
-async def infer(request: web.Request) -> web.Response:
-    entry = _entry(request)
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format, Triton's metric names (runtime/serve/metrics.py)."""
+    body, content_type = exposition(request.app[ENTRIES].values())
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def _checked_inputs(entry: ModelEntry, parsed: InferRequest) -> Tensors:
     session = entry.session
-    parsed = parse_infer_request(await request.read(), request.headers.get(HEADER_LENGTH))
     for name, array in parsed.inputs.items():
         expected = next((spec for spec in session.inputs if spec.name == name), None)
         if expected is not None and array.dtype != expected.dtype:
@@ -126,8 +207,26 @@ async def infer(request: web.Request) -> web.Response:
     samples = len(next(iter(inputs.values())))
     if entry.max_batch_size and samples > entry.max_batch_size:
         raise HTTPError(400, f"batch {samples} exceeds the model's max_batch_size {entry.max_batch_size}")
-    outputs = await entry.runner.infer(inputs)
-    body, header_length = encode_infer_response(entry.name, entry.version, parsed, outputs)
+    return inputs
+
+
+async def infer(request: web.Request) -> web.Response:
+    entry = _entry(request)
+    received = time.perf_counter_ns()
+    try:
+        parsed = parse_infer_request(await request.read(), request.headers.get(HEADER_LENGTH))
+        inputs = _checked_inputs(entry, parsed)
+        checked = time.perf_counter_ns()
+        ran = await entry.runner.infer(inputs)
+        answered = time.perf_counter_ns()
+        body, header_length = encode_infer_response(entry.name, entry.version, parsed, ran.outputs)
+    except (ProtocolError, UserError, HTTPError):
+        entry.statistics.record_failure(time.perf_counter_ns() - received)
+        raise
+    done = time.perf_counter_ns()
+    entry.statistics.record_success(len(next(iter(inputs.values()))), RequestTimes(
+        total=done - received, queue=ran.queue_ns, compute_input=checked - received, compute_infer=ran.infer_ns,
+        compute_output=done - answered))
     if header_length is None:
         return web.Response(body=body, content_type="application/json")
     return web.Response(body=body, content_type="application/octet-stream",
@@ -146,19 +245,20 @@ async def _close_models(app: web.Application) -> None:
 def create_app(entries: dict[str, ModelEntry], max_request_bytes: int, max_delay_us: int | None) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes, middlewares=[json_errors])
     app[ENTRIES] = entries
-    app[SETTINGS] = {"max_delay_us": max_delay_us}
+    app[SETTINGS] = {"max_delay_us": max_delay_us, "max_request_bytes": max_request_bytes}
     model = "/v2/models/{model}"
     versioned = "/v2/models/{model}/versions/{version}"
     app.router.add_get("/v2", server_metadata)
     app.router.add_get("/v2/health/live", live)
     app.router.add_get("/v2/health/ready", server_ready)
     app.router.add_get("/v2/models/stats", model_statistics)
+    app.router.add_get("/metrics", metrics)
     for prefix in (model, versioned):
         app.router.add_get(prefix, model_metadata)
         app.router.add_get(f"{prefix}/ready", model_ready)
         app.router.add_get(f"{prefix}/config", model_config)
         app.router.add_get(f"{prefix}/stats", model_statistics)
-        app.router.add_post(f"{prefix}/infer", infer)
+        app.router.add_post(f"{prefix}/infer", infer, expect_handler=_refuse_oversized_bodies)
     app.on_cleanup.append(_close_models)
     return app
 
@@ -181,7 +281,9 @@ def load_models(targets: Sequence[str | Path], backend: str, providers: Sequence
             entries[name] = ModelEntry(name, None, None, 0, error=str(err))
             continue
         size = max_batch if batchable(session.inputs) else 0
-        entries[name] = ModelEntry(name, session, make_runner(session, max_batch, max_delay), size)
+        statistics = ModelStatistics()
+        entries[name] = ModelEntry(name, session, make_runner(session, statistics, max_batch, max_delay), size,
+                                   statistics=statistics)
     return entries
 
 
@@ -198,7 +300,7 @@ class BackgroundServer:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(self._app, access_log=None)
+        self._runner = ServerRunner(self._app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self._host, self._port)
         self._loop.run_until_complete(site.start())

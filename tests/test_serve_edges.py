@@ -1,0 +1,260 @@
+"""The server at the edges of the protocol, one test per defect found from outside: requests that used to get a 500,
+non-finite outputs as valid JSON, `outputs: []`, non-bool `binary_data`, HTTP-level errors as JSON, 405's `Allow`,
+`Expect: 100-continue` over the limit, a client resetting mid-body, gzip, and Triton's classification extension."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import logging
+import socket
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+import tritonclient.http as triton
+from onnx import helper
+
+import onebyone.runtime.sessions.opening as sessions
+from onebyone.runtime.serve.server import BackgroundServer, create_app, load_models
+from tests.graphs import model as onnx_model
+from tests.graphs import tensor_input
+
+LIMIT = 1 << 20
+
+
+def log_model(path: Path) -> None:
+    """y = log(x) on a dynamic batch of 4-vectors: NaN for x < 0, -inf for x = 0."""
+    ir.save(onnx_model([helper.make_node("Log", ["x"], ["y"])], [tensor_input("x", ["N", 4])], ["y"], {}), path)
+
+
+@pytest.fixture(scope="module")
+def server(bundle_copy, tmp_path_factory):
+    """digits_resnet (batching) and the log model, behind one server; yields (url, bundle)."""
+    bundle = bundle_copy("digits_resnet")
+    log = tmp_path_factory.mktemp("edges") / "log.onnx"
+    log_model(log)
+    entries = load_models([bundle, log], "auto", None, 8, 0.001)
+    with BackgroundServer(create_app(entries, LIMIT, 1000)) as background:
+        yield background.url, bundle
+
+
+def post(url: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+    host, port = url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.request("POST", path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, dict(response.getheaders()), data
+
+
+def infer_json(url: str, header: dict, model: str = "digits_resnet") -> tuple[int, dict]:
+    status, _, body = post(url, f"/v2/models/{model}/infer", json.dumps(header).encode())
+    return status, json.loads(body)
+
+
+def digits_request(**tensor: object) -> dict:
+    base = {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}
+    return {"inputs": [base | tensor]}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (json.dumps(digits_request(shape=[1] * 70)).encode(), "has 70 dimensions"),
+    (json.dumps(digits_request(shape=[0, 2**62, 2**62], data=[])).encode(), "too large"),
+    (json.dumps(digits_request(datatype=["FP32"])).encode(), "unsupported datatype ['FP32']"),
+    (json.dumps(digits_request(datatype={"a": 1})).encode(), "unsupported datatype"),
+    (json.dumps(digits_request(name=["input"])).encode(), "string name"),
+])
+def test_requests_that_got_a_500_get_a_json_400(server, caplog, body, message):
+    with caplog.at_level(logging.ERROR, logger="onebyone.serve"):
+        status, headers, data = post(server[0], "/v2/models/digits_resnet/infer", body)
+    assert status == 400 and headers["Content-Type"].startswith("application/json")
+    assert message in json.loads(data)["error"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "no traceback for a client's mistake"
+
+
+def test_non_finite_outputs_are_valid_json_that_clients_read(server):
+    x = np.array([[-1.0, 0.0, 1.0, np.e]], np.float32)
+    header = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": x.ravel().tolist()}]}
+    status, _, body = post(server[0], "/v2/models/log/infer", json.dumps(header).encode())
+    assert status == 200
+    text = body.decode()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    client = triton.InferenceServerClient(server[0])
+    tensor = triton.InferInput("x", [1, 4], "FP32")
+    tensor.set_data_from_numpy(x, binary_data=False)
+    got = client.infer("log", [tensor], outputs=[triton.InferRequestedOutput("y", binary_data=False)]).as_numpy("y")
+    assert np.isnan(got[0, 0]) and np.isnan(got[0, 1])  # JSON has no ±inf: null, read back as NaN
+    np.testing.assert_allclose(got[0, 2:], [0.0, 1.0], atol=1e-6)
+    binary = client.infer("log", [tensor]).as_numpy("y")  # binary outputs keep every value exactly
+    assert np.isnan(binary[0, 0]) and binary[0, 1] == -np.inf
+
+
+def test_an_empty_outputs_list_means_every_output(server):
+    status, body = infer_json(server[0], digits_request() | {"outputs": []})
+    assert status == 200 and [o["name"] for o in body["outputs"]] == ["logits"]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, [True]])
+def test_binary_data_must_be_a_bool(server, value):
+    header = digits_request() | {"outputs": [{"name": "logits", "parameters": {"binary_data": value}}]}
+    status, body = infer_json(server[0], header)
+    assert status == 400 and "binary_data must be true or false" in body["error"]
+    status, body = infer_json(server[0], digits_request() | {"parameters": {"binary_data_output": value}})
+    assert status == 400 and "binary_data_output must be true or false" in body["error"]
+
+
+def raw_exchange(url: str, request: bytes) -> bytes:
+    host, port = url.split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        chunks = []
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and not request.startswith(b"POST"):
+                break
+    return b"".join(chunks)
+
+
+def test_http_level_errors_are_json(server):
+    huge = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+    bad_length = b"POST /v2/models/digits_resnet/infer HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+    for request in (huge, bad_length):
+        answer = raw_exchange(server[0], request)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1].startswith(b"4"), head
+        assert b"application/json" in head.lower(), head
+        assert "error" in json.loads(body.split(b"\r\n0\r\n")[0] or b"{}")
+
+
+def test_wrong_method_names_the_allowed_ones(server):
+    host, port = server[0].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("GET", "/v2/models/digits_resnet/infer")
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    assert response.status == 405 and response.getheader("Allow") == "POST" and "error" in body
+
+
+def test_expect_continue_over_the_limit_is_refused_before_the_body(server):
+    request = (b"POST /v2/models/digits_resnet/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+               b"Content-Length: " + str(LIMIT * 4).encode() + b"\r\n\r\n")
+    host, port = server[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        first = connection.recv(65536)
+    assert first.startswith(b"HTTP/1.1 413"), first[:80]
+    assert b"100 Continue" not in first
+
+
+def test_a_client_resetting_mid_body_is_no_internal_error(server, caplog):
+    host, port = server[0].split(":")
+    with caplog.at_level(logging.DEBUG, logger="onebyone.serve"):
+        connection = socket.create_connection((host, int(port)), timeout=30)
+        connection.sendall(b"POST /v2/models/digits_resnet/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                           b"\r\n" + b"{" * 1000)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        connection.close()  # RST
+        status, _ = infer_json(server[0], digits_request())  # the server carries on
+    assert status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def test_responses_are_gzipped_when_the_client_accepts_it(server):
+    status, headers, body = post(server[0], "/v2/models/digits_resnet/infer", json.dumps(digits_request()).encode(),
+                                 {"Accept-Encoding": "gzip"})
+    assert status == 200 and headers.get("Content-Encoding") == "gzip"
+    assert json.loads(gzip.decompress(body))["outputs"][0]["name"] == "logits"
+
+
+def test_classification_returns_triton_top_k_strings(server, rng):
+    x = rng.uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
+    client = triton.InferenceServerClient(server[0])
+    tensor = triton.InferInput("input", [2, 1, 8, 8], "FP32")
+    tensor.set_data_from_numpy(x)
+    for binary in (True, False):
+        wanted = triton.InferRequestedOutput("logits", binary_data=binary, class_count=3)
+        result = client.infer("digits_resnet", [tensor], outputs=[wanted])
+        rows = result.as_numpy("logits")
+        assert rows.shape == (2, 3)
+        with sessions.open(server[1]) as session:
+            logits = session.run(x)["logits"]
+        for row, scores in zip(rows, logits, strict=True):
+            entries = [(item.decode() if isinstance(item, bytes) else item).split(":") for item in row]
+            assert [int(index) for _, index in entries] == list(np.argsort(-scores, kind="stable")[:3])
+            np.testing.assert_allclose([float(value) for value, _ in entries], np.sort(scores)[::-1][:3], rtol=1e-5)
+    status, body = infer_json(server[0], digits_request() | {
+        "outputs": [{"name": "logits", "parameters": {"classification": 0}}]})
+    assert status == 400 and "classification" in body["error"]
+
+
+# --- Triton's statistics and Prometheus metrics ----------------------------------------------------------------
+
+def scrape(url: str) -> dict[tuple[str, str], float]:
+    """/metrics parsed by prometheus_client's own parser: (metric, model) → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host, port = url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/plain")
+    text = response.read().decode()
+    assert "# TYPE nv_inference_count counter\n" in text and "_total" not in text  # Triton's names, as Triton has them
+    values = {}
+    for family in text_string_to_metric_families(text):
+        assert family.type == "counter"
+        for sample in family.samples:
+            values[(family.name, sample.labels["model"])] = sample.value
+    return values
+
+
+def test_statistics_follow_tritons_schema_and_metrics_move_by_exactly_what_was_sent(server, rng):
+    from google.protobuf import json_format
+    from tritonclient.grpc import service_pb2
+
+    url = server[0]
+    client = triton.InferenceServerClient(url)
+    before_stats = client.get_inference_statistics("digits_resnet")["model_stats"][0]
+    before = scrape(url)
+    good, bad = 5, 3
+    for _ in range(good):
+        status, _ = infer_json(url, digits_request(data=rng.uniform(-1, 1, 64).tolist()))
+        assert status == 200
+    for _ in range(bad):
+        status, _ = infer_json(url, digits_request(shape=[1, 1, 8, 7]))
+        assert status == 400
+    after = scrape(url)
+    stats = client.get_inference_statistics("digits_resnet")["model_stats"][0]
+    parsed = json_format.ParseDict({"model_stats": [stats]}, service_pb2.ModelStatisticsResponse())  # strict: no
+    assert parsed.model_stats[0].inference_stats.success.count == stats["inference_stats"]["success"]["count"]
+
+    def moved(metric: str) -> float:
+        return after[(metric, "digits_resnet")] - before[(metric, "digits_resnet")]
+
+    assert moved("nv_inference_request_success") == good and moved("nv_inference_request_failure") == bad
+    assert moved("nv_inference_count") == good and moved("nv_inference_exec_count") == good
+    assert moved("nv_inference_request_duration_us") > 0 and moved("nv_inference_compute_infer_duration_us") > 0
+    phases = stats["inference_stats"]
+    for phase in ("success", "queue", "compute_input", "compute_infer", "compute_output"):
+        assert phases[phase]["count"] - before_stats["inference_stats"][phase]["count"] == good, phase
+    assert phases["fail"]["count"] - before_stats["inference_stats"]["fail"]["count"] == bad
+    assert phases["success"]["ns"] >= phases["compute_infer"]["ns"] > 0
+    assert stats["last_inference"] > before_stats["last_inference"]
+    assert after[("nv_inference_request_success", "digits_resnet")] == phases["success"]["count"]
+    assert sum(b["compute_infer"]["count"] for b in stats["batch_stats"]) == stats["execution_count"]
+
+
+def test_model_ready_names_the_model(server):
+    host, port = server[0].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("GET", "/v2/models/digits_resnet/ready")
+    assert json.loads(connection.getresponse().read()) == {"name": "digits_resnet", "ready": True}
