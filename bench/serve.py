@@ -46,7 +46,7 @@ class ServerProcess:
     def __init__(self, target: Path, batching: bool, max_batch: int, max_delay_ms: float) -> None:
         self.url = f"127.0.0.1:{free_port()}"
         command = [sys.executable, "-m", "onebyone", "serve", str(target), "--port", self.url.split(":")[1],
-                   "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)]
+                   "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms), "--no-grpc"]
         self._process = subprocess.Popen([*command, *([] if batching else ["--no-batching"])],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

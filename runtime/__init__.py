@@ -12,7 +12,8 @@ docs/architecture.md explains it):
                       localisation, the report.
 - `export`, `optimize` the stages (onebyone.export, onebyone.optimize): they use core, bundle and parity only.
 - `runtime.sessions`  `open()`: locating a target, the Session base, one module per backend, the self-check.
-- `runtime.serve`     the KServe v2 / Triton HTTP server, dynamic batching, Triton model repositories.
+- `runtime.serve`     the KServe v2 / Triton server (HTTP, gRPC), dynamic batching, statistics and metrics, Triton
+                      model repositories.
 - `runtime.commands`  the `onebyone` command line: the only layer that imports argparse, and the only one that may
                       import every other.
 - `api`               the public `onebyone` package (runtime/api): a facade over sessions.

@@ -1,4 +1,5 @@
-"""`onebyone serve BUNDLE_OR_ARTIFACT... [--host] [--port] [--max-batch] [--max-delay-ms]`: KServe v2 over HTTP."""
+"""`onebyone serve BUNDLE_OR_ARTIFACT... [--host] [--port] [--grpc-port] [--max-batch] [--max-delay-ms]`: KServe v2 over
+HTTP and gRPC (Triton's protocol and extensions)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ SHUTDOWN_SECONDS = 30  # how long a stopping server waits for in-flight requests
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("targets", nargs="+", help="bundle directories, .onnx/.plan files or zoo names")
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--grpc-port", type=int, default=8001,
+                        help="gRPC port: Triton's GRPCInferenceService (default 8001)")
+    parser.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
     parser.add_argument("--max-batch", type=positive_int, default=32, help="largest batch formed (default 32)")
     parser.add_argument("--max-delay-ms", type=non_negative_float, default=2.0,
                         help="longest a request waits for others to batch with (default 2)")
@@ -36,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
         detail = f"{entry.session.describe()}, max_batch_size {entry.max_batch_size}" if entry.session else ""
         stdout.print(f"model {entry.name!r}: {state}{'  ' + detail if detail else ''}")
     app = create_app(entries, args.max_request_mb << 20, None if max_delay is None else round(max_delay * 1e6))
-    serve_forever(app, args.host, args.port, SHUTDOWN_SECONDS, stdout.print)
+    serve_forever(app, args.host, args.port, None if args.no_grpc else args.grpc_port, SHUTDOWN_SECONDS, stdout.print)
     return 0

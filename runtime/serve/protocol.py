@@ -25,6 +25,7 @@ DATATYPES: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in {
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
     "FP16": np.float16, "FP32": np.float32, "FP64": np.float64}.items()}
 HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]  # Triton's names
 MAX_RANK = 32  # numpy's limit is 64; no model here takes more than a handful
 MAX_ELEMENTS = 1 << 40  # the product of a shape's non-zero dimensions (a zero beside huge dims is still nonsense)
 
@@ -82,8 +83,8 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any],
     return _object(header, "the request"), memoryview(body)[size:]
 
 
-def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
-    shape = tensor.get("shape")
+def checked_shape(shape: Any, name: str) -> tuple[int, ...]:
+    """An input's shape: a list of non-negative integers, at most MAX_RANK of them, not impossibly large."""
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise ProtocolError(f"input {name!r}: shape must be a list of integers, got {shape!r}")
     if any(d < 0 for d in shape):
@@ -95,14 +96,13 @@ def _shape(tensor: dict[str, Any], name: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _datatype(tensor: dict[str, Any], name: str) -> np.dtype:
-    datatype = tensor.get("datatype")
+def checked_datatype(datatype: Any, name: str) -> np.dtype:
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise ProtocolError(f"input {name!r}: unsupported datatype {datatype!r}; one of {', '.join(DATATYPES)}")
     return DATATYPES[datatype]
 
 
-def _reshaped(array: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+def reshaped(array: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
     try:
         return array.reshape(shape)
     except ValueError as err:  # e.g. zero elements in a shape numpy cannot represent
@@ -114,7 +114,7 @@ def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[st
     name = tensor.get("name")
     if not isinstance(name, str):
         raise ProtocolError(f"every input needs a string name, got {name!r}")
-    shape, dtype = _shape(tensor, name), _datatype(tensor, name)
+    shape, dtype = checked_shape(tensor.get("shape"), name), checked_datatype(tensor.get("datatype"), name)
     count = math.prod(shape)
     parameters = _object(tensor.get("parameters", {}), f"input {name!r} parameters")
     if "binary_data_size" in parameters:
@@ -128,7 +128,7 @@ def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[st
             raise ProtocolError(f"input {name!r}: needs {size} bytes of binary data, only {len(binary) - offset} "
                                 "remain (truncated body?)")
         array = np.frombuffer(binary[offset:offset + size], dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
-        return name, _reshaped(array, shape, name), offset + size
+        return name, reshaped(array, shape, name), offset + size
     if "data" not in tensor:
         raise ProtocolError(f"input {name!r} has neither data nor parameters.binary_data_size")
     try:
@@ -137,7 +137,7 @@ def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[st
         raise ProtocolError(f"input {name!r}: data is not a list of {tensor['datatype']} values ({err})") from None
     if array.size != count:
         raise ProtocolError(f"input {name!r}: {array.size} values for shape {list(shape)} ({count} expected)")
-    return name, _reshaped(array, shape, name), offset
+    return name, reshaped(array, shape, name), offset
 
 
 def _flag(parameters: dict[str, Any], key: str, default: bool) -> bool:
@@ -209,7 +209,7 @@ def _json_values(array: np.ndarray) -> list:
     return values
 
 
-def _binary_values(array: np.ndarray) -> bytes:
+def binary_values(array: np.ndarray) -> bytes:
     """Raw little-endian bytes; BYTES elements as a 4-byte little-endian length and the UTF-8 text (Triton's form)."""
     if array.dtype == object:
         encoded = [str(v).encode() for v in array.reshape(-1)]
@@ -217,19 +217,28 @@ def _binary_values(array: np.ndarray) -> bytes:
     return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def encode_infer_response(model: str, version: str, request: InferRequest,
-                          outputs: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
-    """The response body and, when any output is binary, the JSON header's length (for HEADER_LENGTH)."""
+def answered_outputs(request: InferRequest, outputs: dict[str, np.ndarray]
+                     ) -> list[tuple[str, np.ndarray, str, RequestedOutput]]:
+    """(name, array, datatype, how it was asked for) of each output to answer with, in the order asked for;
+    classification outputs as their BYTES strings."""
     wanted = request.outputs or {name: RequestedOutput(request.binary_output) for name in outputs}
-    tensors, chunks = [], []
+    answered = []
     for name, requested in wanted.items():
         array = np.ascontiguousarray(outputs[name])
         if requested.class_count:
             array = classify(name, array, requested.class_count)
-        datatype = "BYTES" if array.dtype == object else datatype_of(array.dtype)
+        answered.append((name, array, "BYTES" if array.dtype == object else datatype_of(array.dtype), requested))
+    return answered
+
+
+def encode_infer_response(model: str, version: str, request: InferRequest,
+                          outputs: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the JSON header's length (for HEADER_LENGTH)."""
+    tensors, chunks = [], []
+    for name, array, datatype, requested in answered_outputs(request, outputs):
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if requested.binary:
-            raw = _binary_values(array)
+            raw = binary_values(array)
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:

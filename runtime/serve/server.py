@@ -21,24 +21,23 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from onebyone.runtime.bundle.tensors import batchable, prepare_inputs, select_outputs
+from onebyone.runtime.bundle.tensors import batchable
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
-from onebyone.runtime.serve.batcher import Tensors
+from onebyone.runtime.serve.inference import answer
 from onebyone.runtime.serve.metrics import exposition
 from onebyone.runtime.serve.models import ModelEntry, make_runner, model_name
 from onebyone.runtime.serve.protocol import (
+    EXTENSIONS,
     HEADER_LENGTH,
-    InferRequest,
     ProtocolError,
     encode_infer_response,
     parse_infer_request,
 )
-from onebyone.runtime.serve.statistics import ModelStatistics, RequestTimes
+from onebyone.runtime.serve.statistics import ModelStatistics
 from onebyone.runtime.sessions.opening import open as open_session
 
 log = logging.getLogger("onebyone.serve")
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 ENTRIES = web.AppKey("entries", dict)
 SETTINGS = web.AppKey("settings", dict)
 
@@ -119,25 +118,37 @@ class ServerRunner(web.AppRunner):
         return server
 
 
-def serve_forever(app: web.Application, host: str, port: int, shutdown_seconds: float,
+def serve_forever(app: web.Application, host: str, port: int, grpc_port: int | None, shutdown_seconds: float,
                   announce: Callable[[str], None]) -> None:
-    """Serve until SIGINT or SIGTERM, then stop accepting, drain in-flight requests for up to `shutdown_seconds`
-    and close the models."""
+    """Serve HTTP (and gRPC unless `grpc_port` is None) until SIGINT or SIGTERM, then stop accepting, drain
+    in-flight requests for up to `shutdown_seconds` and close the models."""
 
     async def main() -> None:
         runner = ServerRunner(app, access_log=None, shutdown_timeout=shutdown_seconds)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
-        announce(f"serving on http://{host}:{port} (Ctrl+C or SIGTERM stops, draining requests in flight)")
+        grpc = _grpc(app, f"{host}:{grpc_port}") if grpc_port is not None else None
+        if grpc is not None:
+            await grpc[0].start()
+        announce(f"serving on http://{host}:{port}" + (f" and grpc://{host}:{grpc[1]}" if grpc else "")
+                 + " (Ctrl+C or SIGTERM stops, draining requests in flight)")
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         try:
             await stop.wait()
         finally:
+            if grpc is not None:
+                await grpc[0].stop(shutdown_seconds)
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def _grpc(app: web.Application, address: str) -> tuple[Any, int]:
+    from onebyone.runtime.serve.grpc_service import grpc_server
+
+    return grpc_server(app[ENTRIES], app[SETTINGS], address, app[SETTINGS]["max_request_bytes"])
 
 
 def _entry(request: web.Request, need_ready: bool = True) -> ModelEntry:
@@ -195,41 +206,16 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-def _checked_inputs(entry: ModelEntry, parsed: InferRequest) -> Tensors:
-    session = entry.session
-    for name, array in parsed.inputs.items():
-        expected = next((spec for spec in session.inputs if spec.name == name), None)
-        if expected is not None and array.dtype != expected.dtype:
-            raise HTTPError(400, f"input {name!r} is {array.dtype.name}; the model takes {expected.dtype.name}")
-    inputs = prepare_inputs(session.inputs, parsed.inputs, session.batch_range)
-    if parsed.outputs is not None:
-        select_outputs(session.outputs, list(parsed.outputs))
-    samples = len(next(iter(inputs.values())))
-    if entry.max_batch_size and samples > entry.max_batch_size:
-        raise HTTPError(400, f"batch {samples} exceeds the model's max_batch_size {entry.max_batch_size}")
-    return inputs
-
-
 async def infer(request: web.Request) -> web.Response:
     entry = _entry(request)
     received = time.perf_counter_ns()
-    try:
-        parsed = parse_infer_request(await request.read(), request.headers.get(HEADER_LENGTH))
-        inputs = _checked_inputs(entry, parsed)
-        checked = time.perf_counter_ns()
-        ran = await entry.runner.infer(inputs)
-        answered = time.perf_counter_ns()
-        body, header_length = encode_infer_response(entry.name, entry.version, parsed, ran.outputs)
-    except (ProtocolError, UserError, HTTPError):
-        entry.statistics.record_failure(time.perf_counter_ns() - received)
-        raise
-    done = time.perf_counter_ns()
-    entry.statistics.record_success(len(next(iter(inputs.values()))), RequestTimes(
-        total=done - received, queue=ran.queue_ns, compute_input=checked - received, compute_infer=ran.infer_ns,
-        compute_output=done - answered))
+    body = await request.read()
+    content, header_length = await answer(
+        entry, received, lambda: parse_infer_request(body, request.headers.get(HEADER_LENGTH)),
+        lambda parsed, outputs: encode_infer_response(entry.name, entry.version, parsed, outputs))
     if header_length is None:
-        return web.Response(body=body, content_type="application/json")
-    return web.Response(body=body, content_type="application/octet-stream",
+        return web.Response(body=content, content_type="application/json")
+    return web.Response(body=content, content_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(header_length)})
 
 
@@ -289,14 +275,15 @@ def load_models(targets: Sequence[str | Path], backend: str, providers: Sequence
 
 class BackgroundServer:
     """Serve an app on a thread with its own event loop (tests, benchmarks): `with BackgroundServer(app) as s:`
-    then `s.url` is `127.0.0.1:PORT`. Leaving the block shuts down gracefully."""
+    then `s.url` is `127.0.0.1:PORT` (HTTP) and `s.grpc_url` the gRPC endpoint. Leaving the block shuts down
+    gracefully."""
 
     def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
         self._app, self._host, self._port = app, host, port
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="onebyone-serve", daemon=True)
-        self.url = ""
+        self.url = self.grpc_url = ""
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -306,8 +293,12 @@ class BackgroundServer:
         self._loop.run_until_complete(site.start())
         host, port = self._runner.addresses[0][:2]
         self.url = f"{host}:{port}"
+        grpc, grpc_port = _grpc(self._app, f"{self._host}:0")
+        self._loop.run_until_complete(grpc.start())
+        self.grpc_url = f"{self._host}:{grpc_port}"
         self._started.set()
         self._loop.run_forever()
+        self._loop.run_until_complete(grpc.stop(5))
         self._loop.run_until_complete(self._runner.cleanup())
         self._loop.close()
 

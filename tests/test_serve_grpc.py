@@ -1,0 +1,169 @@
+"""`onebyone serve` over gRPC, through tritonclient's own gRPC client (sync and async_infer): metadata, config,
+statistics and inference equal to the in-process session, Triton's status codes, the docs snippet, and statistics
+shared with HTTP."""
+
+from __future__ import annotations
+
+import queue
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
+from tritonclient.utils import InferenceServerException
+
+import onebyone.runtime.sessions.opening as sessions
+from onebyone.runtime.serve.server import BackgroundServer, create_app, load_models
+from tests.conftest import REPO
+
+MAX_BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def served(bundle_copy):
+    bundle = bundle_copy("digits_resnet")
+    entries = load_models([bundle], "auto", None, MAX_BATCH, 0.002)
+    with BackgroundServer(create_app(entries, 1 << 20, 2000)) as server:
+        yield server, bundle
+
+
+@pytest.fixture
+def client(served):
+    return triton_grpc.InferenceServerClient(served[0].grpc_url)
+
+
+def grpc_input(x: np.ndarray) -> triton_grpc.InferInput:
+    tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    return tensor
+
+
+def test_health_metadata_and_config(client):
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits_resnet")
+    assert "classification" in client.get_server_metadata().extensions
+    metadata = client.get_model_metadata("digits_resnet", as_json=True)
+    assert metadata["platform"] == "onnxruntime_onnx" and metadata["versions"] == ["1"]
+    assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": ["-1", "1", "8", "8"]}]
+    config = client.get_model_config("digits_resnet").config
+    assert config.max_batch_size == MAX_BATCH and list(config.input[0].dims) == [1, 8, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 2000
+
+
+def test_inference_equals_the_in_process_session(served, client, rng):
+    x = rng.uniform(-1, 1, (3, 1, 8, 8)).astype(np.float32)
+    result = client.infer("digits_resnet", [grpc_input(x)], request_id="r1")
+    with sessions.open(served[1]) as session:
+        expected = session.run(x)["logits"]
+    np.testing.assert_allclose(result.as_numpy("logits"), expected, rtol=1e-6, atol=1e-6)
+    assert result.get_response().id == "r1"
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
+
+    request = pb.ModelInferRequest(model_name="digits_resnet")  # typed contents instead of raw bytes
+    request.inputs.add(name="input", datatype="FP32", shape=list(x.shape)).contents.fp32_contents.extend(x.ravel())
+    with grpc.insecure_channel(served[0].grpc_url) as channel:
+        response = GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    assert response.outputs[0].name == "logits" and list(response.outputs[0].shape) == [3, 10]
+    typed = np.frombuffer(response.raw_output_contents[0], np.float32).reshape(3, 10)
+    np.testing.assert_allclose(typed, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_async_infer_and_classification(served, client, rng):
+    x = rng.uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
+    answers: queue.Queue = queue.Queue()
+    client.async_infer("digits_resnet", [grpc_input(x)], lambda result, error: answers.put((result, error)),
+                       outputs=[triton_grpc.InferRequestedOutput("logits", class_count=2)])
+    result, error = answers.get(timeout=30)
+    assert error is None
+    rows = result.as_numpy("logits")
+    with sessions.open(served[1]) as session:
+        logits = session.run(x)["logits"]
+    assert rows.shape == (2, 2)
+    assert [[int(item.decode().split(":")[1]) for item in row] for row in rows] == \
+        np.argsort(-logits, axis=1, kind="stable")[:, :2].tolist()
+
+
+@pytest.mark.parametrize(("make", "code", "message"), [
+    (lambda c, x: c.infer("nope", [grpc_input(x)]), "StatusCode.NOT_FOUND", "unknown model 'nope'"),
+    (lambda c, x: c.infer("digits_resnet", [grpc_input(x[:, :, :4])]), "StatusCode.INVALID_ARGUMENT",
+     "the model takes"),
+    (lambda c, x: c.infer("digits_resnet", [grpc_input(np.zeros((MAX_BATCH + 1, 1, 8, 8), np.float32))]),
+     "StatusCode.INVALID_ARGUMENT", f"exceeds the model's max_batch_size {MAX_BATCH}"),
+    (lambda c, x: c.get_model_metadata("digits_resnet", "7"), "StatusCode.NOT_FOUND", "has no version '7'"),
+])
+def test_errors_carry_tritons_status_codes(client, rng, make, code, message):
+    x = rng.uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
+    with pytest.raises(InferenceServerException) as error:
+        make(client, x)
+    assert error.value.status() == code and message in error.value.message()
+
+
+def test_malformed_messages_get_invalid_argument_and_the_server_stays_healthy(served, client, rng):
+    """Raw protobuf messages a client library would never send, through the generated stub."""
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
+
+    channel = grpc.insecure_channel(served[0].grpc_url)
+    stub = GRPCInferenceServiceStub(channel)
+    payload = np.zeros((1, 1, 8, 8), np.float32).tobytes()
+    cases = []
+    for index in range(500):
+        request = pb.ModelInferRequest(model_name="digits_resnet")
+        tensor = request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 8, 8])
+        choice = index % 10
+        if choice == 0:
+            tensor.ClearField("shape")
+            tensor.shape.extend([1] * int(rng.integers(33, 70)))
+        elif choice == 1:
+            tensor.ClearField("shape")
+            tensor.shape.extend([0, 2**40, 2**40])
+        elif choice == 2:
+            tensor.datatype = str(rng.choice(["FP8", "BYTES", "fp32", "", "BF16"]))
+        elif choice == 3:
+            request.raw_input_contents.append(payload[:int(rng.integers(0, len(payload)))])
+        elif choice == 4:
+            request.raw_input_contents.extend([payload, payload])
+        elif choice == 5:
+            tensor.contents.fp32_contents.extend([0.0] * int(rng.integers(0, 63)))
+        elif choice == 6:
+            tensor.shape[0] = -int(rng.integers(1, 10**6))
+        elif choice == 7:
+            request.ClearField("inputs")
+        elif choice == 8:
+            request.outputs.add(name="logits").parameters["classification"].string_param = "three"
+        else:
+            tensor.name = "image"
+            request.raw_input_contents.append(payload)
+        cases.append(request)
+    codes = set()
+    for request in cases:
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ModelInfer(request, timeout=30)
+        codes.add(error.value.code())
+    assert codes == {grpc.StatusCode.INVALID_ARGUMENT}
+    channel.close()
+    assert client.is_server_live()
+    assert client.infer("digits_resnet", [grpc_input(np.zeros((1, 1, 8, 8), np.float32))]).as_numpy("logits").shape \
+        == (1, 10)
+
+
+def test_http_and_grpc_report_the_same_statistics(served, client):
+    http = triton_http.InferenceServerClient(served[0].url)
+    client.infer("digits_resnet", [grpc_input(np.zeros((1, 1, 8, 8), np.float32))])
+    over_grpc = client.get_inference_statistics("digits_resnet", as_json=True)["model_stats"][0]
+    over_http = http.get_inference_statistics("digits_resnet")["model_stats"][0]
+    for field in ("inference_count", "execution_count"):
+        assert int(over_grpc[field]) == int(over_http[field]) > 0
+    assert int(over_grpc["inference_stats"]["success"]["count"]) == over_http["inference_stats"]["success"]["count"]
+
+
+def test_the_docs_grpc_snippet_works_against_the_server(served, capsys):
+    text = (REPO / "docs" / "serve.md").read_text()
+    snippet = text.split("```python\nimport numpy as np\nimport tritonclient.grpc as triton\n", 1)[1]
+    snippet = "import numpy as np\nimport tritonclient.grpc as triton\n" + snippet.split("```", 1)[0]
+    assert '"127.0.0.1:8001"' in snippet
+    exec(snippet.replace('"127.0.0.1:8001"', repr(served[0].grpc_url)), {})
+    with sessions.open(served[1]) as session:
+        expected = session.run(np.zeros((2, 1, 8, 8), np.float32))["logits"].argmax(axis=1)
+    assert capsys.readouterr().out.strip() == str(expected)
