@@ -9,6 +9,8 @@ import http.client
 import json
 import logging
 import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,9 @@ import tritonclient.http as triton
 from onnx import helper
 
 import onebyone.runtime.sessions.opening as sessions
+from bench.serve import free_port
 from onebyone.runtime.serve.server import BackgroundServer, create_app, load_models
+from tests.conftest import REPO
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input
 
@@ -258,3 +262,60 @@ def test_model_ready_names_the_model(server):
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     connection.request("GET", "/v2/models/digits_resnet/ready")
     assert json.loads(connection.getresponse().read()) == {"name": "digits_resnet", "ready": True}
+
+
+def test_sigterm_answers_every_request_whose_body_arrives_in_the_drain_window(bundle_copy, tmp_path):
+    """SIGTERM while 16 clients are in flight and one is mid-upload: the upload finishes after the signal and is
+    answered, every in-flight request is answered, and the process exits well within its 30 s drain bound."""
+    import signal
+    import subprocess
+    import sys
+
+    bundle = bundle_copy("digits_resnet")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "onebyone", "serve", str(bundle), "--port", str(port),
+                                "--no-grpc", "--no-batching"], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if post(f"127.0.0.1:{port}", "/v2/models/digits_resnet/infer",
+                        json.dumps(digits_request()).encode())[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        body = json.dumps(digits_request()).encode()
+        upload = socket.create_connection(("127.0.0.1", port), timeout=60)
+        upload.sendall(b"POST /v2/models/digits_resnet/infer HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                       + str(len(body)).encode() + b"\r\n\r\n" + body[:len(body) // 2])
+        statuses: list[int] = []
+        stop_sending = threading.Event()
+
+        def keep_sending() -> None:
+            while not stop_sending.is_set():
+                try:
+                    statuses.append(post(f"127.0.0.1:{port}", "/v2/models/digits_resnet/infer", body)[0])
+                except OSError:  # refused once the server stopped listening
+                    return
+
+        clients = [threading.Thread(target=keep_sending) for _ in range(16)]
+        for thread in clients:
+            thread.start()
+        time.sleep(1.0)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        upload.sendall(body[len(body) // 2:])  # the rest of the body, after the signal
+        answer = upload.recv(65536)
+        stop_sending.set()
+        for thread in clients:
+            thread.join(60)
+        process.wait(60)
+        elapsed = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+    assert statuses and set(statuses) == {200}, set(statuses)
+    assert elapsed < 10, f"exited {elapsed:.1f} s after SIGTERM"

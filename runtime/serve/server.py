@@ -89,7 +89,20 @@ async def _refuse_oversized_bodies(request: web.Request) -> web.StreamResponse |
 
 class _JsonErrorHandler(RequestHandler):
     """aiohttp's connection handler, answering what its HTTP parser rejects (a header too large, a bad
-    Content-Length, ...) as `{"error": ...}` JSON like every other error; the client's mistakes log at debug."""
+    Content-Length, ...) as `{"error": ...}` JSON like every other error (the client's mistakes log at debug), and
+    reading the body of a request already in progress when shutdown starts: aiohttp stops reading a connection the
+    moment it closes, so an upload still arriving was never answered and held the drain to its full timeout."""
+
+    def data_received(self, data: bytes) -> None:
+        if (self._close or self._force_close) and self._request_in_progress:
+            closing, forcing = self._close, self._force_close
+            self._close = self._force_close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close, self._force_close = closing or self._close, forcing or self._force_close
+            return
+        super().data_received(data)
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -137,10 +150,9 @@ def serve_forever(app: web.Application, host: str, port: int, grpc_port: int | N
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         try:
             await stop.wait()
-        finally:
-            if grpc is not None:
-                await grpc[0].stop(shutdown_seconds)
-            await runner.cleanup()
+        finally:  # both transports stop accepting and drain at once, so the whole stop takes ≤ shutdown_seconds
+            await asyncio.gather(runner.cleanup(), *([grpc[0].stop(shutdown_seconds)] if grpc else []))
+            await close_models(app)
 
     asyncio.run(main())
 
@@ -219,8 +231,8 @@ async def infer(request: web.Request) -> web.Response:
                         headers={HEADER_LENGTH: str(header_length)})
 
 
-async def _close_models(app: web.Application) -> None:
-    """After the last in-flight request: finish queued batches, then release the sessions."""
+async def close_models(app: web.Application) -> None:
+    """After the last in-flight request (HTTP and gRPC): finish queued batches, then release the sessions."""
     for entry in app[ENTRIES].values():
         if entry.runner is not None:
             await entry.runner.close()
@@ -245,7 +257,6 @@ def create_app(entries: dict[str, ModelEntry], max_request_bytes: int, max_delay
         app.router.add_get(f"{prefix}/config", model_config)
         app.router.add_get(f"{prefix}/stats", model_statistics)
         app.router.add_post(f"{prefix}/infer", infer, expect_handler=_refuse_oversized_bodies)
-    app.on_cleanup.append(_close_models)
     return app
 
 
@@ -298,8 +309,8 @@ class BackgroundServer:
         self.grpc_url = f"{self._host}:{grpc_port}"
         self._started.set()
         self._loop.run_forever()
-        self._loop.run_until_complete(grpc.stop(5))
-        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.run_until_complete(asyncio.gather(self._runner.cleanup(), grpc.stop(5)))
+        self._loop.run_until_complete(close_models(self._app))
         self._loop.close()
 
     def __enter__(self) -> BackgroundServer:
