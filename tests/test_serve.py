@@ -21,9 +21,10 @@ from tritonclient.utils import InferenceServerException
 import onebyone.runtime.sessions.opening as sessions
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME
-from onebyone.runtime.serve.server import BackgroundServer, create_app, load_models
+from onebyone.runtime.serve.server import create_app, load_models
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input
+from tests.serving import BackgroundServer
 
 MAX_BATCH = 32
 CLIENTS = 32

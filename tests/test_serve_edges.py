@@ -21,10 +21,11 @@ from onnx import helper
 
 import onebyone.runtime.sessions.opening as sessions
 from bench.serve import free_port
-from onebyone.runtime.serve.server import BackgroundServer, create_app, load_models
+from onebyone.runtime.serve.server import create_app, load_models
 from tests.conftest import REPO
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input
+from tests.serving import BackgroundServer
 
 LIMIT = 1 << 20
 
@@ -319,3 +320,36 @@ def test_sigterm_answers_every_request_whose_body_arrives_in_the_drain_window(bu
     assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
     assert statuses and set(statuses) == {200}, set(statuses)
     assert elapsed < 10, f"exited {elapsed:.1f} s after SIGTERM"
+
+
+def test_a_large_json_request_does_not_stall_liveness(bundle_copy):
+    """A ~60 MB JSON body is parsed off the event loop: liveness keeps answering within 0.5 s (half a typical
+    probe's timeout) the whole time, and the request gets its answer (here a 400: too many samples for the model)."""
+    entries = load_models([bundle_copy("digits_resnet")], "auto", None, 8, None)
+    rows = 90_000
+    header = {"inputs": [{"name": "input", "shape": [rows, 1, 8, 8], "datatype": "FP32",
+                          "data": np.random.default_rng(0).uniform(-1, 1, rows * 64).round(6).tolist()}]}
+    body = json.dumps(header).encode()
+    assert len(body) > 55 << 20
+    with BackgroundServer(create_app(entries, 64 << 20, None)) as background:
+        latencies: list[float] = []
+        done = threading.Event()
+
+        def probe() -> None:
+            host, port = background.url.split(":")
+            while not done.is_set():
+                started = time.perf_counter()
+                connection = http.client.HTTPConnection(host, int(port), timeout=30)
+                connection.request("GET", "/v2/health/live")
+                assert connection.getresponse().status == 200
+                connection.close()
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.05)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        status, _, answer = post(background.url, "/v2/models/digits_resnet/infer", body)
+        done.set()
+        prober.join()
+    assert status == 400 and "exceeds the model's max_batch_size 8" in json.loads(answer)["error"]
+    assert len(latencies) >= 2 and max(latencies) < 0.5, f"liveness took up to {max(latencies):.2f} s"

@@ -14,8 +14,9 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 import onebyone.runtime.sessions.opening as sessions
-from onebyone.runtime.serve.server import BackgroundServer, create_app, load_models
+from onebyone.runtime.serve.server import create_app, load_models
 from tests.conftest import REPO
+from tests.serving import BackgroundServer
 
 MAX_BATCH = 8
 

@@ -172,8 +172,10 @@ class InferenceService(GRPCInferenceServiceServicer):
 
         async def respond() -> pb.ModelInferResponse:
             entry = self._entry(request.model_name, request.model_version)
-            return await answer(entry, received, lambda: parse_request(request),
-                                lambda parsed, outputs: encode_response(entry, parsed, outputs))
+            async def parse() -> InferRequest:
+                return parse_request(request)
+
+            return await answer(entry, received, parse, lambda parsed, outputs: encode_response(entry, parsed, outputs))
 
         return await self._call(context, respond)
 

@@ -6,7 +6,7 @@ success with where its time went, or a failure with its duration.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from onebyone.runtime.bundle.tensors import prepare_inputs, select_outputs
@@ -36,11 +36,11 @@ def checked_inputs(entry: ModelEntry, request: InferRequest) -> Tensors:
     return inputs
 
 
-async def answer(entry: ModelEntry, received: int, parse: Callable[[], InferRequest],
+async def answer(entry: ModelEntry, received: int, parse: Callable[[], Awaitable[InferRequest]],
                  encode: Callable[[InferRequest, Tensors], Answer]) -> Answer:
     """Parse, check, run and encode one request that arrived at `received` (time.perf_counter_ns())."""
     try:
-        request = parse()
+        request = await parse()
         inputs = checked_inputs(entry, request)
         checked = time.perf_counter_ns()
         ran = await entry.runner.infer(inputs)

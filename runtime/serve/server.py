@@ -8,10 +8,11 @@ that goes away mid-request is logged at debug, not as an error. Responses are gz
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
+import multiprocessing
 import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -30,6 +31,7 @@ from onebyone.runtime.serve.models import ModelEntry, make_runner, model_name
 from onebyone.runtime.serve.protocol import (
     EXTENSIONS,
     HEADER_LENGTH,
+    InferRequest,
     ProtocolError,
     encode_infer_response,
     parse_infer_request,
@@ -39,6 +41,8 @@ from onebyone.runtime.sessions.opening import open as open_session
 
 log = logging.getLogger("onebyone.serve")
 ENTRIES = web.AppKey("entries", dict)
+JSON_WORKERS = web.AppKey("json_workers", list)
+JSON_ON_LOOP_BYTES = 1 << 20  # JSON headers up to this size are parsed on the event loop (a few ms)
 SETTINGS = web.AppKey("settings", dict)
 
 
@@ -90,11 +94,13 @@ async def _refuse_oversized_bodies(request: web.Request) -> web.StreamResponse |
 class _JsonErrorHandler(RequestHandler):
     """aiohttp's connection handler, answering what its HTTP parser rejects (a header too large, a bad
     Content-Length, ...) as `{"error": ...}` JSON like every other error (the client's mistakes log at debug), and
-    reading the body of a request already in progress when shutdown starts: aiohttp stops reading a connection the
-    moment it closes, so an upload still arriving was never answered and held the drain to its full timeout."""
+    still reading connections once shutdown starts: aiohttp stops reading a connection the moment it closes, so a
+    body still arriving was never answered and held the drain to its full timeout."""
 
     def data_received(self, data: bytes) -> None:
-        if (self._close or self._force_close) and self._request_in_progress:
+        # Not only while a request is in progress: its headers may have arrived and be queued for the handler while
+        # the body is still coming, and dropping those bytes held the drain for its whole timeout.
+        if (self._close or self._force_close) and self.transport is not None:
             closing, forcing = self._close, self._force_close
             self._close = self._force_close = False
             try:
@@ -140,7 +146,7 @@ def serve_forever(app: web.Application, host: str, port: int, grpc_port: int | N
         runner = ServerRunner(app, access_log=None, shutdown_timeout=shutdown_seconds)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
-        grpc = _grpc(app, f"{host}:{grpc_port}") if grpc_port is not None else None
+        grpc = grpc_for(app, f"{host}:{grpc_port}") if grpc_port is not None else None
         if grpc is not None:
             await grpc[0].start()
         announce(f"serving on http://{host}:{port}" + (f" and grpc://{host}:{grpc[1]}" if grpc else "")
@@ -157,7 +163,8 @@ def serve_forever(app: web.Application, host: str, port: int, grpc_port: int | N
     asyncio.run(main())
 
 
-def _grpc(app: web.Application, address: str) -> tuple[Any, int]:
+def grpc_for(app: web.Application, address: str) -> tuple[Any, int]:
+    """A gRPC server (not started) for the app's models on `address`, and its port."""
     from onebyone.runtime.serve.grpc_service import grpc_server
 
     return grpc_server(app[ENTRIES], app[SETTINGS], address, app[SETTINGS]["max_request_bytes"])
@@ -218,12 +225,33 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+def _json_parser(app: web.Application) -> concurrent.futures.ProcessPoolExecutor:
+    """The app's one worker process, made on its first large JSON request (close_models shuts it down); spawned,
+    not forked, since the server process holds threads (ORT's, the runners')."""
+    workers = app[JSON_WORKERS]
+    if not workers:
+        workers.append(concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")))
+    return workers[0]
+
+
+async def _parsed(app: web.Application, body: bytes, header_length: str | None) -> InferRequest:
+    """The request, parsed on the event loop when its JSON is small; otherwise in a worker process: json.loads holds
+    the GIL for the whole document (1.7–3 s for 60 MB), which would stall every other request and the health probes
+    (a thread would not help)."""
+    json_bytes = len(body) if header_length is None else min(len(body), int(header_length) if
+                                                              header_length.isdigit() else len(body))
+    if json_bytes <= JSON_ON_LOOP_BYTES:
+        return parse_infer_request(body, header_length)
+    return await asyncio.get_running_loop().run_in_executor(_json_parser(app), parse_infer_request, body,
+                                                            header_length)
+
+
 async def infer(request: web.Request) -> web.Response:
     entry = _entry(request)
     received = time.perf_counter_ns()
     body = await request.read()
     content, header_length = await answer(
-        entry, received, lambda: parse_infer_request(body, request.headers.get(HEADER_LENGTH)),
+        entry, received, lambda: _parsed(request.app, body, request.headers.get(HEADER_LENGTH)),
         lambda parsed, outputs: encode_infer_response(entry.name, entry.version, parsed, outputs))
     if header_length is None:
         return web.Response(body=content, content_type="application/json")
@@ -232,7 +260,10 @@ async def infer(request: web.Request) -> web.Response:
 
 
 async def close_models(app: web.Application) -> None:
-    """After the last in-flight request (HTTP and gRPC): finish queued batches, then release the sessions."""
+    """After the last in-flight request (HTTP and gRPC): finish queued batches, then release the sessions and the
+    JSON worker."""
+    for workers in app[JSON_WORKERS]:
+        workers.shutdown(wait=True)
     for entry in app[ENTRIES].values():
         if entry.runner is not None:
             await entry.runner.close()
@@ -243,6 +274,7 @@ async def close_models(app: web.Application) -> None:
 def create_app(entries: dict[str, ModelEntry], max_request_bytes: int, max_delay_us: int | None) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes, middlewares=[json_errors])
     app[ENTRIES] = entries
+    app[JSON_WORKERS] = []
     app[SETTINGS] = {"max_delay_us": max_delay_us, "max_request_bytes": max_request_bytes}
     model = "/v2/models/{model}"
     versioned = "/v2/models/{model}/versions/{version}"
@@ -282,42 +314,3 @@ def load_models(targets: Sequence[str | Path], backend: str, providers: Sequence
         entries[name] = ModelEntry(name, session, make_runner(session, statistics, max_batch, max_delay), size,
                                    statistics=statistics)
     return entries
-
-
-class BackgroundServer:
-    """Serve an app on a thread with its own event loop (tests, benchmarks): `with BackgroundServer(app) as s:`
-    then `s.url` is `127.0.0.1:PORT` (HTTP) and `s.grpc_url` the gRPC endpoint. Leaving the block shuts down
-    gracefully."""
-
-    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._app, self._host, self._port = app, host, port
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="onebyone-serve", daemon=True)
-        self.url = self.grpc_url = ""
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._runner = ServerRunner(self._app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self._host, self._port)
-        self._loop.run_until_complete(site.start())
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"{host}:{port}"
-        grpc, grpc_port = _grpc(self._app, f"{self._host}:0")
-        self._loop.run_until_complete(grpc.start())
-        self.grpc_url = f"{self._host}:{grpc_port}"
-        self._started.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(asyncio.gather(self._runner.cleanup(), grpc.stop(5)))
-        self._loop.run_until_complete(close_models(self._app))
-        self._loop.close()
-
-    def __enter__(self) -> BackgroundServer:
-        self._thread.start()
-        self._started.wait()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
