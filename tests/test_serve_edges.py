@@ -353,3 +353,57 @@ def test_a_large_json_request_does_not_stall_liveness(bundle_copy):
         prober.join()
     assert status == 400 and "exceeds the model's max_batch_size 8" in json.loads(answer)["error"]
     assert len(latencies) >= 2 and max(latencies) < 0.5, f"liveness took up to {max(latencies):.2f} s"
+
+
+def test_a_full_queue_answers_503_with_a_retry_hint_and_recovers(bundle_copy):
+    """With --max-queue 2 and a slow model, 8 concurrent requests: the ones over the bound get a JSON 503 with
+    Retry-After (gRPC: UNAVAILABLE), the admitted ones their answers, and the model serves again afterwards."""
+    import concurrent.futures
+
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    entries = load_models([bundle_copy("digits_resnet")], "auto", None, 8, None, max_queue=2)
+    session = entries["digits_resnet"].session
+    fast_run = session.run
+
+    def slow(inputs: dict, outputs: list | None = None) -> dict:
+        time.sleep(0.3)
+        return fast_run(inputs, outputs)
+
+    session.run = slow
+    body = json.dumps(digits_request()).encode()
+    with BackgroundServer(create_app(entries, LIMIT, None)) as background:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: post(background.url, "/v2/models/digits_resnet/infer", body), range(8)))
+        statuses = sorted(status for status, _, _ in answers)
+        assert statuses.count(200) >= 2 and set(statuses) == {200, 503}, statuses
+        refused = next(a for a in answers if a[0] == 503)
+        assert refused[1]["Retry-After"] == "1" and "retry later" in json.loads(refused[2])["error"]
+        client = triton_grpc.InferenceServerClient(background.grpc_url)
+        tensor = triton_grpc.InferInput("input", [1, 1, 8, 8], "FP32")
+        tensor.set_data_from_numpy(np.zeros((1, 1, 8, 8), np.float32))
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(lambda _: _grpc_outcome(client, tensor, InferenceServerException), range(8)))
+        assert "StatusCode.UNAVAILABLE" in outcomes and "ok" in outcomes, outcomes
+        assert post(background.url, "/v2/models/digits_resnet/infer", body)[0] == 200
+        stats = triton.InferenceServerClient(background.url).get_inference_statistics("digits_resnet")
+        assert stats["model_stats"][0]["inference_stats"]["fail"]["count"] == statuses.count(503) + \
+            outcomes.count("StatusCode.UNAVAILABLE")
+
+
+def _grpc_outcome(client: object, tensor: object, error_type: type) -> str:
+    try:
+        client.infer("digits_resnet", [tensor])
+    except error_type as err:
+        return err.status()
+    return "ok"
+
+
+def test_info_logs_one_json_access_line_per_request(server, caplog):
+    with caplog.at_level(logging.INFO, logger="onebyone.serve.access"):
+        status, _ = infer_json(server[0], digits_request())
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "onebyone.serve.access"]
+    assert status == 200 and len(lines) == 1
+    assert lines[0]["method"] == "POST" and lines[0]["path"] == "/v2/models/digits_resnet/infer"
+    assert lines[0]["status"] == 200 and lines[0]["ms"] > 0 and lines[0]["bytes_in"] > 0

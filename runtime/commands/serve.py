@@ -4,6 +4,7 @@ HTTP and gRPC (Triton's protocol and extensions)."""
 from __future__ import annotations
 
 import argparse
+import logging
 
 from rich.console import Console
 
@@ -26,6 +27,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="longest a request waits for others to batch with (default 2)")
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
     parser.add_argument("--max-request-mb", type=positive_int, default=64, help="request body limit (default 64)")
+    parser.add_argument("--max-queue", type=positive_int, default=256,
+                        help="requests a model holds waiting or running; more are refused with 503 / UNAVAILABLE "
+                             "and a retry hint (default 256)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
+                        help="info adds one JSON access-log line per HTTP request (default warning)")
     add_session_options(parser, self_check_flag=False)  # models always self-check; failing ones are not ready
     parser.set_defaults(run=run)
 
@@ -33,8 +39,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from onebyone.runtime.serve.server import create_app, load_models, serve_forever
 
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     max_delay = None if args.no_batching else args.max_delay_ms / 1000.0
-    entries = load_models(args.targets, args.backend, args.providers, args.max_batch, max_delay)
+    entries = load_models(args.targets, args.backend, args.providers, args.max_batch, max_delay, args.max_queue)
     for entry in entries.values():
         state = "ready" if entry.ready else f"NOT READY: {entry.error}"
         detail = f"{entry.session.describe()}, max_batch_size {entry.max_batch_size}" if entry.session else ""

@@ -46,14 +46,32 @@ def batch_key(inputs: Tensors) -> tuple:
     return tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in inputs.items()))
 
 
+class QueueFull(Exception):
+    """The model already has `max_queue` requests waiting or running: answered 503 / UNAVAILABLE, retry later."""
+
+
 class Runner:
     """Runs a model on one worker thread and records its runs in `statistics`; without batching each request runs
-    alone."""
+    alone. At most `max_queue` requests wait or run at once (None: no bound); the next one is refused (QueueFull)
+    rather than growing memory."""
 
-    def __init__(self, run: Callable[[Tensors], Tensors], statistics: ModelStatistics) -> None:
+    def __init__(self, run: Callable[[Tensors], Tensors], statistics: ModelStatistics,
+                 max_queue: int | None = None) -> None:
         self._run = run
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="onebyone-run")
         self.statistics = statistics
+        self.max_queue = max_queue
+        self.waiting = 0
+
+    def admit(self) -> None:
+        """Count one more request in, or raise QueueFull; `release` counts it out."""
+        if self.max_queue is not None and self.waiting >= self.max_queue:
+            raise QueueFull(f"{self.waiting} requests are already waiting for this model (the queue holds "
+                            f"{self.max_queue}); retry later")
+        self.waiting += 1
+
+    def release(self) -> None:
+        self.waiting -= 1
 
     def _timed(self, inputs: Tensors) -> tuple[Tensors, int, int]:
         started = time.perf_counter_ns()
@@ -77,8 +95,8 @@ class DynamicBatcher(Runner):
     """A Runner that gathers concurrent requests into batches of up to `max_batch` samples."""
 
     def __init__(self, run: Callable[[Tensors], Tensors], statistics: ModelStatistics, max_batch: int,
-                 max_delay: float) -> None:
-        super().__init__(run, statistics)
+                 max_delay: float, max_queue: int | None = None) -> None:
+        super().__init__(run, statistics, max_queue)
         self.max_batch = max_batch
         self.max_delay = max_delay
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop once the queue is drained

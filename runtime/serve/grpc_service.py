@@ -22,7 +22,7 @@ from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceServicer, add
 
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
-from onebyone.runtime.serve.batcher import Tensors
+from onebyone.runtime.serve.batcher import QueueFull, Tensors
 from onebyone.runtime.serve.inference import answer
 from onebyone.runtime.serve.models import ModelEntry
 from onebyone.runtime.serve.protocol import (
@@ -120,6 +120,8 @@ class InferenceService(GRPCInferenceServiceServicer):
             await context.abort(err.code, str(err))
         except (ProtocolError, UserError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except QueueFull as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
                          ) -> pb.ServerLiveResponse:

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from onebyone.runtime.bundle.tensors import prepare_inputs, select_outputs
 from onebyone.runtime.core.errors import UserError
-from onebyone.runtime.serve.batcher import Tensors
+from onebyone.runtime.serve.batcher import QueueFull, Tensors
 from onebyone.runtime.serve.models import ModelEntry
 from onebyone.runtime.serve.protocol import InferRequest, ProtocolError
 from onebyone.runtime.serve.statistics import RequestTimes
@@ -40,6 +40,11 @@ async def answer(entry: ModelEntry, received: int, parse: Callable[[], Awaitable
                  encode: Callable[[InferRequest, Tensors], Answer]) -> Answer:
     """Parse, check, run and encode one request that arrived at `received` (time.perf_counter_ns())."""
     try:
+        entry.runner.admit()
+    except QueueFull:
+        entry.statistics.record_failure(time.perf_counter_ns() - received)
+        raise
+    try:
         request = await parse()
         inputs = checked_inputs(entry, request)
         checked = time.perf_counter_ns()
@@ -49,6 +54,8 @@ async def answer(entry: ModelEntry, received: int, parse: Callable[[], Awaitable
     except (ProtocolError, UserError):
         entry.statistics.record_failure(time.perf_counter_ns() - received)
         raise
+    finally:
+        entry.runner.release()
     done = time.perf_counter_ns()
     entry.statistics.record_success(len(next(iter(inputs.values()))), RequestTimes(
         total=done - received, queue=ran.queue_ns, compute_input=checked - received, compute_infer=ran.infer_ns,

@@ -76,12 +76,14 @@ class ModelEntry:
         return self.session
 
 
-def make_runner(session: Session, statistics: ModelStatistics, max_batch: int, max_delay: float | None) -> Runner:
-    """A DynamicBatcher for batchable models when `max_delay` is given, else a plain Runner."""
+def make_runner(session: Session, statistics: ModelStatistics, max_batch: int, max_delay: float | None,
+                max_queue: int | None = None) -> Runner:
+    """A DynamicBatcher for batchable models when `max_delay` is given, else a plain Runner; either refuses requests
+    beyond `max_queue` waiting ones."""
 
     def run(inputs: Tensors) -> Tensors:
         return session.run(inputs)
 
     if max_delay is not None and batchable(session.inputs):
-        return DynamicBatcher(run, statistics, max_batch, max_delay)
-    return Runner(run, statistics)
+        return DynamicBatcher(run, statistics, max_batch, max_delay, max_queue)
+    return Runner(run, statistics, max_queue)

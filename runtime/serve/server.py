@@ -25,6 +25,7 @@ from aiohttp.web_protocol import RequestHandler
 from onebyone.runtime.bundle.tensors import batchable
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
+from onebyone.runtime.serve.batcher import QueueFull
 from onebyone.runtime.serve.inference import answer
 from onebyone.runtime.serve.metrics import exposition
 from onebyone.runtime.serve.models import ModelEntry, make_runner, model_name
@@ -40,6 +41,7 @@ from onebyone.runtime.serve.statistics import ModelStatistics
 from onebyone.runtime.sessions.opening import open as open_session
 
 log = logging.getLogger("onebyone.serve")
+access = logging.getLogger("onebyone.serve.access")  # one JSON line per HTTP request, at INFO
 ENTRIES = web.AppKey("entries", dict)
 JSON_WORKERS = web.AppKey("json_workers", list)
 JSON_ON_LOOP_BYTES = 1 << 20  # JSON headers up to this size are parsed on the event loop (a few ms)
@@ -59,12 +61,16 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error as `{"error": ...}` with its status, gzip where accepted, and one access-log line per request."""
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except (ProtocolError, UserError) as err:
         response = _json({"error": str(err)}, 400)
     except HTTPError as err:
         response = _json({"error": str(err)}, err.status)
+    except QueueFull as err:
+        response = _json({"error": str(err)}, 503, {"Retry-After": "1"})
     except web.HTTPException as err:  # unknown route (404), wrong method (405), body over the limit (413), ...
         allow = {"Allow": err.headers["Allow"]} if "Allow" in err.headers else None
         response = _json({"error": err.text or err.reason}, err.status, allow)
@@ -76,6 +82,12 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response = _json({"error": f"internal error: {type(err).__name__}: {err}"}, 500)
     if isinstance(response, web.Response) and "gzip" in request.headers.get("Accept-Encoding", ""):
         response.enable_compression()
+    if access.isEnabledFor(logging.INFO):
+        access.info(json.dumps({"remote": request.remote, "method": request.method, "path": request.path,
+                                "status": response.status, "ms": round((time.perf_counter() - started) * 1e3, 3),
+                                "bytes_in": request.content_length or 0,
+                                "bytes_out": response.content_length if isinstance(response, web.Response)
+                                else None}))
     return response
 
 
@@ -293,7 +305,7 @@ def create_app(entries: dict[str, ModelEntry], max_request_bytes: int, max_delay
 
 
 def load_models(targets: Sequence[str | Path], backend: str, providers: Sequence[str] | None, max_batch: int,
-                max_delay: float | None) -> dict[str, ModelEntry]:
+                max_delay: float | None, max_queue: int | None = None) -> dict[str, ModelEntry]:
     """Open every target as a self-checked session. A model that fails its self-check is kept, not ready, with the
     reason; any other problem (a bad path, an unreadable file) is a UserError."""
     from onebyone.runtime.sessions.locate import locate
@@ -311,6 +323,6 @@ def load_models(targets: Sequence[str | Path], backend: str, providers: Sequence
             continue
         size = max_batch if batchable(session.inputs) else 0
         statistics = ModelStatistics()
-        entries[name] = ModelEntry(name, session, make_runner(session, statistics, max_batch, max_delay), size,
-                                   statistics=statistics)
+        runner = make_runner(session, statistics, max_batch, max_delay, max_queue)
+        entries[name] = ModelEntry(name, session, runner, size, statistics=statistics)
     return entries
