@@ -407,3 +407,33 @@ def test_info_logs_one_json_access_line_per_request(server, caplog):
     assert status == 200 and len(lines) == 1
     assert lines[0]["method"] == "POST" and lines[0]["path"] == "/v2/models/digits_resnet/infer"
     assert lines[0]["status"] == 200 and lines[0]["ms"] > 0 and lines[0]["bytes_in"] > 0
+
+
+def test_a_request_timeout_expires_in_the_queue(bundle_copy):
+    """Triton's `timeout` parameter (µs): a request still waiting behind a slow run when it expires is answered 503
+    (gRPC: UNAVAILABLE) and never runs; one with time to spare is answered."""
+    import concurrent.futures
+
+    entries = load_models([bundle_copy("digits_resnet")], "auto", None, 8, None)
+    session = entries["digits_resnet"].session
+    fast_run, runs = session.run, []
+
+    def slow(inputs: dict, outputs: list | None = None) -> dict:
+        runs.append(1)
+        time.sleep(0.4)
+        return fast_run(inputs, outputs)
+
+    session.run = slow
+    with BackgroundServer(create_app(entries, LIMIT, None)) as background:
+        url = background.url
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(infer_json, url, digits_request())
+            time.sleep(0.1)  # the first is running
+            hurried = pool.submit(infer_json, url, digits_request() | {"parameters": {"timeout": 50_000}})
+            assert first.result()[0] == 200
+            status, body = hurried.result()
+        assert status == 503 and "timeout" in body["error"] and len(runs) == 1
+        patient = infer_json(url, digits_request() | {"parameters": {"timeout": 5_000_000}})
+        assert patient[0] == 200
+        status, body = infer_json(url, digits_request() | {"parameters": {"timeout": "soon"}})
+        assert status == 400 and "timeout must be" in body["error"]

@@ -23,7 +23,7 @@ from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceServicer, add
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
 from onebyone.runtime.serve.batcher import QueueFull, Tensors
-from onebyone.runtime.serve.inference import answer
+from onebyone.runtime.serve.inference import TimedOut, answer
 from onebyone.runtime.serve.models import ModelEntry
 from onebyone.runtime.serve.protocol import (
     EXTENSIONS,
@@ -34,6 +34,7 @@ from onebyone.runtime.serve.protocol import (
     binary_values,
     checked_datatype,
     checked_shape,
+    checked_timeout,
     reshaped,
 )
 
@@ -85,7 +86,10 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
             if parameter.WhichOneof("parameter_choice") != "int64_param" or class_count <= 0:
                 raise ProtocolError(f"output {output.name!r}: classification must be a positive integer")
         outputs[output.name] = RequestedOutput(binary=True, class_count=class_count)
-    return InferRequest(request.id or None, inputs, outputs or None, True)
+    timeout = request.parameters.get("timeout")
+    timeout_us = checked_timeout(timeout.int64_param if timeout.WhichOneof("parameter_choice") == "int64_param"
+                                 else None) if timeout is not None else 0
+    return InferRequest(request.id or None, inputs, outputs or None, True, timeout_us)
 
 
 def encode_response(entry: ModelEntry, request: InferRequest, outputs: Tensors) -> pb.ModelInferResponse:
@@ -120,7 +124,7 @@ class InferenceService(GRPCInferenceServiceServicer):
             await context.abort(err.code, str(err))
         except (ProtocolError, UserError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        except QueueFull as err:
+        except (QueueFull, TimedOut) as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext

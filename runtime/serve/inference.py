@@ -5,18 +5,23 @@ success with where its time went, or a failure with its duration.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TypeVar
 
 from onebyone.runtime.bundle.tensors import prepare_inputs, select_outputs
 from onebyone.runtime.core.errors import UserError
-from onebyone.runtime.serve.batcher import QueueFull, Tensors
+from onebyone.runtime.serve.batcher import QueueFull, Ran, Tensors
 from onebyone.runtime.serve.models import ModelEntry
 from onebyone.runtime.serve.protocol import InferRequest, ProtocolError
 from onebyone.runtime.serve.statistics import RequestTimes
 
 Answer = TypeVar("Answer")
+
+
+class TimedOut(Exception):
+    """The request's `timeout` passed before its model run finished: answered 503 / UNAVAILABLE."""
 
 
 def checked_inputs(entry: ModelEntry, request: InferRequest) -> Tensors:
@@ -48,10 +53,10 @@ async def answer(entry: ModelEntry, received: int, parse: Callable[[], Awaitable
         request = await parse()
         inputs = checked_inputs(entry, request)
         checked = time.perf_counter_ns()
-        ran = await entry.runner.infer(inputs)
+        ran = await _within(entry.runner.infer(inputs), request.timeout_us)
         answered = time.perf_counter_ns()
         result = encode(request, ran.outputs)
-    except (ProtocolError, UserError):
+    except (ProtocolError, UserError, TimedOut):
         entry.statistics.record_failure(time.perf_counter_ns() - received)
         raise
     finally:
@@ -61,3 +66,14 @@ async def answer(entry: ModelEntry, received: int, parse: Callable[[], Awaitable
         total=done - received, queue=ran.queue_ns, compute_input=checked - received, compute_infer=ran.infer_ns,
         compute_output=done - answered))
     return result
+
+
+async def _within(run: Coroutine[object, object, Ran], timeout_us: int) -> Ran:
+    """`run`, given up after `timeout_us` (0: no limit). A request given up while queued never runs: the batcher
+    skips cancelled requests, and a plain runner's job is cancelled before it starts."""
+    if not timeout_us:
+        return await run
+    try:
+        return await asyncio.wait_for(run, timeout_us / 1e6)
+    except TimeoutError:
+        raise TimedOut(f"the request's timeout of {timeout_us} µs expired before the model answered it") from None

@@ -56,6 +56,13 @@ class InferRequest:
     inputs: dict[str, np.ndarray]
     outputs: dict[str, RequestedOutput] | None  # None (or `outputs: []`): every output
     binary_output: bool  # the request-level `binary_data_output` default
+    timeout_us: int = 0  # Triton's `timeout` parameter: give up on the request after this long (0: never)
+
+
+def checked_timeout(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError(f"timeout must be a non-negative integer of microseconds, got {value!r}")
+    return value
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -186,7 +193,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         inputs[name] = array
     if offset != len(binary):
         raise ProtocolError(f"the body has {len(binary) - offset} bytes of binary data no input claims")
-    return InferRequest(request_id, inputs, _requested_outputs(header, binary_default), binary_default)
+    return InferRequest(request_id, inputs, _requested_outputs(header, binary_default), binary_default,
+                        checked_timeout(parameters.get("timeout", 0)))
 
 
 def classify(name: str, scores: np.ndarray, class_count: int) -> np.ndarray:

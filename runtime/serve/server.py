@@ -26,7 +26,7 @@ from onebyone.runtime.bundle.tensors import batchable
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
 from onebyone.runtime.serve.batcher import QueueFull
-from onebyone.runtime.serve.inference import answer
+from onebyone.runtime.serve.inference import TimedOut, answer
 from onebyone.runtime.serve.metrics import exposition
 from onebyone.runtime.serve.models import ModelEntry, make_runner, model_name
 from onebyone.runtime.serve.protocol import (
@@ -69,7 +69,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response = _json({"error": str(err)}, 400)
     except HTTPError as err:
         response = _json({"error": str(err)}, err.status)
-    except QueueFull as err:
+    except (QueueFull, TimedOut) as err:
         response = _json({"error": str(err)}, 503, {"Retry-After": "1"})
     except web.HTTPException as err:  # unknown route (404), wrong method (405), body over the limit (413), ...
         allow = {"Allow": err.headers["Allow"]} if "Allow" in err.headers else None
