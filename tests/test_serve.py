@@ -262,6 +262,23 @@ def malformed_requests(rng: np.random.Generator, count: int, limit: int) -> list
         lambda: (b"x" * (limit + int(rng.integers(1, 4096))), {}),  # over the body limit
         lambda: (json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
                                          "data": ["a"] * 64}]}).encode(), {}),  # wrong JSON data
+        lambda: (b'{"inputs": ' + b"[" * int(rng.integers(2_000, 20_000)) + b"]" * 10 + b"}", {}),  # deep nesting
+        lambda: binary(_valid_header() | {"inputs": [{"name": "input", "datatype": "FP32",
+                                                      "shape": [1] * int(rng.integers(33, 80)),
+                                                      "parameters": {"binary_data_size": 4}}]},
+                       payload[:4]),  # rank far over any model's
+        lambda: (json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "data": [],
+                                         "shape": [0, *[int(rng.integers(2**40, 2**62))] * 3]}]}).encode(),
+                 {}),  # zero beside huge dims
+        lambda: (json.dumps({"inputs": [{"name": pick([1, None, ["input"], {"n": 1}]), "datatype":
+                                         pick([["FP32"], 32, {"t": "FP32"}, None]), "shape": [1, 1, 8, 8],
+                                         "data": [0.0] * 64}]}).encode(), {}),  # wrong field types
+        lambda: (b'{"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": ['
+                 + b",".join([pick([b"NaN", b"Infinity", b"-Infinity", b"1e999"])] * 64) + b"]}]}",
+                 {}),  # non-finite values (a 400 from the model's input check)
+        lambda: (json.dumps(_valid_header() | {"outputs": [{"name": "logits", "parameters": {
+            pick(["binary_data", "classification"]): pick(["yes", -1, 0, 1.5, None])}}]}).encode(),
+                 {}),  # wrong output parameters
     ]
     return [kinds[i % len(kinds)]() for i in range(count)]
 
@@ -272,7 +289,7 @@ def test_fuzzed_requests_get_json_4xx_and_the_server_stays_healthy(bundle_copy, 
     with BackgroundServer(create_app(entries, limit, 1000)) as server:
         host, port = server.url.split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        requests = malformed_requests(rng, 1200, limit)
+        requests = malformed_requests(rng, 2100, limit)
         statuses = []
         for index, (body, headers) in enumerate(requests):
             try:
@@ -290,7 +307,7 @@ def test_fuzzed_requests_get_json_4xx_and_the_server_stays_healthy(bundle_copy, 
                 connection.request("GET", "/v2/health/live")
                 health = connection.getresponse()
                 assert health.status == 200 and json.loads(health.read()) == {"live": True}
-        assert len(statuses) >= 1000, f"only {len(statuses)} of {len(requests)} requests were answered"
+        assert len(statuses) >= 2000, f"only {len(statuses)} of {len(requests)} requests were answered"
         client = triton.InferenceServerClient(server.url)
         result = client.infer("digits_resnet", [digits_input(np.zeros((2, 1, 8, 8), np.float32))])
         assert result.as_numpy("logits").shape == (2, 10)

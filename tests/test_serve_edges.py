@@ -437,3 +437,12 @@ def test_a_request_timeout_expires_in_the_queue(bundle_copy):
         assert patient[0] == 200
         status, body = infer_json(url, digits_request() | {"parameters": {"timeout": "soon"}})
         assert status == 400 and "timeout must be" in body["error"]
+
+
+def test_a_compressed_bomb_is_held_to_the_body_limit(server):
+    """aiohttp inflates `Content-Encoding: gzip` bodies; the limit applies to what they inflate to."""
+    bomb = gzip.compress(b" " * (LIMIT * 16))
+    assert len(bomb) < LIMIT // 8
+    status, headers, body = post(server[0], "/v2/models/digits_resnet/infer", bomb, {"Content-Encoding": "gzip"})
+    assert status == 413 and headers["Content-Type"].startswith("application/json") and "error" in json.loads(body)
+    assert infer_json(server[0], digits_request())[0] == 200
