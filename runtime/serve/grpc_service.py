@@ -11,6 +11,7 @@ UNAVAILABLE for a model that is not ready.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -61,7 +62,7 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
     for index, tensor in enumerate(request.inputs):
         name = tensor.name
         shape, dtype = checked_shape(list(tensor.shape), name), checked_datatype(tensor.datatype, name)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         if raw:
             if len(raw[index]) != count * dtype.itemsize:
                 raise ProtocolError(f"input {name!r}: {len(raw[index])} raw bytes for shape {list(shape)} of "

@@ -248,10 +248,9 @@ def _json_parser(app: web.Application) -> concurrent.futures.ProcessPoolExecutor
 
 async def _parsed(app: web.Application, body: bytes, header_length: str | None) -> InferRequest:
     """The request, parsed on the event loop when its JSON is small; otherwise in a worker process: json.loads holds
-    the GIL for the whole document (1.7–3 s for 60 MB), which would stall every other request and the health probes
-    (a thread would not help)."""
-    json_bytes = len(body) if header_length is None else min(len(body), int(header_length) if
-                                                              header_length.isdigit() else len(body))
+    the GIL for the whole document, which would stall every other request and the health probes (a thread would
+    not help; tests/test_serve_edges.py measures the probes during a 60 MB request)."""
+    json_bytes = int(header_length) if header_length is not None and header_length.isdigit() else len(body)
     if json_bytes <= JSON_ON_LOOP_BYTES:
         return parse_infer_request(body, header_length)
     return await asyncio.get_running_loop().run_in_executor(_json_parser(app), parse_infer_request, body,
