@@ -100,6 +100,13 @@ def _probe_seconds(s: ort.InferenceSession, feed: dict[str, np.ndarray]) -> floa
     return time.perf_counter() - started
 
 
+def markdown(record: dict) -> str:
+    """bench/optimize.md from the bench/optimize.json record."""
+    return ("## Graph passes (`bench/optimize.py`)\n\nCPU: " + record["machine"]["processor"] + ". × raw is the "
+            "throughput ratio to the raw export at ORT_ENABLE_ALL: the median over rounds of the two latencies "
+            f"measured back to back in the same round.\n\n{table_markdown(record['rows'])}\n")
+
+
 def table_markdown(rows: list[dict]) -> str:
     lines = ["| model | batch | artifact | ORT level | median ms | p90 ms | samples/s | × raw (ALL) |",
              "|---|---:|---|---|---:|---:|---:|---:|"]
@@ -124,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_write(args.out / "optimize.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     with atomic_write(args.out / "optimize.md") as tmp:
-        tmp.write_text("## Graph passes (`bench/optimize.py`)\n\n× raw is the throughput ratio to the raw export at "
-                       "ORT_ENABLE_ALL: the median over rounds of the two latencies measured back to back in the same "
-                       f"round.\n\n{table_markdown(rows)}\n")
+        tmp.write_text(markdown(record))
     table = Table("model", "batch", "artifact", "ORT level", "median ms", "samples/s", "× raw (ALL)")
     for r in rows:
         table.add_row(r["model"], str(r["batch"]), r["variant"], r["ort_level"], f"{r['median_ms']:.2f}",

@@ -11,21 +11,23 @@ import sys
 from pathlib import Path
 
 from onebyone.runtime.core.files import atomic_write
-from onebyone.runtime.core.timing import machine
 
 MERGED = "results.json"
 
 
 def merge(folder: Path) -> None:
     parts = sorted(p for p in folder.glob("*.json") if p.name != MERGED)
-    record = {"machine": machine(), "parts": {p.stem: json.loads(p.read_text()) for p in parts}}
+    record = {"parts": {p.stem: json.loads(p.read_text()) for p in parts}}
     with atomic_write(folder / MERGED) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     sections = [p.with_suffix(".md").read_text() for p in parts if p.with_suffix(".md").is_file()]
+    machines = {f"{part['machine']['processor']} ({part['machine']['cpus']} CPUs)"
+                for part in record["parts"].values()}
+    where = (f"on {machines.pop()}" if len(machines) == 1
+             else "part by part (a part rerun alone is measured where it ran); each section names its CPU")
     with atomic_write(folder / "README.md") as tmp:
-        tmp.write_text(f"# Benchmarks\n\nMade by `make bench` on {record['machine']['processor']} "
-                       f"({record['machine']['cpus']} CPUs), ONNX Runtime CPU execution provider. Every ratio is "
-                       "measured side by side in one run.\n\n" + "\n".join(sections))
+        tmp.write_text(f"# Benchmarks\n\nMade by `make bench` {where}, ONNX Runtime CPU execution provider. Every "
+                       "ratio is measured side by side in one run.\n\n" + "\n".join(sections))
 
 
 if __name__ == "__main__":

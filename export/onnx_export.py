@@ -102,6 +102,8 @@ def _annotate(path: Path, spec: ModelSpec, options: ExportOptions) -> None:
         "onebyone.input_shape": json.dumps(list(spec.input_shape)),
         "onebyone.task": spec.task,
     }
+    if spec.labels is not None:
+        metadata["onebyone.labels"] = json.dumps(list(spec.labels))
     if spec.preprocess is not None:
         metadata["onebyone.preprocess"] = spec.preprocess.to_json()
     model.metadata_props.update(metadata)

@@ -17,6 +17,7 @@ from onebyone.export.weights import load_weights
 from onebyone.export.zoo import ModelSpec, instantiate
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import LABELLED_NAME
+from onebyone.runtime.bundle.labels import check_labels
 from onebyone.runtime.bundle.manifest import (
     GOLDEN_NAME,
     MANIFEST_NAME,
@@ -70,6 +71,8 @@ def make_golden(model: torch.nn.Module, spec: ModelSpec, options: ExportOptions)
     if len(outputs) != len(spec.output_names) or not all(isinstance(out, torch.Tensor) for out in outputs):
         raise UserError(f"{spec.source} returns {len(outputs)} outputs; onebyone exports models with one output "
                         f"tensor ({', '.join(spec.output_names)}): class scores or a feature map")
+    if spec.labels is not None:
+        check_labels(spec.labels, spec.task, tuple(outputs[0].shape), spec.source)
     return Golden(inputs={options.input_name: inputs},
                   outputs={name: out.numpy() for name, out in zip(spec.output_names, outputs, strict=True)})
 
@@ -145,7 +148,7 @@ def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, sta
         weights={"path": str(weights), "sha256": sha256_file(weights)} if weights else None,
         input_name=options.input_name, output_names=list(spec.output_names), input_shape=list(spec.input_shape),
         batch=options.batch, preprocess=dataclasses.asdict(spec.preprocess) if spec.preprocess else None,
-        task=spec.task)
+        task=spec.task, labels=list(spec.labels) if spec.labels is not None else None)
     return Manifest(model=model_info, artifacts=artifacts)
 
 

@@ -33,6 +33,7 @@ class ModelSpec:
     task: str = "classification"  # or "features" (no class scores: top-k makes no sense)
     output_names: tuple[str, ...] = ("logits",)
     labelled_data: Callable[[], LabelledSet] | None = None  # held-out labelled data (also the golden samples)
+    labels: tuple[str, ...] | None = None  # class names in class order (runtime/bundle/labels.py)
 
 
 def _zoo(name: str, module: str, factory: str, input_shape: tuple[int, int, int], preprocess: Preprocess | None,
@@ -68,7 +69,8 @@ ZOO: dict[str, ModelSpec] = {
         _zoo("inception_block", "inception", "inception_block", (192, 28, 28), None,
              "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
         _zoo("digits_resnet", "digits", "trained_digits_resnet", (1, 8, 8), PREPROCESS,
-             "bottleneck ResNet trained on sklearn's 8x8 digits", labelled_data=_digits_test_set),
+             "bottleneck ResNet trained on sklearn's 8x8 digits", labelled_data=_digits_test_set,
+             labels=tuple(str(digit) for digit in range(10))),
     ]
 }
 

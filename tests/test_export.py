@@ -18,6 +18,7 @@ from onebyone.export.zoo import ZOO, instantiate
 from onebyone.runtime.bundle.golden import Golden, reference_session
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest
 from onebyone.runtime.core.files import sha256_file
+from tests.conftest import files_under
 
 FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, over every output element
 LARGE = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"}
@@ -139,3 +140,28 @@ def test_golden_outputs_are_the_torch_outputs_of_the_golden_inputs(exported):
     with torch.no_grad():
         expected = instantiate(ZOO["inception_block"])(torch.from_numpy(golden.inputs["input"])).numpy()
     np.testing.assert_array_equal(golden.outputs["features"], expected)
+
+
+def test_class_labels_travel_in_the_manifest_and_the_onnx_metadata(exported, cli, tmp_path):
+    """The zoo's digits carry their class names; `--labels FILE` (one per line, Triton's label file) sets others."""
+    zoo = exported("digits_resnet")
+    assert read_manifest(zoo.bundle).model.labels == [str(digit) for digit in range(10)]
+    names = [f"digit {digit}" for digit in range(10)]
+    (tmp_path / "labels.txt").write_text("\n".join(names) + "\n")
+    code, _, err = cli("export", "digits_resnet", "-o", tmp_path / "named", "--labels", tmp_path / "labels.txt")
+    assert code == 0, err
+    assert read_manifest(tmp_path / "named").model.labels == names
+    metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "named" / "model.onnx")).metadata_props}
+    assert json.loads(metadata["onebyone.labels"]) == names
+
+
+@pytest.mark.parametrize(("model", "lines", "message"), [
+    ("digits_resnet", 9, "9 labels for 10 classes"),
+    ("inception_block", 10, "class labels apply to classification models"),
+    ("digits_resnet", 0, "no labels"),
+])
+def test_a_labels_file_that_does_not_fit_is_a_user_error(cli, tmp_path, model, lines, message):
+    (tmp_path / "labels.txt").write_text("".join(f"class {i}\n" for i in range(lines)))
+    code, _, err = cli("export", model, "-o", tmp_path / "out", "--labels", tmp_path / "labels.txt")
+    assert code == 2 and message in err and "Traceback" not in err
+    assert files_under(tmp_path / "out") == []  # nothing written

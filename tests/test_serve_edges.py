@@ -21,6 +21,7 @@ from onnx import helper
 
 import onebyone.runtime.sessions.opening as sessions
 from bench.serve import free_port
+from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.serve.server import create_app, load_models
 from tests.conftest import REPO
 from tests.graphs import model as onnx_model
@@ -192,10 +193,13 @@ def test_classification_returns_triton_top_k_strings(server, rng):
         assert rows.shape == (2, 3)
         with sessions.open(server[1]) as session:
             logits = session.run(x)["logits"]
-        for row, scores in zip(rows, logits, strict=True):
+        labels = read_manifest(server[1]).model.labels
+        for row, scores in zip(rows, logits, strict=True):  # "value:index:label", the label from the bundle
             entries = [(item.decode() if isinstance(item, bytes) else item).split(":") for item in row]
-            assert [int(index) for _, index in entries] == list(np.argsort(-scores, kind="stable")[:3])
-            np.testing.assert_allclose([float(value) for value, _ in entries], np.sort(scores)[::-1][:3], rtol=1e-5)
+            assert [int(index) for _, index, _ in entries] == list(np.argsort(-scores, kind="stable")[:3])
+            assert [label for _, index, label in entries] == [labels[int(index)] for _, index, _ in entries]
+            np.testing.assert_allclose([float(value) for value, _, _ in entries], np.sort(scores)[::-1][:3],
+                                       rtol=1e-5)
     status, body = infer_json(server[0], digits_request() | {
         "outputs": [{"name": "logits", "parameters": {"classification": 0}}]})
     assert status == 400 and "classification" in body["error"]

@@ -81,8 +81,9 @@ def test_async_infer_and_classification(served, client, rng):
     with sessions.open(served[1]) as session:
         logits = session.run(x)["logits"]
     assert rows.shape == (2, 2)
-    assert [[int(item.decode().split(":")[1]) for item in row] for row in rows] == \
-        np.argsort(-logits, axis=1, kind="stable")[:, :2].tolist()
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :2].tolist()
+    assert [[item.decode().split(":")[1:] for item in row] for row in rows] == \
+        [[[str(index), str(index)] for index in classes] for classes in top]  # digits' labels are their digits
 
 
 @pytest.mark.parametrize(("make", "code", "message"), [
@@ -98,55 +99,6 @@ def test_errors_carry_tritons_status_codes(client, rng, make, code, message):
     with pytest.raises(InferenceServerException) as error:
         make(client, x)
     assert error.value.status() == code and message in error.value.message()
-
-
-def test_malformed_messages_get_invalid_argument_and_the_server_stays_healthy(served, client, rng):
-    """Raw protobuf messages a client library would never send, through the generated stub."""
-    from tritonclient.grpc import service_pb2 as pb
-    from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
-
-    channel = grpc.insecure_channel(served[0].grpc_url)
-    stub = GRPCInferenceServiceStub(channel)
-    payload = np.zeros((1, 1, 8, 8), np.float32).tobytes()
-    cases = []
-    for index in range(500):
-        request = pb.ModelInferRequest(model_name="digits_resnet")
-        tensor = request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 8, 8])
-        choice = index % 10
-        if choice == 0:
-            tensor.ClearField("shape")
-            tensor.shape.extend([1] * int(rng.integers(33, 70)))
-        elif choice == 1:
-            tensor.ClearField("shape")
-            tensor.shape.extend([0, 2**40, 2**40])
-        elif choice == 2:
-            tensor.datatype = str(rng.choice(["FP8", "BYTES", "fp32", "", "BF16"]))
-        elif choice == 3:
-            request.raw_input_contents.append(payload[:int(rng.integers(0, len(payload)))])
-        elif choice == 4:
-            request.raw_input_contents.extend([payload, payload])
-        elif choice == 5:
-            tensor.contents.fp32_contents.extend([0.0] * int(rng.integers(0, 63)))
-        elif choice == 6:
-            tensor.shape[0] = -int(rng.integers(1, 10**6))
-        elif choice == 7:
-            request.ClearField("inputs")
-        elif choice == 8:
-            request.outputs.add(name="logits").parameters["classification"].string_param = "three"
-        else:
-            tensor.name = "image"
-            request.raw_input_contents.append(payload)
-        cases.append(request)
-    codes = set()
-    for request in cases:
-        with pytest.raises(grpc.RpcError) as error:
-            stub.ModelInfer(request, timeout=30)
-        codes.add(error.value.code())
-    assert codes == {grpc.StatusCode.INVALID_ARGUMENT}
-    channel.close()
-    assert client.is_server_live()
-    assert client.infer("digits_resnet", [grpc_input(np.zeros((1, 1, 8, 8), np.float32))]).as_numpy("logits").shape \
-        == (1, 10)
 
 
 def test_http_and_grpc_report_the_same_statistics(served, client):

@@ -3,6 +3,7 @@ messages; bundles self-check on open and refuse tampered golden outputs or modif
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME
 from onebyone.runtime.bundle.tensors import BatchRange, TensorSpec, prepare_inputs
 from onebyone.runtime.core.errors import CheckFailed, UserError
+from onebyone.runtime.core.ort_session import intra_op_threads
 from onebyone.runtime.sessions.onnxruntime_backend import choose_providers
 from onebyone.runtime.sessions.self_check import SelfCheckFailed
 from tests.conftest import REPO
@@ -261,3 +263,28 @@ def test_one_module_builds_onnx_runtime_sessions():
     builders = sorted(str(p.relative_to(REPO)) for p in sources
                       if "InferenceSession(" in p.read_text() or "SessionOptions(" in p.read_text())
     assert builders == ["runtime/core/ort_session.py"]
+
+
+PINNED_SESSION = """
+import os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from onebyone.runtime.core.ort_session import ort_session
+print(ort_session(sys.argv[1], "all").get_session_options().intra_op_num_threads)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a Linux process allowed on two or more CPUs")
+def test_a_session_pinned_to_one_cpu_runs_one_thread(digits_copy):
+    """ORT sizes its thread pool by the machine's cores, not by the CPUs this process may use: pinned to one core
+    (taskset, a container's cpuset) it would run two threads on it and halve its speed. The helper sizes it by the
+    process's affinity."""
+    result = subprocess.run([sys.executable, "-c", PINNED_SESSION, str(digits_copy / "model.onnx")],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] == "1"
+
+
+def test_thread_count_follows_the_affinity_only_when_it_is_narrower():
+    assert intra_op_threads(allowed=1, total=2) == 1
+    assert intra_op_threads(allowed=3, total=8) == 3
+    assert intra_op_threads(allowed=8, total=8) is None  # ORT's own choice (physical cores) stands

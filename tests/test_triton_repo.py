@@ -104,3 +104,17 @@ def test_rewriting_a_model_replaces_its_directory(cli, tmp_path):
     assert cli("triton-repo", plan, "-o", tmp_path / "repo", "--max-batch", "8")[0] == 0
     assert files_under(tmp_path / "repo") == ["model/1/model.plan", "model/config.pbtxt"]
     assert parse(tmp_path / "repo" / "model" / "config.pbtxt").max_batch_size == 8
+
+
+def test_class_labels_become_triton_label_files(bundle_copy, cli, tmp_path):
+    """Triton's own classification reads labels from `label_filename` beside config.pbtxt: the repository gives
+    every classification output the bundle's labels, so Triton answers "value:index:label" as the thin server does."""
+    bundle = bundle_copy("digits_resnet")
+    repository = tmp_path / "model_repository"
+    assert cli("triton-repo", bundle, "-o", repository)[0] == 0
+    (output,) = parse(repository / "digits_resnet" / "config.pbtxt").output
+    assert output.label_filename == "labels.txt"
+    assert (repository / "digits_resnet" / "labels.txt").read_text().splitlines() == [str(d) for d in range(10)]
+    assert cli("triton-repo", bundle_copy("inception_block"), "-o", repository)[0] == 0
+    (features,) = parse(repository / "inception_block" / "config.pbtxt").output
+    assert features.label_filename == "" and not (repository / "inception_block" / "labels.txt").exists()

@@ -33,6 +33,7 @@ class ModelInfo:
     batch: int | None  # None: dynamic batch
     preprocess: dict[str, Any] | None
     task: str  # "classification" or "features"
+    labels: list[str] | None = None  # class names in class order (runtime/bundle/labels.py)
 
 
 @dataclasses.dataclass

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from rich.console import Console
 
 from onebyone.export.options import DEFAULT_OPSET, EXPORTERS, ExportOptions
 from onebyone.export.zoo import ZOO, parse_input_shape, resolve
+from onebyone.runtime.bundle.labels import read_labels
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import UserError
 
@@ -27,6 +29,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help=f"default {DEFAULT_OPSET}")
     parser.add_argument("--keep-batchnorm", action="store_true",
                         help="keep BatchNormalization nodes (as ONNX files from other tools have them)")
+    parser.add_argument("--labels", type=Path, metavar="FILE",
+                        help="class labels, one per line in class order (Triton's label file); served as "
+                             "value:index:label by classification requests")
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript", help="default torchscript")
     parser.set_defaults(run=run)
 
@@ -36,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
     spec = resolve(args.model, input_shape)
+    if args.labels is not None:
+        spec = dataclasses.replace(spec, labels=read_labels(args.labels))
     if args.weights is not None and not args.weights.is_file():
         raise UserError(f"weights file {args.weights} does not exist")
     output = args.output or Path("build") / spec.name

@@ -4,10 +4,16 @@
 float op, nothing is fused: the reference semantics), "basic" folds constants only (calibration), "extended" and
 "all" add ORT's fusions ("all" is how artifacts deploy). ORT's own log is kept to errors; a file ORT cannot load is
 a UserError naming it.
+
+Threads: ORT sizes its intra-op pool by the machine's physical cores, whatever CPUs the process may run on, so a
+process pinned to fewer (taskset, a container's cpuset, the serve bench's pinned layout) runs more threads than it
+has cores, and they take turns on it (on one core, about half the speed of one thread). The pool is sized by the
+process's CPU affinity where that is narrower.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,18 @@ from onebyone.runtime.core.errors import UserError
 
 LEVELS = ("none", "basic", "extended", "all")
 CPU = ("CPUExecutionProvider",)
+
+
+def intra_op_threads(allowed: int, total: int) -> int | None:
+    """The intra-op thread count for a process allowed on `allowed` of the machine's `total` CPUs; None leaves
+    ORT's default."""
+    return allowed if allowed < total else None
+
+
+def _affinity_threads() -> int | None:
+    if not hasattr(os, "sched_getaffinity"):  # macOS, Windows: no affinity to read
+        return None
+    return intra_op_threads(len(os.sched_getaffinity(0)), os.cpu_count() or 1)
 
 
 def ort_session(model: Path | bytes, optimization: str, *, providers: Sequence[str] = CPU,
@@ -30,6 +48,8 @@ def ort_session(model: Path | bytes, optimization: str, *, providers: Sequence[s
     options = ort.SessionOptions()
     options.graph_optimization_level = dict(zip(LEVELS, levels, strict=True))[optimization]
     options.log_severity_level = 3
+    if (threads := _affinity_threads()) is not None:
+        options.intra_op_num_threads = threads
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     if optimized_model_path is not None:

@@ -95,7 +95,7 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
 
 def encode_response(entry: ModelEntry, request: InferRequest, outputs: Tensors) -> pb.ModelInferResponse:
     response = pb.ModelInferResponse(model_name=entry.name, model_version=entry.version, id=request.id or "")
-    for name, array, datatype, _ in answered_outputs(request, outputs):
+    for name, array, datatype, _ in answered_outputs(request, outputs, entry.labels):
         response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
         response.raw_output_contents.append(binary_values(array))
     return response

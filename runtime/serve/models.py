@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from onebyone.runtime.bundle.labels import LABEL_FILENAME
 from onebyone.runtime.bundle.tensors import TensorSpec, batchable
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.serve.batcher import DynamicBatcher, Runner, Tensors
@@ -46,6 +47,11 @@ class ModelEntry:
     def ready(self) -> bool:
         return self.error is None
 
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The model's class labels (classification answers "value:index:label"), where it has them."""
+        return self.session.model.labels if self.session is not None else None
+
     def specs(self, specs: list[TensorSpec]) -> list[dict[str, Any]]:
         return [{"name": s.name, "datatype": datatype_of(s.dtype), "shape": list(s.shape)} for s in specs]
 
@@ -63,9 +69,12 @@ class ModelEntry:
             return [{"name": s.name, "data_type": f"TYPE_{datatype_of(s.dtype)}", "dims": list(s.shape[skip:])}
                     for s in specs]
 
+        outputs = tensors(session.outputs)
+        if self.labels is not None:  # as `onebyone triton-repo` writes it: Triton then answers with the same labels
+            outputs = [output | {"label_filename": LABEL_FILENAME} for output in outputs]
         config: dict[str, Any] = {"name": self.name, "platform": PLATFORMS[session.backend],
                                   "max_batch_size": self.max_batch_size, "input": tensors(session.inputs),
-                                  "output": tensors(session.outputs)}
+                                  "output": outputs}
         if max_delay_us is not None and self.max_batch_size:
             config["dynamic_batching"] = {"max_queue_delay_microseconds": max_delay_us}
         return config

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -197,13 +198,16 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
                         checked_timeout(parameters.get("timeout", 0)))
 
 
-def classify(name: str, scores: np.ndarray, class_count: int) -> np.ndarray:
+def classify(name: str, scores: np.ndarray, class_count: int, labels: Sequence[str] | None) -> np.ndarray:
     """Triton's classification extension: per row of N × classes scores, the top `class_count` as "value:index"
-    strings, best first (ties keep class order); values as the shortest text that reads back as the same float32."""
+    strings, or "value:index:label" when the model has one label per class; best first (ties keep class order);
+    values as the shortest text that reads back as the same float32."""
     if scores.ndim != 2:
         raise ProtocolError(f"output {name!r} has shape {list(scores.shape)}; classification needs N × classes")
+    named = labels is not None and len(labels) == scores.shape[1]
     top = top_k(scores, class_count)
-    return np.array([[f"{np.format_float_positional(row[c], unique=True, trim='-')}:{c}" for c in classes]
+    return np.array([[f"{np.format_float_positional(row[c], unique=True, trim='-')}:{c}"
+                      + (f":{labels[c]}" if named else "") for c in classes]
                      for row, classes in zip(scores, top, strict=True)], dtype=object)
 
 
@@ -225,25 +229,25 @@ def binary_values(array: np.ndarray) -> bytes:
     return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def answered_outputs(request: InferRequest, outputs: dict[str, np.ndarray]
+def answered_outputs(request: InferRequest, outputs: dict[str, np.ndarray], labels: Sequence[str] | None
                      ) -> list[tuple[str, np.ndarray, str, RequestedOutput]]:
     """(name, array, datatype, how it was asked for) of each output to answer with, in the order asked for;
-    classification outputs as their BYTES strings."""
+    classification outputs as their BYTES strings (with the model's class `labels`, where it has them)."""
     wanted = request.outputs or {name: RequestedOutput(request.binary_output) for name in outputs}
     answered = []
     for name, requested in wanted.items():
         array = np.ascontiguousarray(outputs[name])
         if requested.class_count:
-            array = classify(name, array, requested.class_count)
+            array = classify(name, array, requested.class_count, labels)
         answered.append((name, array, "BYTES" if array.dtype == object else datatype_of(array.dtype), requested))
     return answered
 
 
-def encode_infer_response(model: str, version: str, request: InferRequest,
-                          outputs: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
+def encode_infer_response(model: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray],
+                          labels: Sequence[str] | None) -> tuple[bytes, int | None]:
     """The response body and, when any output is binary, the JSON header's length (for HEADER_LENGTH)."""
     tensors, chunks = [], []
-    for name, array, datatype, requested in answered_outputs(request, outputs):
+    for name, array, datatype, requested in answered_outputs(request, outputs, labels):
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if requested.binary:
             raw = binary_values(array)

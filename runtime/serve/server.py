@@ -263,7 +263,8 @@ async def infer(request: web.Request) -> web.Response:
     body = await request.read()
     content, header_length = await answer(
         entry, received, lambda: _parsed(request.app, body, request.headers.get(HEADER_LENGTH)),
-        lambda parsed, outputs: encode_infer_response(entry.name, entry.version, parsed, outputs))
+        lambda parsed, outputs: encode_infer_response(entry.name, entry.version, parsed, outputs,
+                                                                 entry.labels))
     if header_length is None:
         return web.Response(body=content, content_type="application/json")
     return web.Response(body=content, content_type="application/octet-stream",

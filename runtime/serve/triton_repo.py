@@ -14,12 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from onebyone.runtime.bundle.labels import LABEL_FILENAME, label_file_text
 from onebyone.runtime.bundle.plan import read_plan_info
 from onebyone.runtime.bundle.tensors import TensorSpec, batchable, spec_from_record
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import ensure_writable_dir
 from onebyone.runtime.serve.protocol import datatype_of
-from onebyone.runtime.sessions.locate import Target
+from onebyone.runtime.sessions.locate import ModelDescription, Target, describe_from_manifest, describe_from_metadata
 
 ACCELERATOR_PRECISIONS = ("fp32", "fp16")
 
@@ -33,24 +34,35 @@ class RepoOptions:
     trt_accelerator: str | None = None  # onnxruntime on GPU: TensorRT EP with this precision_mode
 
 
-def _specs(target: Target) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def _described(target: Target) -> tuple[list[TensorSpec], list[TensorSpec], ModelDescription]:
+    """The file's inputs and outputs, and what is known of the model (its class labels): from the bundle's manifest,
+    else from the metadata `export` wrote into the ONNX file (which `build` copies into plan.json)."""
     from onebyone.runtime.bundle.onnx_file import io_specs, load_model
 
     if target.kind == "plan":
-        io = read_plan_info(target.path).io
-        return [spec_from_record(r) for r in io["inputs"]], [spec_from_record(r) for r in io["outputs"]]
-    return io_specs(load_model(target.path))
+        info = read_plan_info(target.path)
+        inputs = [spec_from_record(r) for r in info.io["inputs"]]
+        outputs = [spec_from_record(r) for r in info.io["outputs"]]
+        metadata = info.metadata
+    else:
+        model = load_model(target.path)
+        (inputs, outputs), metadata = io_specs(model), dict(model.metadata_props)
+    description = (describe_from_manifest(target.manifest, target.record) if target.manifest is not None
+                   else describe_from_metadata(target.path.stem, metadata, None))
+    return inputs, outputs, description
 
 
-def _tensors(kind: str, specs: list[TensorSpec], skip: int) -> str:
+def _tensors(kind: str, specs: list[TensorSpec], skip: int, label_file: bool = False) -> str:
+    label = f'    label_filename: "{LABEL_FILENAME}"\n' if label_file else ""
     entries = [f'  {{\n    name: "{s.name}"\n    data_type: TYPE_{datatype_of(s.dtype)}\n'
-               f"    dims: [ {', '.join(str(d) for d in s.shape[skip:])} ]\n  }}" for s in specs]
+               f"    dims: [ {', '.join(str(d) for d in s.shape[skip:])} ]\n{label}  }}" for s in specs]
     return f"{kind} [\n" + ",\n".join(entries) + "\n]\n"
 
 
-def config_text(name: str, target: Target, options: RepoOptions) -> str:
-    """config.pbtxt (protobuf text format of Triton's ModelConfig) for one model."""
-    inputs, outputs = _specs(target)
+def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, tuple[str, ...] | None]:
+    """config.pbtxt (protobuf text format of Triton's ModelConfig) for one model, and the class labels its outputs'
+    label_filename names (None: the model has none)."""
+    inputs, outputs, description = _described(target)
     batching = batchable(inputs)
     backend = "tensorrt" if target.kind == "plan" else "onnxruntime"
     if backend == "tensorrt" and options.kind != "gpu":
@@ -59,7 +71,7 @@ def config_text(name: str, target: Target, options: RepoOptions) -> str:
         raise UserError("--trt-accelerator applies to ONNX models on GPU instances")
     skip = 1 if batching else 0
     text = (f'name: "{name}"\nbackend: "{backend}"\nmax_batch_size: {options.max_batch if batching else 0}\n'
-            + _tensors("input", inputs, skip) + _tensors("output", outputs, skip))
+            + _tensors("input", inputs, skip) + _tensors("output", outputs, skip, description.labels is not None))
     if batching and options.max_delay_us is not None:
         text += f"dynamic_batching {{\n  max_queue_delay_microseconds: {options.max_delay_us}\n}}\n"
     text += f"instance_group [\n  {{\n    count: {options.instances}\n    kind: KIND_{options.kind.upper()}\n  }}\n]\n"
@@ -68,14 +80,15 @@ def config_text(name: str, target: Target, options: RepoOptions) -> str:
                  '        name: "tensorrt"\n'
                  f'        parameters {{ key: "precision_mode" value: "{options.trt_accelerator.upper()}" }}\n'
                  "      }\n    ]\n  }\n}\n")
-    return text
+    return text, description.labels
 
 
 def write_model(repository: Path, name: str, target: Target, options: RepoOptions) -> Path:
-    """Write `repository/name/` (config.pbtxt, 1/model.onnx or 1/model.plan, external weights beside the ONNX)."""
+    """Write `repository/name/` (config.pbtxt, labels.txt where the model has class labels, 1/model.onnx or
+    1/model.plan, external weights beside the ONNX)."""
     from onebyone.runtime.bundle.onnx_file import external_data_files
 
-    config = config_text(name, target, options)
+    config, labels = config_text(name, target, options)
     ensure_writable_dir(repository)
     staged = Path(tempfile.mkdtemp(dir=repository, prefix=f".{name}-"))
     try:
@@ -85,6 +98,8 @@ def write_model(repository: Path, name: str, target: Target, options: RepoOption
         for data in external_data_files(target.path) if target.kind == "onnx" else []:
             shutil.copyfile(data, version / data.name)  # the ONNX refers to it by this name
         (staged / "config.pbtxt").write_text(config)
+        if labels is not None:
+            (staged / LABEL_FILENAME).write_text(label_file_text(labels))
         os.chmod(staged, 0o755)
         destination = repository / name
         if destination.exists():

@@ -28,6 +28,7 @@ class ModelDescription:
     task: str  # "classification", "features" or "unknown"
     preprocess: Preprocess | None
     precision: str | None  # fp32 / fp16 / int8 where known
+    labels: tuple[str, ...] | None = None  # class names in class order, where the model has them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,16 +133,23 @@ def describe_from_manifest(manifest: Manifest, record: ArtifactRecord | None) ->
     model = manifest.model
     return ModelDescription(name=model.name, task=model.task,
                             preprocess=Preprocess.from_dict(model.preprocess) if model.preprocess else None,
-                            precision=record.precision if record is not None else "fp32")
+                            precision=record.precision if record is not None else "fp32",
+                            labels=tuple(model.labels) if model.labels is not None else None)
 
 
 def describe_from_metadata(name: str, metadata: dict[str, str], precision: str | None) -> ModelDescription:
     """From the `onebyone.*` metadata `export` writes into the ONNX file (and `build` copies into plan.json)."""
-    preprocess = None
+    preprocess, labels = None, None
     if "onebyone.preprocess" in metadata:
         try:
             preprocess = Preprocess.from_dict(json.loads(metadata["onebyone.preprocess"]))
         except (ValueError, KeyError, TypeError):
             preprocess = None
+    if "onebyone.labels" in metadata:
+        try:
+            found = json.loads(metadata["onebyone.labels"])
+            labels = tuple(found) if isinstance(found, list) and all(isinstance(v, str) for v in found) else None
+        except ValueError:
+            labels = None
     return ModelDescription(name=metadata.get("onebyone.model", name), task=metadata.get("onebyone.task", "unknown"),
-                            preprocess=preprocess, precision=precision)
+                            preprocess=preprocess, precision=precision, labels=labels)

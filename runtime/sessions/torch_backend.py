@@ -36,7 +36,8 @@ class TorchSession(Session):
         probe = self._forward(torch.zeros((1, *spec.input_shape)))  # output ranks and sizes
         outputs = [TensorSpec(name, np.dtype(np.float32), (DYNAMIC, *value.shape[1:]))
                    for name, value in probe.items()]
-        description = ModelDescription(name=spec.name, task=spec.task, preprocess=spec.preprocess, precision="fp32")
+        description = ModelDescription(name=spec.name, task=spec.task, preprocess=spec.preprocess, precision="fp32",
+                                       labels=spec.labels)
         super().__init__(target, inputs, outputs, description, f"torch {torch.__version__} cpu")
 
     def _forward(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
