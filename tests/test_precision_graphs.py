@@ -181,3 +181,36 @@ def test_ort_flavour_lets_maxpool_run_on_uint8(rng, tmp_path):
     ort_session(tmp_path / "pool.onnx", "all", optimized_model_path=tmp_path / "optimized.onnx")
     ops = [node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node]
     assert ops.count("QuantizeLinear") == 1 and "MaxPool" not in ops and "NhwcMaxPool" in ops, ops
+
+
+def dead_activation(path, level: float, rng: np.random.Generator) -> np.ndarray:
+    """x → Conv(W = 0, b = level) → Relu → `dead` (= level everywhere) → Conv(W2, b2) → GAP → Flatten: downstream of a
+    tensor that is `level` on every sample, the float output is b2 (+ W2·level). Returns b2."""
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], name="conv1"),
+             helper.make_node("Relu", ["h"], ["dead"], name="relu"),
+             helper.make_node("Conv", ["dead", "w2", "b2"], ["y"], name="conv2"),
+             helper.make_node("GlobalAveragePool", ["y"], ["pooled"], name="gap"),
+             helper.make_node("Flatten", ["pooled"], ["out"], name="flatten")]
+    b2 = rng.normal(0, 1, 5)
+    ir.save(model(nodes, [tensor_input("x", ["N", 4, 8, 8])], ["out"],
+                  {"w1": np.zeros((8, 4, 1, 1)), "b1": np.full(8, level), "w2": rng.normal(0, 0.3, (5, 8, 1, 1)),
+                   "b2": b2}), path)
+    return b2.astype(np.float32)
+
+
+@pytest.mark.parametrize("level", [0.0, 1e-41, 1e-30], ids=["zero", "denormal", "tiny"])
+@pytest.mark.parametrize("flavour", ["trt", "ort"])
+def test_a_dead_activation_keeps_the_downstream_bias(tmp_path, cli, rng, flavour, level):
+    """An activation that is 0 on every calibration sample, or so small its scale would be denormal or tiny, gets a
+    usable scale and a warning naming it, and the bias after it survives: the `ort` flavour's INT32 bias
+    b / (s_x · s_w) once overflowed, and its fused outputs collapsed to 0."""
+    b2 = dead_activation(tmp_path / "dead.onnx", level, rng)
+    np.save(tmp_path / "calib.npy", rng.uniform(0, 1, (16, 4, 8, 8)).astype(np.float32))
+    code, out, err = cli("quantize", tmp_path / "dead.onnx", "--precision", "int8", "--calib", tmp_path / "calib.npy",
+                         "--flavour", flavour, "-o", tmp_path / f"dead.int8-{flavour}.onnx")
+    assert code == 0, err
+    assert "warning: tensor 'dead' has no usable calibrated range" in " ".join(out.split())
+    x = rng.uniform(0, 1, (3, 4, 8, 8)).astype(np.float32)
+    for level_name in ("none", "all"):  # the file's own Q/DQ math, and ORT's fused kernels
+        got = ort_session(tmp_path / f"dead.int8-{flavour}.onnx", level_name).run(None, {"x": x})[0]
+        np.testing.assert_allclose(got, np.broadcast_to(b2, got.shape), atol=0.02 * np.abs(b2).max())

@@ -8,3 +8,18 @@ WEIGHT_LEVELS = {"safe": 64, "full": 127}  # L of each weight range
 DEFAULT_WEIGHT_RANGE = "safe"  # for both flavours: docs/cpus.md says why
 INT8_MAX = 127  # symmetric S8: s = amax / INT8_MAX (TensorRT's scales, its calibration cache)
 UINT8_MAX = 255  # U8 activations of the `ort` flavour: s = (hi − lo) / UINT8_MAX
+INT32_MAX = 2**31 - 1  # the `ort` flavour's INT32 bias: |round(b / (s_x · s_w))| must fit
+ZERO_RANGE_SCALE = 1 / INT8_MAX  # a tensor 0 on every calibration sample: any scale represents it exactly
+MIN_SCALE = 2.0**-23  # float32's machine epsilon, PyTorch's observers' floor on scales. Smaller scales are
+# denormal or near it (kernels that flush denormals divide by 0) and overflow ORT's requantization multipliers
+# s_x·s_w/s_y and INT32 biases b/(s_x·s_w): a tensor whose range gives less gets MIN_SCALE, and a warning.
+
+
+def activation_scale_of(span: float, levels: int) -> tuple[float, str | None]:
+    """The scale for an activation whose calibrated range has width `span` on `levels` steps, and, when that is not
+    span / levels, why."""
+    if not span > 0:
+        return ZERO_RANGE_SCALE, f"0 on every calibration sample: scale {ZERO_RANGE_SCALE:.4g}"
+    if span / levels < MIN_SCALE:
+        return MIN_SCALE, f"calibrated range {span:.3g} gives a scale below {MIN_SCALE:.3g}: scale {MIN_SCALE:.3g}"
+    return span / levels, None

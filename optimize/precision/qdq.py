@@ -23,6 +23,10 @@ requires. The weight range sets L:
   math on every CPU. The same levels as ONNX Runtime's `reduce_range`.
 - `full`, L = 127: one more bit of weight resolution, for engines that accumulate in int32 (TensorRT on GPUs, VNNI
   and AMX CPUs); on other x86 CPUs the kernels may saturate.
+
+Degenerate ranges (both flavours): s = max(r / levels, MIN_SCALE), and s = 1/127 for r = 0 (flavours.py), each
+with a warning naming the tensor. `ort` also raises s_x to max_c |b_c| / (s_c · (2³¹−1)/2) where a reader's INT32
+bias b / (s_x · s_c) would not fit: ONNX Runtime fuses the node regardless and the wrapped bias zeroes its output.
 """
 
 from __future__ import annotations
@@ -33,7 +37,15 @@ import numpy as np
 import onnx_ir as ir
 
 from onebyone.optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
-from onebyone.optimize.precision.flavours import DEFAULT_WEIGHT_RANGE, FLAVOURS, INT8_MAX, UINT8_MAX, WEIGHT_LEVELS
+from onebyone.optimize.precision.flavours import (
+    DEFAULT_WEIGHT_RANGE,
+    FLAVOURS,
+    INT8_MAX,
+    INT32_MAX,
+    UINT8_MAX,
+    WEIGHT_LEVELS,
+    activation_scale_of,
+)
 from onebyone.runtime.bundle.onnx_file import weight_axis
 from onebyone.runtime.core.errors import UserError
 
@@ -57,6 +69,7 @@ class QuantizeReport:
     activations: int = 0  # tensors given a Q/DQ pair
     weights: int = 0  # weight initializers stored as INT8
     float_nodes: dict[str, str] = dataclasses.field(default_factory=dict)  # weighted node → why it stays float
+    degenerate: dict[str, str] = dataclasses.field(default_factory=dict)  # tensor → why it got the floor scale
 
 
 def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str],
@@ -73,12 +86,22 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
     report = QuantizeReport(float_nodes={name: "excluded by the user" for name in sorted(exclude)})
     sites = (_trt_sites if flavour == "trt" else _ort_sites)(graph, exclude)
     dequantized: dict[ir.Value, tuple[ir.Value, ir.Value]] = {}  # DQ output → its (scale, zero point)
+    floors = _bias_floors(graph, levels) if flavour == "ort" else {}
     for value in _in_order(graph, sites):
         if value.name not in ranges:
             raise UserError(f"the calibration has no range for tensor {value.name!r}: it was made for another "
                             "model; calibrate this one (--calib DATA)")
         shared = _shared_parameters(value, dequantized) if flavour == "ort" else None
-        scale, zero_point = shared or _activation_parameters(graph, value.name, ranges[value.name], flavour)
+        rng = ranges[value.name]
+        floor = floors.get(value, 0.0)
+        if shared is None:
+            own, note = scale_note(rng, flavour)
+            if floor > own:
+                note = (f"{note or f'its range gives scale {own:.3g}'}; raised to {floor:.3g} so the INT32 "
+                        "biases of its readers fit")
+            if note is not None:
+                report.degenerate[value.name] = note
+        scale, zero_point = shared or _activation_parameters(graph, value.name, rng, flavour, floor)
         dequantized[_insert_pair(graph, value, scale, zero_point, sites[value])] = (scale, zero_point)
         report.activations += 1
     for node in list(graph):
@@ -89,7 +112,10 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
             report.float_nodes[node.name] = "its input is not quantized"
             continue
         input_scale = input_parameters[0].const_value.numpy() if flavour == "ort" else None
-        report.weights += _quantize_weights(graph, node, input_scale, levels)
+        stored, kept_float = _quantize_weights(graph, node, input_scale, levels)
+        report.weights += stored
+        if kept_float is not None:
+            report.float_nodes[node.name] = kept_float
     return report
 
 
@@ -165,21 +191,50 @@ def _shared_parameters(value: ir.Value, dequantized: dict[ir.Value, tuple[ir.Val
     return dequantized.get(producer.inputs[0])
 
 
-def activation_scale(rng: TensorRange, flavour: str) -> tuple[np.float32, np.int8 | np.uint8]:
-    """(s, z) of one activation tensor in a flavour (see the module docstring). A tensor that was 0 on every
-    calibration sample gets s = 1/127 (any positive scale represents it exactly)."""
+def _ort_bounds(rng: TensorRange) -> tuple[float, float]:
+    return min(0.0, max(rng.minimum, -rng.amax)), max(0.0, min(rng.maximum, rng.amax))
+
+
+def scale_note(rng: TensorRange, flavour: str) -> tuple[float, str | None]:
+    """The activation's scale, and why it is not its range over the levels (0 on every sample, or too small:
+    optimize/precision/flavours.py)."""
     if flavour == "trt":
-        return np.float32(rng.amax / INT8_MAX if rng.amax > 0 else 1 / INT8_MAX), np.int8(0)
-    low = min(0.0, max(rng.minimum, -rng.amax))
-    high = max(0.0, min(rng.maximum, rng.amax))
-    if high <= low:
-        return np.float32(1 / INT8_MAX), np.uint8(0)
-    scale = np.float32((high - low) / UINT8_MAX)
+        return activation_scale_of(rng.amax, INT8_MAX)
+    low, high = _ort_bounds(rng)
+    return activation_scale_of(high - low, UINT8_MAX)
+
+
+def activation_scale(rng: TensorRange, flavour: str, floor: float = 0.0) -> tuple[np.float32, np.int8 | np.uint8]:
+    """(s, z) of one activation tensor in a flavour (see the module docstring); a range that is 0, or gives a scale
+    below MIN_SCALE, gets the floor scale (its calibrated values, ≈ 0, stay exact); `floor`: the least scale the
+    tensor's readers need (`_bias_floors`)."""
+    scale = np.float32(max(scale_note(rng, flavour)[0], floor))
+    if flavour == "trt":
+        return scale, np.int8(0)
+    low, _ = _ort_bounds(rng)
     return scale, np.uint8(np.clip(np.rint(-low / scale), 0, UINT8_MAX))
 
 
-def _activation_parameters(graph: ir.Graph, name: str, rng: TensorRange, flavour: str) -> tuple[ir.Value, ir.Value]:
-    scale, zero_point = activation_scale(rng, flavour)
+def _bias_floors(graph: ir.Graph, levels: int) -> dict[ir.Value, float]:
+    """`ort`: per activation, the least s_x for which the INT32 bias b / (s_x · s_w) of every weighted node reading
+    it stays within half the INT32 range (ONNX Runtime fuses such nodes even with a float bias, and an overflowing
+    bias wraps: the outputs collapse). Only a tensor of vanishing range needs it."""
+    floors: dict[ir.Value, float] = {}
+    for node in graph:
+        if node.op_type not in WEIGHTED - {"MatMul"} or node.domain != "" or len(node.inputs) < 3:
+            continue
+        weight, bias = constant(node.inputs[1]), constant(node.inputs[2])
+        if weight is None or weight.ndim < 2 or bias is None or bias.ndim != 1:
+            continue
+        _, scale = per_channel_weights(weight, weight_axis(node, weight.ndim), levels)
+        need = float(np.max(np.abs(bias.astype(np.float64)) / (scale.astype(np.float64) * (INT32_MAX // 2))))
+        floors[node.inputs[0]] = max(floors.get(node.inputs[0], 0.0), need)
+    return floors
+
+
+def _activation_parameters(graph: ir.Graph, name: str, rng: TensorRange, flavour: str, floor: float
+                           ) -> tuple[ir.Value, ir.Value]:
+    scale, zero_point = activation_scale(rng, flavour, floor)
     return (add_initializer(graph, f"{name}_scale", np.array(scale)),
             add_initializer(graph, f"{name}_zero_point", np.array(zero_point)))
 
@@ -217,24 +272,31 @@ def per_channel_weights(weight: np.ndarray, axis: int, levels: int) -> tuple[np.
     return quantized, scale
 
 
-def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | None, levels: int) -> int:
+def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | None, levels: int
+                      ) -> tuple[int, str | None]:
     """Store the node's constant weight as INT8, and with the scale of its quantized input (`ort`) its bias as INT32;
-    returns how many weights it stored."""
+    returns how many weights it stored, or (0, why) when the node must stay float: an INT32 bias b / (s_x · s_w) that
+    does not fit (ONNX Runtime would fuse the node anyway and wrap it)."""
     weight = constant(node.inputs[1])
     if weight is None or weight.dtype != np.float32 or weight.ndim < 2:
-        return 0
+        return 0, None
     axis = weight_axis(node, weight.ndim)
     values, scale = per_channel_weights(weight, axis, levels)
-    _dequantized_constant(graph, node, 1, values, scale, axis, "weight")
-    bias_index = 2
+    bias_index, int32_bias = 2, None
     if input_scale is not None and node.op_type != "MatMul" and len(node.inputs) > bias_index:
         bias = constant(node.inputs[bias_index])
         conv_bias = node.op_type != "Gemm" and bias is not None and bias.ndim == 1
         if conv_bias or _plain_gemm(node, bias):
             bias_scale = (input_scale * scale).astype(np.float32)
-            bias_values = np.rint(bias.astype(np.float64) / bias_scale).astype(np.int32)
-            _dequantized_constant(graph, node, bias_index, bias_values, bias_scale, 0, "bias")
-    return 1
+            steps = np.rint(bias.astype(np.float64) / bias_scale.astype(np.float64))
+            if np.abs(steps).max(initial=0) > INT32_MAX:
+                return 0, (f"its INT32 bias b / (s_x · s_w) would reach {np.abs(steps).max():.3g} (s_x = "
+                           f"{input_scale:.3g}), beyond INT32")
+            int32_bias = (steps.astype(np.int32), bias_scale)
+    _dequantized_constant(graph, node, 1, values, scale, axis, "weight")
+    if int32_bias is not None:
+        _dequantized_constant(graph, node, bias_index, *int32_bias, 0, "bias")
+    return 1, None
 
 
 def _plain_gemm(node: ir.Node, bias: np.ndarray | None) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from onebyone.optimize.precision.flavours import INT8_MAX
+from onebyone.optimize.precision.flavours import INT8_MAX, activation_scale_of
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
 
@@ -32,9 +32,10 @@ def scale_hex(scale: float) -> str:
 
 
 def cache_text(ranges: dict[str, float], trt_version: str) -> str:
-    """The cache for per-tensor amax values; tensors with amax 0 (never nonzero on the data) are left out."""
+    """The cache for per-tensor amax values, with the scales the `trt` flavour's Q/DQ file has (a range that is 0
+    or too small gets the floor scale: optimize/precision/flavours.py)."""
     lines = [f"TRT-{version_number(trt_version)}-EntropyCalibration2"]
-    lines += [f"{name}: {scale_hex(amax / INT8_MAX)}" for name, amax in ranges.items() if amax > 0]
+    lines += [f"{name}: {scale_hex(activation_scale_of(amax, INT8_MAX)[0])}" for name, amax in ranges.items()]
     return "\n".join(lines) + "\n"
 
 

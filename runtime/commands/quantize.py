@@ -233,6 +233,8 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
                  f"{len(report.float_nodes)} weighted nodes left float")
     for name, reason in report.float_nodes.items():
         stdout.print(f"  float {name}: {reason}")
+    for name, note in report.degenerate.items():
+        stdout.print(f"[bold yellow]warning:[/] tensor {name!r} has no usable calibrated range, {note}")
     prone = overflow_prone(model)  # none with safe weights, by construction (optimize/precision/qdq.py)
     if prone:
         stdout.print(f"  {len(prone)} weight tensors can overflow the int8 dot products of x86 CPUs without VNNI "
@@ -245,4 +247,5 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
     return {"flavour": args.flavour, "method": args.method, "weight_range": args.weight_range, "weight_levels": levels,
             "overflow_prone_tensors": len(prone),
             "percentile": args.percentile if args.method == "percentile" else None,
-            "float_nodes": report.float_nodes} | ({"fallback": fallback} if fallback else {})
+            "float_nodes": report.float_nodes,
+            "degenerate_ranges": report.degenerate} | ({"fallback": fallback} if fallback else {})
