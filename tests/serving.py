@@ -37,6 +37,10 @@ class BackgroundServer:
         self._loop.run_forever()
         self._loop.run_until_complete(asyncio.gather(self._runner.cleanup(), grpc.stop(5)))
         self._loop.run_until_complete(close_models(self._app))
+        pending = asyncio.all_tasks(self._loop)  # handlers of kept-alive connections: cancelled, not abandoned
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.close()
 
     def __enter__(self) -> BackgroundServer:

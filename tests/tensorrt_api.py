@@ -13,7 +13,8 @@ statement by statement:
   assignments carry those types to names and to `self.<attribute>` across a class's methods;
 - every attribute looked up on a TensorRT module, class, instance or enum member must exist; every call must fit
   one of the pybind overloads (positional count, keyword names); every property assigned must be settable;
-- a name inside `if hasattr(X, "name"):` or read with `getattr(X, "name", default)` is guarded, not required.
+- a name inside `if hasattr(X, "name"):` or read with `getattr(X, "name", default)` is guarded, not required;
+- a call of a function of the same file with TensorRT-typed arguments checks its body again with those types.
 
 The JSON lists what was checked ("Class.name") and every problem found ("file:line: ...").
 """
@@ -106,6 +107,8 @@ class Checker:
         self.path = path
         self.checked: set[str] = set()
         self.problems: list[str] = []
+        self.functions: dict[str, ast.FunctionDef] = {}
+        self.typed_calls: set[tuple] = set()
 
     def _problem(self, node: ast.AST, message: str) -> None:
         self.problems.append(f"{self.path.name}:{node.lineno}: {message}")
@@ -113,6 +116,7 @@ class Checker:
     # --- statements --------------------------------------------------------------------------------------------
 
     def module(self, tree: ast.Module) -> None:
+        self.functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
         for node in tree.body:
             if isinstance(node, ast.FunctionDef):
                 self.function(node, {}, None)
@@ -122,10 +126,11 @@ class Checker:
                     if isinstance(item, ast.FunctionDef):
                         self.function(item, {}, attributes)
 
-    def function(self, node: ast.FunctionDef, outer: dict[str, Any], attributes: dict[str, Any] | None) -> None:
+    def function(self, node: ast.FunctionDef, outer: dict[str, Any], attributes: dict[str, Any] | None,
+                 arguments: dict[str, Any] | None = None) -> None:
         env = dict(outer)
         for argument in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
-            env[argument.arg] = trt if argument.arg == "trt" else UNKNOWN
+            env[argument.arg] = trt if argument.arg == "trt" else (arguments or {}).get(argument.arg, UNKNOWN)
         self.block(node.body, env, attributes, frozenset())
 
     def block(self, statements: list[ast.stmt], env: dict[str, Any], attributes: dict[str, Any] | None,
@@ -251,10 +256,19 @@ class Checker:
 
     def call(self, node: ast.Call, env: dict[str, Any], attributes: dict[str, Any] | None,
              guards: frozenset[tuple[str, str]]) -> Any:
-        for argument in [*node.args, *(k.value for k in node.keywords)]:
-            self.expr(argument, env, attributes, guards)
+        values = [self.expr(argument, env, attributes, guards) for argument in node.args]
+        for keyword in node.keywords:
+            self.expr(keyword.value, env, attributes, guards)
         if isinstance(node.func, ast.Name) and node.func.id == "import_tensorrt":
             return trt
+        local = self.functions.get(node.func.id) if isinstance(node.func, ast.Name) else None
+        if local is not None and any(isinstance(v, Instance) for v in values):
+            names = [a.arg for a in [*local.args.posonlyargs, *local.args.args]]
+            typed = {name: value for name, value in zip(names, values, strict=False) if isinstance(value, Instance)}
+            key = (local.name, tuple(sorted((k, v.cls.__name__) for k, v in typed.items())))
+            if key not in self.typed_calls:  # each typing once (and no endless recursion)
+                self.typed_calls.add(key)
+                self.function(local, {}, None, typed)
         if isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) == 3:
             owner = self.expr(node.args[0], env, attributes, guards)
             if isinstance(node.args[1], ast.Constant):  # getattr with a default: guarded

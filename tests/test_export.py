@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -153,6 +154,10 @@ def test_class_labels_travel_in_the_manifest_and_the_onnx_metadata(exported, cli
     assert read_manifest(tmp_path / "named").model.labels == names
     metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "named" / "model.onnx")).metadata_props}
     assert json.loads(metadata["onebyone.labels"]) == names
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 8), np.float32))
+    code, out, err = cli("infer", tmp_path / "named" / "model.onnx", "--input", tmp_path / "x.npy", "--top-k", "2")
+    assert code == 0, err
+    assert re.search(r"1\. class (\d) \(digit \1\) ", out), out  # infer names the classes too
 
 
 @pytest.mark.parametrize(("model", "lines", "message"), [

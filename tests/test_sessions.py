@@ -202,7 +202,7 @@ import sys
 attempts = []
 class Recorder:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorrt", "pycuda"):
+        if name.split(".")[0] in ("tensorrt", "pycuda") or name.startswith("cuda.bindings"):
             attempts.append(name)
         return None
 sys.meta_path.insert(0, Recorder())
@@ -210,15 +210,15 @@ sys.meta_path.insert(0, Recorder())
 
 
 def imports_attempted(code: str) -> list[str]:
-    """The tensorrt/pycuda imports `code` attempts, recorded by a meta-path finder (so an attempt counts even where
-    the package is not installed and the import fails)."""
+    """The tensorrt/pycuda/cuda-python imports `code` attempts, recorded by a meta-path finder (so an attempt counts
+    even where the package is not installed and the import fails)."""
     done = subprocess.run([sys.executable, "-c", IMPORT_RECORDER + code + "\nprint('attempts', *attempts)"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1].split()[1:]
 
 
-def test_runtime_imports_neither_tensorrt_nor_pycuda(digits_copy):
+def test_runtime_imports_no_tensorrt_nor_cuda_package(digits_copy):
     code = ("import numpy, onebyone, onebyone.runtime.bundle.plan, onebyone.runtime.sessions.tensorrt_backend\n"
             "import onebyone.runtime.sessions.tensorrt_build\n"
             f"s = onebyone.open({str(digits_copy / 'model.onnx')!r})\n"
@@ -233,13 +233,14 @@ def test_the_import_recorder_sees_an_attempt_that_fails():
     assert imports_attempted(code)[:1] == ["tensorrt"]
 
 
-def test_exactly_one_module_imports_tensorrt_and_one_pycuda():
+def test_exactly_one_module_imports_tensorrt_and_one_the_cuda_drivers():
     sources = [p for folder in ("export", "optimize", "runtime") for p in (REPO / folder).rglob("*.py")]
     importers = {name: sorted(str(p.relative_to(REPO)) for p in sources
                               if f"import {name}" in p.read_text() or f"from {name}" in p.read_text())
-                 for name in ("tensorrt", "pycuda")}
+                 for name in ("tensorrt", "pycuda", "cuda.bindings")}
     assert importers == {"tensorrt": ["runtime/sessions/tensorrt_backend.py"],
-                         "pycuda": ["runtime/sessions/cuda_memory.py"]}
+                         "pycuda": ["runtime/sessions/cuda_memory.py"],
+                         "cuda.bindings": ["runtime/sessions/cuda_memory.py"]}
 
 
 def test_a_factory_with_weights_is_a_torch_session(tmp_path, rng):

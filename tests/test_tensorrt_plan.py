@@ -150,7 +150,7 @@ def test_build_without_gpu_exits_2_with_what_is_needed_and_writes_nothing(export
     before = files_under(tmp_path)
     code, _, err = cli("build", bundle / "model.onnx", "--max-batch", "16")
     assert code == 2 and "Traceback" not in err
-    assert "TensorRT engines need an NVIDIA GPU with its driver, TensorRT and pycuda: pip install " \
+    assert "TensorRT engines need an NVIDIA GPU with its driver, TensorRT and cuda-python (or pycuda): pip install " \
            "'onebyone[tensorrt]'" in " ".join(err.split())
     assert files_under(tmp_path) == before
 
@@ -193,3 +193,43 @@ def test_plan_precision_is_read_from_the_graph(exported, cli, tmp_path):
     found = {path.stem: graph_precision(load_model(path))
              for path in (source, tmp_path / "fp16.onnx", tmp_path / "int8.onnx")}
     assert found == {source.stem: "fp32", "fp16": "fp16", "int8": "int8"}
+
+
+ENGINE_INFORMATION = {  # IEngineInspector's JSON for a detailed-profiling engine (the shape TensorRT documents)
+    "Layers": [
+        {"Name": "input_quantize", "LayerType": "Scale", "Inputs": [{"Name": "input", "Format/Datatype": "Row major "
+         "linear FP32"}], "Outputs": [{"Name": "q", "Format/Datatype": "Channel major INT8 format where channel % 32 "
+                                        "== 0"}], "TacticValue": "0x0000000000000000"},
+        {"Name": "conv1 + relu1", "LayerType": "CaskConvolution",
+         "Inputs": [{"Name": "q", "Format/Datatype": "Channel major INT8 format where channel % 32 == 0"}],
+         "Outputs": [{"Name": "h", "Format/Datatype": "Channel major INT8 format where channel % 32 == 0"}],
+         "TacticName": "sm90_xmma_fprop_implicit_gemm_interleaved_i8i8_i8i32_f32"},
+        {"Name": "fc", "LayerType": "CaskGemm", "Inputs": [{"Name": "h", "Format/Datatype": "Row major linear Half"}],
+         "Outputs": [{"Name": "logits", "Format/Datatype": "Row major linear FP32"}], "TacticName": "gemm_f16"},
+    ],
+    "Bindings": ["input", "logits"],
+}
+
+
+def test_engine_layers_are_read_with_their_precisions():
+    from onebyone.runtime.sessions.tensorrt_backend import describe_layers
+
+    assert describe_layers(ENGINE_INFORMATION) == [
+        {"name": "input_quantize", "type": "Scale", "inputs": ["fp32"], "outputs": ["int8"],
+         "tactic": "0x0000000000000000"},
+        {"name": "conv1 + relu1", "type": "CaskConvolution", "inputs": ["int8"], "outputs": ["int8"],
+         "tactic": "sm90_xmma_fprop_implicit_gemm_interleaved_i8i8_i8i32_f32"},
+        {"name": "fc", "type": "CaskGemm", "inputs": ["fp16"], "outputs": ["fp32"], "tactic": "gemm_f16"}]
+    assert describe_layers({"Layers": ["conv1 + relu1"]})[0]["name"] == "conv1 + relu1"  # names-only profiling
+
+
+@pytest.mark.parametrize(("name", "message"), [("model.onnx", "is not a TensorRT plan"),
+                                                ("model.plan", "TensorRT engines need an NVIDIA GPU")])
+def test_inspect_errors_exit_2(cli, tmp_path, name, message):
+    if name.endswith(".plan") and HAS_TENSORRT:
+        pytest.skip("TensorRT is installed: the no-GPU message does not apply")
+    from tests.test_triton_repo import write_plan
+
+    target = write_plan(tmp_path) if name.endswith(".plan") else tmp_path / name
+    code, _, err = cli("inspect", target)
+    assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err

@@ -2,7 +2,8 @@
 
 Images are preprocessed as the model's metadata says (resize, centre crop, normalise) and stacked into one batch;
 `.npy` files hold model-ready arrays (C,H,W or N,C,H,W). Classifiers print the top-k classes per input with softmax
-probabilities; `-o` saves the raw outputs (.npy for one output, .npz keyed by name for several).
+probabilities (and the class labels the bundle carries); `-o` saves the raw outputs (.npy for one output, .npz
+keyed by name for several).
 """
 
 from __future__ import annotations
@@ -117,7 +118,13 @@ def run(args: argparse.Namespace) -> int:
         stdout.print(f"outputs {', '.join(f'{k} {list(v.shape)}' for k, v in outputs.items())} → {args.output}")
     if session.model.task == "classification":
         scores = next(iter(outputs.values()))
+        names = session.model.labels if session.model.labels and len(session.model.labels) == scores.shape[-1] \
+            else None
+
+        def shown(c: int) -> str:  # the class, and its label where the model has one that says more
+            return f"class {c}" + (f" ({names[c]})" if names is not None and names[c] != str(c) else "")
+
         for label, best in zip(labels, top_classes(scores, min(args.top_k, scores.shape[-1])), strict=True):
-            ranked = "  ".join(f"{rank}. class {c} {p:.4f}" for rank, (c, p) in enumerate(best, start=1))
+            ranked = "  ".join(f"{rank}. {shown(c)} {p:.4f}" for rank, (c, p) in enumerate(best, start=1))
             stdout.print(f"{label}: {ranked}")
     return 0

@@ -17,7 +17,7 @@ from importlib import import_module
 from rich.console import Console
 from rich.markup import escape
 
-from onebyone.runtime.core.errors import CheckFailed, Int8OverflowWarning, UserError
+from onebyone.runtime.core.errors import CheckFailed, OnebyoneWarning, UserError
 from onebyone.runtime.core.version import __version__
 
 stderr = Console(stderr=True, highlight=False)
@@ -28,6 +28,7 @@ STAGES: dict[str, tuple[str, str]] = {  # stage → (module under onebyone.runti
     "optimize": ("optimize", "fold BatchNorm and fuse 1x1 convs, each rewrite verifiable"),
     "quantize": ("quantize", "FP16 or calibrated INT8 (Q/DQ) ONNX, checked against torch"),
     "build": ("build", "build a TensorRT engine (.plan) from an ONNX file (NVIDIA GPU + TensorRT)"),
+    "inspect": ("inspect", "per-layer type, precision and tactic of a TensorRT plan (NVIDIA GPU + TensorRT)"),
     "verify": ("verify", "check a bundle's ONNX artifacts and TensorRT plans against its golden torch outputs"),
     "infer": ("infer", "run an artifact on images or .npy inputs; classifiers print top-k"),
     "parity": ("parity", "compare artifacts with the torch reference: metrics, per-layer localisation, pass/fail "
@@ -59,7 +60,7 @@ def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
     and hands the others to `show`."""
 
     def shown(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
-        if issubclass(category, Int8OverflowWarning):
+        if issubclass(category, OnebyoneWarning):
             stderr.print(f"[bold yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
         else:
             show(message, category, *args, **kwargs)

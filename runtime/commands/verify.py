@@ -83,8 +83,11 @@ def tensorrt_missing() -> str | None:
     """Why TensorRT plans cannot be checked on this machine, or None when they can."""
     from importlib.util import find_spec
 
-    if find_spec("tensorrt") is None or find_spec("pycuda") is None:
-        return "checking a TensorRT plan needs an NVIDIA GPU, TensorRT and pycuda (pip install 'onebyone[tensorrt]')"
+    from onebyone.runtime.sessions.cuda_memory import driver_installed
+
+    if find_spec("tensorrt") is None or not driver_installed():
+        return ("checking a TensorRT plan needs an NVIDIA GPU, TensorRT and cuda-python or pycuda "
+                "(pip install 'onebyone[tensorrt]')")
     return None
 
 

@@ -18,5 +18,9 @@ class CheckFailed(Exception):
     """A check failed; the message names the artifact, what was measured and the bound. The CLI exits 1."""
 
 
-class Int8OverflowWarning(UserWarning):
+class OnebyoneWarning(UserWarning):
+    """Something the user should know that does not stop the work; the CLI prints it as one `warning:` line."""
+
+
+class Int8OverflowWarning(OnebyoneWarning):
     """A file with INT8 weights that can overflow this CPU's int8 dot products was opened to run on it."""

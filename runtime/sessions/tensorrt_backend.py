@@ -7,6 +7,8 @@ API as in NVIDIA's TensorRT Python samples and the 10.x → 11.x migration guide
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.cuda_memory import NEEDS_GPU, CudaDevice
 from onebyone.runtime.sessions.locate import Target, describe_from_manifest, describe_from_metadata
 
+TENSORRT_ALIGNMENT = 256  # bytes: TensorRT requires tensor addresses aligned to this
+
 
 def import_tensorrt() -> Any:
     try:
@@ -31,6 +35,37 @@ def import_tensorrt() -> Any:
     except ImportError:
         raise UserError(f"{NEEDS_GPU} (the tensorrt package is not installed)") from None
     return tensorrt
+
+
+PRECISIONS = (("int8", "int8"), ("fp8", "fp8"), ("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"),
+              ("int32", "int32"), ("int64", "int64"), ("bool", "bool"), ("fp32", "fp32"), ("float", "fp32"))
+
+
+def _precision(tensor: dict[str, Any]) -> str:
+    """The datatype named in an engine inspector tensor's "Format/Datatype" ("Row major linear INT8 format", ...)."""
+    text = str(tensor.get("Format/Datatype", "")).lower()
+    return next((name for token, name in PRECISIONS if token in text), "?")
+
+
+def describe_layers(information: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per layer of TensorRT's engine information (IEngineInspector, JSON): name, type, the precisions of its inputs
+    and outputs, and the tactic. An engine built without detailed profiling lists names only."""
+    rows = []
+    for layer in information.get("Layers", []):
+        if not isinstance(layer, dict):
+            rows.append({"name": str(layer), "type": "?", "inputs": [], "outputs": [], "tactic": None})
+            continue
+        rows.append({"name": layer.get("Name", "?"), "type": layer.get("LayerType", "?"),
+                     "inputs": [_precision(t) for t in layer.get("Inputs", [])],
+                     "outputs": [_precision(t) for t in layer.get("Outputs", [])],
+                     "tactic": layer.get("TacticName") or layer.get("TacticValue")})
+    return rows
+
+
+@functools.cache
+def logger(trt: Any) -> Any:
+    """One TensorRT logger for the process (TensorRT warns when builders and runtimes bring their own)."""
+    return trt.Logger(trt.Logger.WARNING)
 
 
 class TensorRTSession(Session):
@@ -59,7 +94,8 @@ class TensorRTSession(Session):
         super().__init__(target, self._inputs, self._outputs, description, device, self._batch_range)
 
     def _open_engine(self, trt: Any, plan: Path) -> None:
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._trt = trt
+        self._runtime = trt.Runtime(logger(trt))
         self._engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
         if self._engine is None:
             raise UserError(f"TensorRT cannot deserialize {plan} (corrupted, or built by another TensorRT); "
@@ -79,9 +115,13 @@ class TensorRTSession(Session):
             minimum, _, maximum = (tuple(s) for s in self._engine.get_tensor_profile_shape(spec.name, 0))
             low, high = max(low, minimum[0]), maximum[0] if high is None else min(high, maximum[0])
             max_shapes[spec.name] = maximum
-            self._context.set_input_shape(spec.name, maximum)
+            self._set_input_shape(spec.name, maximum)
         for spec in self._outputs:
             max_shapes[spec.name] = tuple(self._context.get_tensor_shape(spec.name))
+            if any(d < 0 for d in max_shapes[spec.name]):
+                raise UserError(f"{plan}: output {spec.name!r} has a data-dependent shape "
+                                f"{list(max_shapes[spec.name])}; onebyone runs engines whose output shapes follow "
+                                "from the input shapes")
         self._batch_range = BatchRange(low, high, " (the engine's optimization profile); rebuild with "
                                                   "`onebyone build --min-batch/--max-batch` for others")
         self._stream = self._device.stream()
@@ -93,21 +133,39 @@ class TensorRTSession(Session):
                                                                                       spec.dtype))
             self._host_buffers[spec.name] = self._device.host_buffer(count, spec.dtype)
 
-    def _bind_input(self, name: str, value: Any) -> None:
-        self._context.set_input_shape(name, tuple(value.shape))
-        if is_torch_tensor(value) and value.is_cuda and (value.device.index or 0) == self._device.ordinal:
-            import torch
+    def layers(self) -> list[dict[str, Any]]:
+        """The engine's layers as TensorRT's engine inspector reports them (describe_layers)."""
+        with self._device.active():
+            inspector = self._engine.create_engine_inspector()
+            inspector.execution_context = self._context
+            text = inspector.get_engine_information(self._trt.LayerInformationFormat.JSON)
+        return describe_layers(json.loads(text))
 
+    def _set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        if not self._context.set_input_shape(name, shape):
+            raise UserError(f"TensorRT refused shape {list(shape)} for input {name!r} of {self.target.label}; "
+                            "rebuild with `onebyone build --min-batch/--max-batch` to cover it")
+
+    def _set_address(self, name: str, address: int) -> None:
+        if not self._context.set_tensor_address(name, address):
+            raise RuntimeError(f"TensorRT refused the address of tensor {name!r} of {self.target.label}")
+
+    def _bind_input(self, name: str, value: Any) -> None:
+        self._set_input_shape(name, tuple(value.shape))
+        if is_torch_tensor(value) and value.is_cuda and (value.device.index or 0) == self._device.ordinal:
             value = value.contiguous()
-            torch.cuda.current_stream(value.device).synchronize()  # the producer's work must be done
-            self._keep_alive.append(value)
-            self._context.set_tensor_address(name, value.data_ptr())
-            return
+            if value.data_ptr() % TENSORRT_ALIGNMENT == 0:  # else (a slice) it goes through the copy below
+                import torch
+
+                torch.cuda.current_stream(value.device).synchronize()  # the producer's work must be done
+                self._keep_alive.append(value)
+                self._set_address(name, value.data_ptr())
+                return
         host = np.ascontiguousarray(value.detach().cpu().numpy() if is_torch_tensor(value) else value).ravel()
         staging = self._host_buffers[name][:host.size]
         staging[...] = host
         self._device.upload(self._device_buffers[name], staging, self._stream)
-        self._context.set_tensor_address(name, self._device_buffers[name])
+        self._set_address(name, self._device_buffers[name])
 
     def _run(self, feeds: dict[str, Any], output_names: list[str]) -> dict[str, np.ndarray]:
         self._keep_alive: list[Any] = []
@@ -115,7 +173,7 @@ class TensorRTSession(Session):
             for name, value in feeds.items():
                 self._bind_input(name, value)
             for spec in self._outputs:
-                self._context.set_tensor_address(spec.name, self._device_buffers[spec.name])
+                self._set_address(spec.name, self._device_buffers[spec.name])
             if not self._context.execute_async_v3(self._stream.handle):
                 raise RuntimeError(f"TensorRT failed to enqueue {self.target.label}")
             shapes = {name: tuple(self._context.get_tensor_shape(name)) for name in output_names}
@@ -133,5 +191,7 @@ class TensorRTSession(Session):
             self._context = None
             self._engine = None
             self._runtime = None
+        self._host_buffers = {}  # views of page-locked memory the device frees now
+        self._device_buffers = {}
         self._device.close()
 

@@ -9,20 +9,35 @@ API as in NVIDIA's TensorRT Python samples and the 10.x → 11.x migration guide
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from onebyone.runtime.bundle.plan import BuildOptions, Profile
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import OnebyoneWarning, UserError
 from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.core.progress import progress
 from onebyone.runtime.sessions.cuda_memory import CudaDevice
-from onebyone.runtime.sessions.tensorrt_backend import import_tensorrt
+from onebyone.runtime.sessions.tensorrt_backend import import_tensorrt, logger
 
 
 def _strongly_typed_flags(trt: Any) -> int:
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
     return 0 if flag is None else 1 << int(flag)
+
+
+def _use_timing_cache(config: Any, cache_bytes: bytes, cache_path: Path | None) -> None:
+    """The timing cache from `cache_bytes`, or a fresh one where TensorRT cannot read or use them (corrupt, another
+    file, made on another GPU or TensorRT); the file is then rewritten after the build."""
+    try:
+        cache = config.create_timing_cache(cache_bytes)
+    except Exception:  # TensorRT's bindings raise their own error types for unreadable caches
+        cache = None
+    if cache is None or not config.set_timing_cache(cache, False):
+        if cache_bytes:
+            warnings.warn(f"TensorRT cannot use the timing cache {cache_path} (corrupt, or made for another GPU or "
+                          "TensorRT); building with a new one, written there afterwards", OnebyoneWarning, stacklevel=2)
+        config.set_timing_cache(config.create_timing_cache(b""), False)
 
 
 def build_plan(onnx_path: Path, staged_plan: Path, profiles: dict[str, Profile],
@@ -33,10 +48,9 @@ def build_plan(onnx_path: Path, staged_plan: Path, profiles: dict[str, Profile],
     device = CudaDevice()
     try:
         with device.active():
-            logger = trt.Logger(trt.Logger.WARNING)
-            builder = trt.Builder(logger)
+            builder = trt.Builder(logger(trt))
             network = builder.create_network(_strongly_typed_flags(trt))
-            parser = trt.OnnxParser(network, logger)
+            parser = trt.OnnxParser(network, logger(trt))
             if not parser.parse_from_file(str(onnx_path)):  # from the file: external weights keep working
                 errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
                 raise UserError(f"TensorRT cannot parse {onnx_path}:\n  {errors}")
@@ -44,13 +58,12 @@ def build_plan(onnx_path: Path, staged_plan: Path, profiles: dict[str, Profile],
             if options.workspace_mib is not None:
                 config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
             config.builder_optimization_level = options.opt_level
+            config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precision for `onebyone inspect`
             if hasattr(trt.BuilderFlag, "TF32"):
                 config.clear_flag(trt.BuilderFlag.TF32)
             cache_path = options.timing_cache
             cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
-            cache = config.create_timing_cache(cache_bytes)
-            if not config.set_timing_cache(cache, False):
-                config.set_timing_cache(config.create_timing_cache(b""), False)  # made on another GPU/version
+            _use_timing_cache(config, cache_bytes, cache_path)
             profile = builder.create_optimization_profile()
             for name, (low, opt, high) in profiles.items():
                 profile.set_shape(name, low, opt, high)

@@ -2,7 +2,8 @@
 plan checked against the golden torch outputs and against ONNX Runtime (CPU) on fresh inputs, the profile's batch
 limits, the refusal of a plan from another TensorRT, zero-copy torch CUDA inputs, and engine timing side by side.
 
-Skipped, with the reason, on machines without an NVIDIA GPU, TensorRT and pycuda (`pip install 'onebyone[tensorrt]'`).
+Skipped, with the reason, on machines without an NVIDIA GPU, TensorRT and cuda-python or pycuda
+(`pip install 'onebyone[tensorrt]'`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from onebyone.runtime.bundle.plan import plan_info_path
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.commands.bench import bench
 from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.sessions.cuda_memory import driver_installed
 from onebyone.runtime.sessions.onnxruntime_backend import nvidia_driver_present
 from onebyone.runtime.sessions.self_check import SelfCheckFailed
 
 
 def _missing() -> str | None:
-    if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
-        return "needs TensorRT and pycuda (pip install 'onebyone[tensorrt]') on a machine with an NVIDIA GPU"
+    if importlib.util.find_spec("tensorrt") is None or not driver_installed():
+        return ("needs TensorRT and cuda-python or pycuda (pip install 'onebyone[tensorrt]') on a machine with an "
+                "NVIDIA GPU")
     if not nvidia_driver_present():
         return "needs an NVIDIA GPU with its driver (no libcuda found)"
     return None
@@ -131,6 +134,29 @@ def test_torch_cuda_inputs_are_used_without_a_copy(built, rng):
     x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
     with sessions.open(built("digits_resnet") / "model.opt.plan") as engine:
         np.testing.assert_array_equal(engine.run(torch.from_numpy(x).cuda())["logits"], engine.run(x)["logits"])
+
+
+def test_inspect_shows_int8_layers_in_the_int8_plan(built, cli):
+    code, out, err = cli("inspect", built("digits_resnet") / "model.opt.int8-trt.plan", "--json")
+    assert code == 0, err
+    layers = json.loads(out)["layers"]
+    assert layers and any("int8" in layer["outputs"] for layer in layers)
+    code, out, _ = cli("inspect", built("digits_resnet") / "model.opt.plan", "--json")
+    assert code == 0 and not any("int8" in layer["outputs"] for layer in json.loads(out)["layers"])
+
+
+def test_a_misaligned_torch_slice_is_copied_not_bound(built, rng):
+    """TensorRT needs 256-byte-aligned addresses: a view 64 bytes into an allocation must go through the copy path
+    (it was bound as is, leaving the previous address in place) and still give the right answer."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here: the zero-copy path needs a CUDA build of torch")
+    x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
+    flat = torch.from_numpy(np.concatenate([np.zeros(16, np.float32), x.ravel()])).cuda()
+    shifted = flat[16:].view(5, 1, 8, 8)  # 64 bytes past an aligned allocation
+    assert shifted.data_ptr() % 256 != 0
+    with sessions.open(built("digits_resnet") / "model.opt.plan") as engine:
+        np.testing.assert_array_equal(engine.run(shifted)["logits"], engine.run(x)["logits"])
 
 
 @pytest.mark.slow
