@@ -7,8 +7,8 @@ a UserError naming it.
 
 Threads: ORT sizes its intra-op pool by the machine's physical cores, whatever CPUs the process may run on, so a
 process pinned to fewer (taskset, a container's cpuset, the serve bench's pinned layout) runs more threads than it
-has cores, and they take turns on it (on one core, about half the speed of one thread). The pool is sized by the
-process's CPU affinity where that is narrower.
+has cores, and they take turns on it, slower than one thread would be. The pool is sized by the process's CPU
+affinity where that is narrower.
 """
 
 from __future__ import annotations
