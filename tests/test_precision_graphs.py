@@ -12,7 +12,8 @@ from onnx import helper
 from onebyone.export.zoo import ZOO
 from onebyone.optimize.precision.calibrate import collect
 from onebyone.optimize.precision.fp16 import SAFE_FP16_MAX, convert_to_fp16
-from onebyone.optimize.precision.qdq import TensorRange, activation_scale, insert_qdq
+from onebyone.optimize.precision.qdq import TensorRange, activation_scale, insert_qdq, small_gemm
+from onebyone.optimize.precision.trt_rules import trt_violations
 from onebyone.optimize.verify import run_model
 from onebyone.runtime.bundle.golden import Golden, reference_session, run_session
 from onebyone.runtime.bundle.onnx_file import activation_names, exposing, load_model, with_types
@@ -199,18 +200,77 @@ def dead_activation(path, level: float, rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize("level", [0.0, 1e-41, 1e-30], ids=["zero", "denormal", "tiny"])
-@pytest.mark.parametrize("flavour", ["trt", "ort"])
-def test_a_dead_activation_keeps_the_downstream_bias(tmp_path, cli, rng, flavour, level):
+@pytest.mark.parametrize(("flavour", "float_dtype"), [("trt", "fp16"), ("trt", "fp32"), ("ort", "fp32")])
+def test_a_dead_activation_keeps_the_downstream_bias(tmp_path, cli, rng, flavour, float_dtype, level):
     """An activation that is 0 on every calibration sample, or so small its scale would be denormal or tiny, gets a
     usable scale and a warning naming it, and the bias after it survives: the `ort` flavour's INT32 bias
-    b / (s_x · s_w) once overflowed, and its fused outputs collapsed to 0."""
+    b / (s_x · s_w) once overflowed, and its fused outputs collapsed to 0; with FP16 float parts, ORT's own
+    WeightBiasQuantization divided b by an s_x · s_w that underflows FP16 (runtime/core/ort_session.py)."""
     b2 = dead_activation(tmp_path / "dead.onnx", level, rng)
     np.save(tmp_path / "calib.npy", rng.uniform(0, 1, (16, 4, 8, 8)).astype(np.float32))
     code, out, err = cli("quantize", tmp_path / "dead.onnx", "--precision", "int8", "--calib", tmp_path / "calib.npy",
-                         "--flavour", flavour, "-o", tmp_path / f"dead.int8-{flavour}.onnx")
+                         "--flavour", flavour, "--float-dtype", float_dtype,
+                         "-o", tmp_path / f"dead.int8-{flavour}.onnx")
     assert code == 0, err
     assert "warning: tensor 'dead' has no usable calibrated range" in " ".join(out.split())
     x = rng.uniform(0, 1, (3, 4, 8, 8)).astype(np.float32)
     for level_name in ("none", "all"):  # the file's own Q/DQ math, and ORT's fused kernels
         got = ort_session(tmp_path / f"dead.int8-{flavour}.onnx", level_name).run(None, {"x": x})[0]
         np.testing.assert_allclose(got, np.broadcast_to(b2, got.shape), atol=0.02 * np.abs(b2).max())
+
+
+def gemm(batch: int | str, n: int, k: int, op: str = "Gemm") -> ir.Node:
+    """One Gemm (transB, as torch's Linear exports) or MatMul of a [batch, k] input by a constant weight."""
+    weight = np.zeros((n, k) if op == "Gemm" else (k, n))
+    node = helper.make_node(op, ["x", "w"], ["y"], name="fc", **({"transB": 1} if op == "Gemm" else {}))
+    graph = model([node], [tensor_input("x", [batch, k])], ["y"], {"w": weight})
+    return next(iter(graph.graph))
+
+
+def test_small_gemms_stay_float_in_the_trt_flavour():
+    """Model Optimizer's rule: N or K < 16, or a GEMV (M = 1 in a fixed shape); a dynamic batch is not a GEMV."""
+    assert small_gemm(gemm("N", 1000, 2048)) is None
+    assert small_gemm(gemm("N", 1000, 2048, "MatMul")) is None
+    assert "N = 10 < 16" in small_gemm(gemm("N", 10, 64))
+    assert "K = 8 < 16" in small_gemm(gemm("N", 32, 8, "MatMul"))
+    assert "GEMV" in small_gemm(gemm(1, 1000, 2048))
+    graph = model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)],
+                  [tensor_input("x", ["N", 64])], ["y"], {"w": np.ones((10, 64)), "b": np.zeros(10)})
+    report = insert_qdq(graph, {"x": TensorRange(1.0, -1.0, 1.0)}, "trt", set())
+    assert report.activations == report.weights == 0 and "N = 10 < 16" in report.float_nodes["fc"]
+    ort = model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)],
+                [tensor_input("x", ["N", 64])], ["y"], {"w": np.ones((10, 64)), "b": np.zeros(10)})
+    assert insert_qdq(ort, {"x": TensorRange(1.0, -1.0, 1.0)}, "ort", set()).weights == 1, "a rule of TensorRT's"
+
+
+def test_fp16_float_parts_of_an_int8_graph(rng):
+    """convert_to_fp16 on a Q/DQ graph: opset raised to 19, FP16 scales, casts only at the I/O, the ORT result
+    within FP16 rounding of the FP32 Q/DQ graph's; an INT32 bias (the `ort` flavour) keeps its DequantizeLinear FP32."""
+    x = rng.normal(0, 1, (3, 4, 6, 6)).astype(np.float32)
+    ranges = {"x": TensorRange(float(np.abs(x).max()), float(x.min()), float(x.max()))}
+    graph = residual_conv(rng)
+    insert_qdq(graph, ranges, "trt", set())
+    expected = run_model(graph, {"x": x})["y"]
+    report = convert_to_fp16(graph, None, set())
+    assert graph.opset_imports[""] == 19 and report.fp32_nodes == {} and report.casts == 2
+    scales = [n.inputs[1] for n in graph.graph if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert scales and all(v.dtype == ir.DataType.FLOAT16 for v in scales)
+    got = run_model(graph, {"x": x})["y"]
+    assert compare({"y": expected}, {"y": got}, TOLERANCES["fp16"]).ok
+    mixed = residual_conv(rng)  # conv kept FP32 while the Add beside it, reading the same Q/DQ of x, is FP16
+    insert_qdq(mixed, ranges, "trt", set())
+    expected = run_model(mixed, {"x": x})["y"]
+    report = convert_to_fp16(mixed, None, {"conv"})
+    readers = {n.name: n.inputs[{"conv": 0, "add": 1}[n.name]].producer() for n in mixed.graph
+               if n.name in ("conv", "add")}  # both read x
+    assert [readers[name].op_type for name in ("conv", "add")] == ["DequantizeLinear"] * 2, "DQ split, no Cast"
+    assert [readers[name].outputs[0].dtype for name in ("conv", "add")] == [ir.DataType.FLOAT, ir.DataType.FLOAT16]
+    assert trt_violations(mixed, fp32_nodes=report.fp32_nodes) == [], report
+    assert compare({"y": expected}, {"y": run_model(mixed, {"x": x})["y"]}, TOLERANCES["fp16"]).ok
+    ort = residual_conv(rng)
+    calibration = calibration_of(ort, x)
+    amax = calibration.ranges("minmax", 100)
+    insert_qdq(ort, {n: TensorRange(amax[n], st.minimum, st.maximum) for n, st in calibration.statistics.items()},
+               "ort", set())
+    kept = convert_to_fp16(ort, None, set()).fp32_nodes
+    assert list(kept) == ["conv/bias/DequantizeLinear"] and "INT32 bias" in kept["conv/bias/DequantizeLinear"]

@@ -14,7 +14,7 @@ import onnx_ir as ir
 import pytest
 
 from onebyone.optimize.precision.calibrate import Calibration, collect
-from onebyone.optimize.precision.qdq import WEIGHTED
+from onebyone.optimize.precision.qdq import POOLS, WEIGHTED
 from onebyone.optimize.precision.ranges import METHODS
 from onebyone.optimize.precision.trt_rules import trt_violations
 from onebyone.runtime.bundle.golden import Golden
@@ -77,6 +77,7 @@ def test_manifest_records_how_each_file_was_made(digits_bundle):
     manifest = read_manifest(digits_bundle)
     record = manifest.artifacts["model.percentile.int8-ort.onnx"]
     assert record.precision == "int8" and record.tolerance == TOLERANCES["int8"] and record.parity["ok"]
+    assert all(manifest.artifacts[f"model.{method}.int8-trt.onnx"].parity["ok"] for method in METHODS)
     made_by = record.made_by
     assert (made_by["flavour"], made_by["method"], made_by["percentile"]) == ("ort", "percentile", 99.99)
     assert made_by["calibration"]["samples"] == 180 and made_by["calibration"]["file"] == "model.calib.json"
@@ -109,11 +110,16 @@ def amax(stats, method: str) -> float:
 
 
 def test_trt_flavour_follows_tensorrt_placement(digits_bundle):
-    """Every trt model passes the checker; DQ outputs feed only weighted ops' data inputs and residual Add inputs;
-    Relu is kept; every weight is INT8 per output channel."""
+    """Every trt model passes the checker; DQ outputs feed only weighted ops' data inputs, residual Add inputs and
+    the global average pool; the 10-class classifier (N = 10 < 16) stays float, with its reason in the manifest;
+    Relu is kept; every other weight is INT8 per output channel."""
+    manifest = read_manifest(digits_bundle)
     for method in METHODS:
-        model = ir.load(digits_bundle / f"model.{method}.int8-trt.onnx")
-        assert trt_violations(model) == []
+        name = f"model.{method}.int8-trt.onnx"
+        model = ir.load(digits_bundle / name)
+        float_nodes = manifest.artifacts[name].made_by["float_nodes"]
+        assert list(float_nodes) == ["/fc/Gemm"] and "N = 10 < 16" in float_nodes["/fc/Gemm"]
+        assert trt_violations(model, float_nodes, ()) == []
         ops = {node.op_type for node in model.graph}
         assert "Relu" in ops
         for node in model.graph:
@@ -121,14 +127,41 @@ def test_trt_flavour_follows_tensorrt_placement(digits_bundle):
                 readers = [(use.node, use.idx) for use in node.outputs[0].uses()]
                 assert readers, node.name
                 for reader, index in readers:
-                    assert (reader.op_type in WEIGHTED) or reader.op_type == "Add", (node.name, reader.op_type)
+                    assert reader.op_type in {*WEIGHTED, *POOLS, "Add"}, (node.name, reader.op_type)
                     if reader.op_type == "Add":
                         other = reader.inputs[1 - index]
                         assert other.producer().op_type in WEIGHTED, "the Add's other input is fused in its Conv"
-            if node.op_type in WEIGHTED:
+            if node.op_type == "GlobalAveragePool":
+                assert node.inputs[0].producer().op_type == "DequantizeLinear"
+            if node.op_type in WEIGHTED and node.name not in float_nodes:
                 weight = node.inputs[1].producer()
                 assert weight.op_type == "DequantizeLinear" and weight.inputs[0].dtype == ir.DataType.INT8
                 assert weight.inputs[1].const_value.numpy().shape == (weight.inputs[0].shape[0],)
+            if node.name in float_nodes:
+                assert all(v.producer() is None or v.producer().op_type != "DequantizeLinear" for v in node.inputs)
+
+
+def test_trt_float_parts_are_fp16_with_casts_only_at_the_io(digits_bundle, tmp_path):
+    """The default trt file: opset 19, every float tensor inside FP16 (scales included), one Cast after the input
+    and one before the output; --float-dtype fp32 writes the FP32 graph of opset 18 with no Cast."""
+    model = ir.load(digits_bundle / "model.entropy.int8-trt.onnx")
+    assert model.opset_imports[""] == 19
+    casts = [node for node in model.graph if node.op_type == "Cast"]
+    assert len(casts) == 2
+    assert casts[0].inputs[0].is_graph_input() and casts[1].outputs[0].is_graph_output()
+    io = {*model.graph.inputs, *model.graph.outputs, casts[0].inputs[0], casts[1].outputs[0]}
+    values = [*model.graph.initializers.values(), *(v for node in model.graph for v in node.outputs)]
+    floats = [v for v in values if v.dtype in (ir.DataType.FLOAT, ir.DataType.FLOAT16)]
+    assert floats and all(v.dtype == ir.DataType.FLOAT16 for v in floats if v not in io)
+    made_by = read_manifest(digits_bundle).artifacts["model.entropy.int8-trt.onnx"].made_by
+    assert made_by["float_dtype"] == "fp16" and made_by["float_parts"]["fp32_nodes"] == {}
+    output = tmp_path / "fp32.onnx"
+    assert main(["quantize", str(digits_bundle / "model.onnx"), "--precision", "int8", "--calib",
+                 str(digits_bundle / "model.calib.json"), "--float-dtype", "fp32", "-o", str(output)]) == 0
+    fp32 = ir.load(output)
+    assert fp32.opset_imports[""] == 18 and not any(node.op_type == "Cast" for node in fp32.graph)
+    assert not any(v.dtype == ir.DataType.FLOAT16 for node in fp32.graph for v in node.outputs)
+    assert trt_violations(fp32, ["/fc/Gemm"]) == []
 
 
 def const(name: str, array: np.ndarray) -> ir.Value:
@@ -138,24 +171,54 @@ def const(name: str, array: np.ndarray) -> ir.Value:
 
 def test_trt_checker_catches_each_broken_rule(digits_bundle):
     path = digits_bundle / "model.entropy.int8-trt.onnx"
+    half = np.float16
     mutations = {
         "zero point is not 0": lambda q, m: q.replace_input_with(2, const("zp3", np.array(3, np.int8))),
-        "scale is not finite and positive": lambda q, m: q.replace_input_with(1, const("neg", np.float32(-0.1))),
+        "scale is not finite and positive": lambda q, m: q.replace_input_with(1, const("neg", half(-0.1))),
         "zero point is UINT8, not INT8": lambda q, m: q.replace_input_with(2, const("u8", np.array(0, np.uint8))),
         "scale is not a constant": lambda q, m: q.replace_input_with(1, m.graph.inputs[0]),
         "no zero point": lambda q, m: q.resize_inputs(2),
+        "scale is FLOAT but the float side is FLOAT16": lambda q, m: q.replace_input_with(
+            1, const("f32", np.float32(0.1))),
+        "scale is DOUBLE, not FLOAT or FLOAT16": lambda q, m: q.replace_input_with(1, const("f64", np.float64(0.1))),
     }
     for message, mutate in mutations.items():
         model = ir.load(path)
         quantize = next(n for n in model.graph if n.op_type == "QuantizeLinear")
         mutate(quantize, model)
-        assert any(message in problem for problem in trt_violations(model)), message
+        assert any(message in problem for problem in trt_violations(model, ["/fc/Gemm"], ())), message
     model = ir.load(path)
     activation_dq = next(n for n in model.graph if n.op_type == "DequantizeLinear"
                          and n.inputs[0].producer() is not None)
     weight_dq = next(n for n in model.graph if n.op_type == "DequantizeLinear" and n.inputs[0].producer() is None)
     activation_dq.replace_input_with(1, weight_dq.inputs[1])
     assert any("per-channel scale on an activation" in p for p in trt_violations(model))
+
+
+def test_trt_checker_catches_misplaced_qdq(digits_bundle):
+    """Placement: a pool or a Conv reading float, the small classifier reading a DQ, a Cast inside the network."""
+    path = digits_bundle / "model.entropy.int8-trt.onnx"
+
+    def reading_float(op_type: str) -> list[str]:
+        model = ir.load(path)
+        node = next(n for n in model.graph if n.op_type == op_type)
+        node.replace_input_with(0, node.inputs[0].producer().inputs[0].producer().inputs[0])  # skip the Q/DQ pair
+        return trt_violations(model, ["/fc/Gemm"], ())
+
+    assert any("GlobalAveragePool: its input is not read through DequantizeLinear" in p
+               for p in reading_float("GlobalAveragePool"))
+    assert any("Conv: input 0 is not read through DequantizeLinear" in p for p in reading_float("Conv"))
+    model = ir.load(path)
+    gemm, pool = (next(n for n in model.graph if n.op_type == op) for op in ("Gemm", "GlobalAveragePool"))
+    gemm.replace_input_with(0, pool.inputs[0])  # a DequantizeLinear output
+    assert any("/fc/Gemm: quantized although N = 10 < 16" in p for p in trt_violations(model))
+    model = ir.load(path)
+    relu = next(n for n in model.graph if n.op_type == "Relu")
+    cast = ir.node("Cast", [relu.outputs[0]], {"to": ir.DataType.FLOAT16}, name="inner/Cast")
+    cast.outputs[0].dtype = ir.DataType.FLOAT16
+    model.graph.insert_after(relu, cast)
+    assert any("inner/Cast: a Cast inside the network" in p for p in trt_violations(model, ["/fc/Gemm"], ()))
+    assert trt_violations(model, ["/fc/Gemm"], [relu.name]) == [], "a Cast serving an FP32-kept node is allowed"
 
 
 def test_ort_flavour_runs_on_quantized_kernels(digits_bundle, tmp_path):
@@ -176,7 +239,8 @@ def test_exclude_keeps_a_node_float(digits_bundle, tmp_path):
     assert main(["quantize", str(digits_bundle / "model.onnx"), "--precision", "int8", "--calib",
                  str(digits_bundle / "model.calib.json"), "--exclude", conv, "-o", str(output)]) == 0
     node = next(n for n in ir.load(output).graph if n.name == conv)
-    assert node.inputs[0].producer() is None and node.inputs[1].dtype == ir.DataType.FLOAT
+    assert node.inputs[0].producer().op_type == "Cast", "reads the FP16 input, not a DequantizeLinear"
+    assert node.inputs[1].dtype == ir.DataType.FLOAT16 and node.inputs[1].const_value is not None
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -184,6 +248,11 @@ def test_exclude_keeps_a_node_float(digits_bundle, tmp_path):
     (["--precision", "int8", "--calib", "nowhere.npy"], "unknown data source 'nowhere.npy' (no such file or folder)"),
     (["--precision", "int8", "--calib", "random", "--exclude", "conv9000"], "no node named conv9000"),
     (["--precision", "int8", "--calib", "random", "--percentile", "0"], "--percentile must be in"),
+    (["--precision", "int8", "--calib", "random", "--flavour", "ort", "--float-dtype", "fp16"],
+     "ONNX Runtime's CPU kernels fuse only FP32 Q/DQ"),
+    (["--precision", "int8", "--calib", "random", "--float-dtype", "fp32", "--fp16-io"],
+     "--fp16-io needs FP16 float parts"),
+    (["--precision", "fp16", "--float-dtype", "fp16"], "--float-dtype applies to --precision int8"),
 ])
 def test_user_errors_exit_2_and_write_nothing(args, message, digits_bundle, tmp_path, cli):
     out = tmp_path / "out"
@@ -219,7 +288,8 @@ def test_golden_check_rejects_saturating_ranges(digits_bundle, tmp_path):
         model = ir.load(source)
         for node in model.graph:
             if node.op_type == "QuantizeLinear":
-                node.inputs[1].const_value = ir.tensor(node.inputs[1].const_value.numpy() * np.float32(factor))
+                scale = node.inputs[1].const_value.numpy()
+                node.inputs[1].const_value = ir.tensor((scale * factor).astype(scale.dtype))
         ir.save(model, tmp_path / f"scaled-{factor}.onnx")
         checks[factor] = check_artifact(tmp_path / f"scaled-{factor}.onnx", golden, TOLERANCES["int8"])
         print(f"activation scales x{factor}: {checks[factor].describe()}")

@@ -1,11 +1,14 @@
 """The choices INT8 quantization offers, by name (optimize/precision/qdq.py says what each does): the flavour of the
-Q/DQ graph and the weight range, L in W_q = clip(round(W / s_c), −L, L)."""
+Q/DQ graph, the weight range (L in W_q = clip(round(W / s_c), −L, L)) and the float type of what stays unquantized."""
 
 from __future__ import annotations
 
 FLAVOURS = ("trt", "ort")
 WEIGHT_LEVELS = {"safe": 64, "full": 127}  # L of each weight range
 DEFAULT_WEIGHT_RANGE = "safe"  # for both flavours: docs/cpus.md says why
+FLOAT_DTYPES = ("fp16", "fp32")  # the type of the tensors outside Q/DQ (Relu, pooling, float layers, the scales)
+DEFAULT_FLOAT_DTYPE = {"trt": "fp16", "ort": "fp32"}  # docs/precision.md says why; ort + fp16 is refused
+MIN_MATMUL_DIM = 16  # `trt`: a Gemm/MatMul with N or K below this stays float (Model Optimizer's rule, qdq.py)
 INT8_MAX = 127  # symmetric S8: s = amax / INT8_MAX (TensorRT's scales, its calibration cache)
 UINT8_MAX = 255  # U8 activations of the `ort` flavour: s = (hi − lo) / UINT8_MAX
 INT32_MAX = 2**31 - 1  # the `ort` flavour's INT32 bias: |round(b / (s_x · s_w))| must fit

@@ -12,6 +12,14 @@ home differs from the boundary precision is produced by a Cast that takes over i
 renamed `<name>_fp16` (or `_fp32`). Values round to the nearest FP16 (x' = fp16(x)); that rounding is the only
 numeric change.
 
+An INT8 Q/DQ graph converts the same way (its float parts, the `--float-dtype fp16` of `quantize`): QuantizeLinear
+reads FP16 x with an FP16 scale, DequantizeLinear writes FP16 (y = (q − z) · fp16(s)); the integer tensors are
+untouched. FP16 scales need opset 19, so a model with Q/DQ and a lower opset is raised to 19 by onnxscript's
+version converter (between 18 and 19 the ops a CNN uses only gained types and attributes whose defaults keep the
+old behaviour). Scales are ≥ MIN_SCALE = 2⁻²³ (qdq.py), which FP16 holds exactly as a subnormal: a scale stays
+positive; one below 2⁻¹⁴ (FP16's smallest normal) rounds to a multiple of 2⁻²⁴. The INT32 biases of the `ort`
+flavour stay FP32: their scales s_x · s_w are mostly below 2⁻¹⁴.
+
 Why not onnxconverter-common's converter: it rewrites protobufs, has no notion of calibrated ranges, and casts per
 reader rather than per tensor; the rules here are small and tested against ORT.
 """
@@ -22,8 +30,9 @@ import dataclasses
 
 import numpy as np
 import onnx_ir as ir
+from onnxscript import version_converter
 
-from onebyone.optimize.graph import add_initializer, constant, unique_name
+from onebyone.optimize.graph import add_initializer, constant, opset_version, unique_name
 
 FP16_MAX = 65504.0
 SAFE_FP16_MAX = FP16_MAX / 16
@@ -33,7 +42,10 @@ FP16_OPS = frozenset({
     "Add", "Sub", "Mul", "Div",
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean",
     "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice", "Identity", "Pad",
+    "QuantizeLinear", "DequantizeLinear",
 })
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+FP16_QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear take FP16 scales from opset 19
 FLOAT = ir.DataType.FLOAT
 HALF = ir.DataType.FLOAT16
 
@@ -50,6 +62,8 @@ def convert_to_fp16(model: ir.Model, activation_amax: dict[str, float] | None, k
     """Convert `model` in place. `activation_amax` (calibrated max |x| per tensor) keeps out-of-range nodes FP32;
     without it only weights are checked. Graph inputs/outputs stay FP32 unless `fp16_io`."""
     graph = model.graph
+    if opset_version(model) < FP16_QDQ_OPSET and any(n.op_type in QDQ_OPS and n.domain == "" for n in graph):
+        version_converter.convert_version(model, FP16_QDQ_OPSET)
     kept: dict[str, str] = {}
     half_nodes: set[ir.Node] = set()
     for node in graph:
@@ -58,6 +72,7 @@ def convert_to_fp16(model: ir.Model, activation_amax: dict[str, float] | None, k
             half_nodes.add(node)
         elif reason:
             kept[node.name] = reason
+    _qdq_follow_readers(graph, half_nodes, kept)
     casts = 0
     for value in _float_values(graph):
         casts += _place(graph, value, half_nodes, fp16_io)
@@ -77,6 +92,8 @@ def _fp32_reason(node: ir.Node, activation_amax: dict[str, float], keep_fp32: se
         return "kept by the user"
     if node.domain != "" or node.op_type not in FP16_OPS:
         return f"{node.op_type} is not converted to FP16"
+    if node.op_type == "DequantizeLinear" and node.inputs[0].dtype == ir.DataType.INT32:
+        return "an INT32 bias: its scale s_x · s_w is below FP16's normal range"
     for value in floats:
         array = constant(value)
         largest = float(np.abs(array).max(initial=0)) if array is not None else activation_amax.get(value.name, 0.0)
@@ -84,6 +101,31 @@ def _fp32_reason(node: ir.Node, activation_amax: dict[str, float], keep_fp32: se
             kind = "weight" if array is not None else "activation"
             return f"{kind} {value.name} reaches {largest:.4g}, beyond the FP16-safe {SAFE_FP16_MAX:.4g}"
     return None
+
+
+def _qdq_follow_readers(graph: ir.Graph, half_nodes: set[ir.Node], kept: dict[str, str]) -> None:
+    """A DequantizeLinear takes its readers' precision, and a QuantizeLinear its DequantizeLinears', so that a node
+    kept FP32 reads its DQ directly (TensorRT fuses DQ → Conv only without a Cast between them). A Q or DQ whose
+    readers are of both precisions is split: a copy with the same inputs serves the FP32 readers."""
+    for op_type in ("DequantizeLinear", "QuantizeLinear"):
+        for node in [n for n in graph if n.op_type == op_type and n in half_nodes]:
+            uses = [(use.node, use.idx) for use in node.outputs[0].uses()]
+            fp32_uses = [(reader, index) for reader, index in uses if reader not in half_nodes]
+            if not fp32_uses:
+                continue
+            target = node
+            if len(fp32_uses) < len(uses):
+                target = ir.Node("", op_type, list(node.inputs), attributes=list(node.attributes.values()),
+                                 name=unique_name(graph, f"{node.name}_fp32"), version=node.version)
+                target.outputs[0].name = unique_name(graph, f"{node.outputs[0].name}_fp32")
+                target.outputs[0].dtype = node.outputs[0].dtype
+                target.outputs[0].shape = node.outputs[0].shape
+                graph.insert_after(node, target)
+                for reader, index in fp32_uses:
+                    reader.replace_input_with(index, target.outputs[0])
+            else:
+                half_nodes.discard(node)
+            kept[target.name] = f"serves {', '.join(sorted({reader.name for reader, _ in fp32_uses}))}, kept FP32"
 
 
 def _float_values(graph: ir.Graph) -> list[ir.Value]:

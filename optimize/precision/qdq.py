@@ -7,17 +7,21 @@ chosen readers of T read instead of T; T keeps its name (and float value) for ev
 
 Flavours, from the same ranges:
 - `trt`: symmetric S8, z = 0, s = amax / 127 per tensor; pairs on the data inputs of Conv/ConvTranspose/Gemm/
-  MatMul and on the residual input of a two-tensor Add only (TensorRT fuses the other input, a weighted op's
-  output, into that op's epilogue). Relu stays; nothing quantizes a weighted op's output otherwise.
+  MatMul, of AveragePool/GlobalAveragePool (TensorRT fuses DQ → pool → Q into an INT8 pool, and the block before
+  it then writes INT8) and on the residual input of a two-tensor Add only (TensorRT fuses the other input, a
+  weighted op's output, into that op's epilogue). Relu stays; nothing quantizes a weighted op's output otherwise.
+  A Gemm/MatMul with N or K < MIN_MATMUL_DIM, or a GEMV (M or N = 1 in a fixed output shape), stays float: INT8
+  Tensor Core GEMMs need N, K ≥ 16, and Q/DQ on smaller ones slows TensorRT down (NVIDIA Model Optimizer's rule,
+  `find_nodes_from_matmul_to_exclude`). docs/precision.md has the placement table for ResNet-50.
 - `ort`: U8 activations over [lo, hi] = [min(0, max(min, −amax)), max(0, min(max, amax))], s = (hi − lo) / 255,
   z = round(−lo / s); pairs on every tensor a quantizable op reads, so ONNX Runtime's QDQ fusions turn
   DQ→Conv→(Relu→)Q into QLinearConv (a Relu before a Q with z = 0 is its saturation), DQ→Add→Q into QLinearAdd
   and so on. Reshape-like ops and MaxPool share their input's (s, z): ORT then drops their Q/DQ entirely.
 
-Weights (both flavours): per output channel c, s_c = max|W_c| / L, W_q = clip(round(W / s_c), −L, L) as an INT8
-initializer read through a DequantizeLinear on the channel axis (0 for Conv and transB Gemm, 1 for ConvTranspose,
-Gemm without transB and MatMul). `ort` also stores the bias as INT32 with s = s_x · s_c, as ORT's QLinearConv
-requires. The weight range sets L:
+Weights (both flavours): per output channel c, s_c = max(max|W_c| / L, MIN_SCALE), W_q = clip(round(W / s_c), −L, L)
+as an INT8 initializer read through a DequantizeLinear on the channel axis (0 for Conv and transB Gemm, 1 for
+ConvTranspose, Gemm without transB and MatMul). `ort` also stores the bias as INT32 with s = s_x · s_c, as ORT's
+QLinearConv requires. The weight range sets L:
 - `safe`, L = 64: |W_q| ≤ 64, so every pair a₁w₁ + a₂w₂ with a ∈ [0, 255] stays within ±255·128 = ±32640 and fits the
   saturating int16 of a non-VNNI x86 int8 dot product (runtime/bundle/int8_overflow.py): the file computes its own Q/DQ
   math on every CPU. The same levels as ONNX Runtime's `reduce_range`.
@@ -42,6 +46,8 @@ from onebyone.optimize.precision.flavours import (
     FLAVOURS,
     INT8_MAX,
     INT32_MAX,
+    MIN_MATMUL_DIM,
+    MIN_SCALE,
     UINT8_MAX,
     WEIGHT_LEVELS,
     activation_scale_of,
@@ -51,7 +57,8 @@ from onebyone.runtime.core.errors import UserError
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 SHARES_INPUT_RANGE = frozenset({"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose"})
-ORT_QUANTIZED = WEIGHTED | SHARES_INPUT_RANGE | {"Add", "AveragePool", "GlobalAveragePool", "Concat"}
+POOLS = frozenset({"AveragePool", "GlobalAveragePool"})
+ORT_QUANTIZED = WEIGHTED | SHARES_INPUT_RANGE | POOLS | {"Add", "Concat"}
 MIN_QDQ_OPSET = 13  # per-channel DequantizeLinear (axis) arrived in opset 13
 
 
@@ -84,6 +91,10 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
                         f"{opset_version(model)}: re-export it with a newer opset")
     graph = model.graph
     report = QuantizeReport(float_nodes={name: "excluded by the user" for name in sorted(exclude)})
+    if flavour == "trt":
+        small = {node.name: why for node in graph if node.name not in exclude and (why := small_gemm(node))}
+        report.float_nodes |= small
+        exclude = exclude | set(small)
     sites = (_trt_sites if flavour == "trt" else _ort_sites)(graph, exclude)
     dequantized: dict[ir.Value, tuple[ir.Value, ir.Value]] = {}  # DQ output → its (scale, zero point)
     floors = _bias_floors(graph, levels) if flavour == "ort" else {}
@@ -120,13 +131,15 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
 
 
 def _trt_sites(graph: ir.Graph, exclude: set[str]) -> dict[ir.Value, list[tuple[ir.Node, int]]]:
-    """Data inputs of weighted ops, and residual inputs of Adds."""
+    """Data inputs of weighted ops and of average pools, and residual inputs of Adds."""
     sites: dict[ir.Value, list[tuple[ir.Node, int]]] = {}
     for node in graph:
         if node.domain != "" or node.name in exclude:
             continue
         if node.op_type in WEIGHTED:
             indices = [i for i in (0, 1) if node.op_type == "MatMul" or i == 0]
+        elif node.op_type in POOLS:
+            indices = [0]
         elif node.op_type == "Add":
             indices = _residual_inputs(node)
         else:
@@ -136,6 +149,26 @@ def _trt_sites(graph: ir.Graph, exclude: set[str]) -> dict[ir.Value, list[tuple[
             if value is not None and constant(value) is None:
                 sites.setdefault(value, []).append((node, index))
     return sites
+
+
+def small_gemm(node: ir.Node) -> str | None:
+    """Why a Gemm/MatMul is too small for TensorRT's INT8 GEMMs (N or K < MIN_MATMUL_DIM, or a GEMV: M or N = 1 in
+    its output shape), or None. A dynamic batch dimension is not 1."""
+    if node.op_type not in ("Gemm", "MatMul") or node.domain != "":
+        return None
+    b_shape = node.inputs[1].shape
+    if b_shape is None or len(b_shape) < 2:
+        return None
+    transposed = node.op_type == "Gemm" and node.attributes.get_int("transB", 0) == 1
+    k, n = (b_shape[-1], b_shape[-2]) if transposed else (b_shape[-2], b_shape[-1])
+    small = [f"{name} = {dim}" for name, dim in (("N", n), ("K", k)) if isinstance(dim, int) and dim < MIN_MATMUL_DIM]
+    if small:
+        return (f"{', '.join(small)} < {MIN_MATMUL_DIM}: INT8 Tensor Core GEMMs need N, K ≥ {MIN_MATMUL_DIM}, "
+                "smaller ones run slower with Q/DQ in TensorRT")
+    output = node.outputs[0].shape
+    if output is not None and len(output) >= 2 and 1 in (output[-2], output[-1]):
+        return "a GEMV (M or N = 1 in its output shape): no Tensor Core INT8 GEMM for it in TensorRT"
+    return None
 
 
 def _residual_inputs(add: ir.Node) -> list[int]:
@@ -262,10 +295,11 @@ def _insert_pair(graph: ir.Graph, value: ir.Value, scale: ir.Value, zero_point: 
 
 
 def per_channel_weights(weight: np.ndarray, axis: int, levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W_q int8 in [−L, L], s float32 per channel) with s_c = max|W_c| / L (1/L for an all-zero channel)."""
+    """(W_q int8 in [−L, L], s float32 per channel) with s_c = max(max|W_c| / L, MIN_SCALE) (1/L for an all-zero
+    channel)."""
     others = tuple(i for i in range(weight.ndim) if i != axis)
     amax = np.abs(weight).max(axis=others)
-    scale = np.where(amax > 0, amax / levels, 1 / levels).astype(np.float32)
+    scale = np.where(amax > 0, np.maximum(amax / levels, MIN_SCALE), 1 / levels).astype(np.float32)
     shape = [1] * weight.ndim
     shape[axis] = -1
     quantized = np.clip(np.rint(weight / scale.reshape(shape)), -levels, levels).astype(np.int8)

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from onebyone.optimize.precision.flavours import DEFAULT_WEIGHT_RANGE, FLAVOURS, WEIGHT_LEVELS
+from onebyone.optimize.precision.flavours import (
+    DEFAULT_FLOAT_DTYPE,
+    DEFAULT_WEIGHT_RANGE,
+    FLAVOURS,
+    FLOAT_DTYPES,
+    WEIGHT_LEVELS,
+)
 from onebyone.optimize.precision.ranges import METHODS
 from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
 from onebyone.runtime.bundle.preprocess import Preprocess
@@ -51,9 +57,15 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="int8 weights: safe = [-64, 64], right on every CPU (non-VNNI x86 int8 kernels saturate "
                              "8-bit weights); full = [-127, 127], one more bit for int32-accumulating engines only "
                              f"(TensorRT GPUs, VNNI/AMX CPUs). Default: {DEFAULT_WEIGHT_RANGE} (docs/cpus.md)")
+    parser.add_argument("--float-dtype", choices=FLOAT_DTYPES,
+                        help="int8: the type of everything outside Q/DQ (Relu, pooling, float layers, scales); casts "
+                             "only at the graph inputs/outputs. Default: fp16 for --flavour trt (TensorRT 11 runs "
+                             "a strongly typed network in the ONNX's types), fp32 for ort (ONNX Runtime's CPU "
+                             "kernels fuse FP32 Q/DQ only)")
     parser.add_argument("--exclude", default="", help="comma-separated node names to leave unquantized (int8)")
     parser.add_argument("--keep-fp32", default="", help="comma-separated node names to keep in FP32")
-    parser.add_argument("--fp16-io", action="store_true", help="fp16: FP16 graph inputs/outputs (default FP32)")
+    parser.add_argument("--fp16-io", action="store_true",
+                        help="fp16, and int8 with fp16 float parts: FP16 graph inputs/outputs (default FP32)")
     fallback = parser.add_mutually_exclusive_group()
     fallback.add_argument("--accuracy-budget", type=float, metavar="PT",
                           help="int8: keep the most quantization-sensitive layers in float until the accuracy drop "
@@ -104,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
                         "data (--calib DATA, not a calib.json): they measure errors on that data")
     if args.accuracy_budget is not None and args.accuracy_budget < 0:
         raise UserError(f"--accuracy-budget {args.accuracy_budget} is negative")
+    _check_float_dtype(args)
     model = with_types(load_model(args.input))
     output = args.output or default_output(args.input, args.precision, args.flavour)
     exclude, keep = node_names(args.exclude, model), node_names(args.keep_fp32, model)
@@ -115,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if args.precision == "fp16":
             made_by = _to_fp16(model, calibration, keep, args.fp16_io)
         else:
-            made_by = _to_int8(model, calibration, args, exclude | keep, data)
+            made_by = _to_int8(model, calibration, args, exclude, keep, data)
         made_by = {"stage": "quantize", "from": args.input.name, "precision": args.precision} | made_by
         if calibration is not None:
             made_by["calibration"] = {"source": calibration.source, "samples": calibration.samples,
@@ -124,6 +137,20 @@ def run(args: argparse.Namespace) -> int:
                               companions)
     stdout.print(line)
     return 0
+
+
+def _check_float_dtype(args: argparse.Namespace) -> None:
+    """Settle args.float_dtype for int8 (the flavour's default when not given) and refuse what cannot help."""
+    if args.precision != "int8":
+        if args.float_dtype is not None:
+            raise UserError("--float-dtype applies to --precision int8 (an fp16 file is FP16 throughout)")
+        return
+    args.float_dtype = args.float_dtype or DEFAULT_FLOAT_DTYPE[args.flavour]
+    if args.flavour == "ort" and args.float_dtype == "fp16":
+        raise UserError("--flavour ort --float-dtype fp16: ONNX Runtime's CPU kernels fuse only FP32 Q/DQ, so the "
+                        "ort file would run unfused; use --float-dtype fp32, or --flavour trt for FP16 float parts")
+    if args.fp16_io and args.float_dtype != "fp16":
+        raise UserError("--fp16-io needs FP16 float parts: --float-dtype fp16 (--flavour trt)")
 
 
 def _calib_path(source: Path, output: Path) -> Path:
@@ -212,7 +239,9 @@ def _fallback(model: ir.Model, ranges: dict[str, TensorRange], args: argparse.Na
 
 
 def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace, exclude: set[str],
-             data: DataSource | None) -> dict | None:
+             keep: set[str], data: DataSource | None) -> dict | None:
+    """Q/DQ from the calibration (nodes in `exclude` or `keep` stay float), then FP16 float parts when asked (nodes
+    in `keep` stay FP32)."""
     from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
     from onebyone.optimize.precision.trt_rules import trt_violations
     from onebyone.runtime.bundle.int8_overflow import overflow_prone
@@ -222,9 +251,9 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
               for name, stats in calibration.statistics.items()}
     fallback = None
     if data is not None and _wants_sensitivity(args):
-        fallback = _fallback(model, ranges, args, exclude, data)
+        fallback = _fallback(model, ranges, args, exclude | keep, data)
         exclude = exclude | set(fallback["excluded"])
-    report = insert_qdq(model, ranges, args.flavour, exclude, args.weight_range)
+    report = insert_qdq(model, ranges, args.flavour, exclude | keep, args.weight_range)
     for rank, layer in enumerate(fallback["excluded"] if fallback else [], start=1):
         report.float_nodes[layer] = f"kept float by the sensitivity fallback (rank {rank})"
     levels = WEIGHT_LEVELS[args.weight_range]
@@ -235,17 +264,18 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
         stdout.print(f"  float {name}: {reason}")
     for name, note in report.degenerate.items():
         stdout.print(f"[bold yellow]warning:[/] tensor {name!r} has no usable calibrated range, {note}")
+    float_parts = _to_fp16(model, calibration, keep, args.fp16_io) if args.float_dtype == "fp16" else {}
     prone = overflow_prone(model)  # none with safe weights, by construction (optimize/precision/qdq.py)
     if prone:
         stdout.print(f"  {len(prone)} weight tensors can overflow the int8 dot products of x86 CPUs without VNNI "
                      "(--weight-range full, as asked): run this file on TensorRT or VNNI/AMX CPUs")
     if args.flavour == "trt":
-        problems = trt_violations(model)
+        problems = trt_violations(model, report.float_nodes, float_parts.get("fp32_nodes"))
         if problems:
             raise CheckFailed("the Q/DQ graph breaks TensorRT's rules (a onebyone bug; nothing was written): "
                               + "; ".join(problems))
     return {"flavour": args.flavour, "method": args.method, "weight_range": args.weight_range, "weight_levels": levels,
             "overflow_prone_tensors": len(prone),
             "percentile": args.percentile if args.method == "percentile" else None,
-            "float_nodes": report.float_nodes,
+            "float_nodes": report.float_nodes, "float_dtype": args.float_dtype, "float_parts": float_parts,
             "degenerate_ranges": report.degenerate} | ({"fallback": fallback} if fallback else {})

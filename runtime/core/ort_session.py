@@ -9,6 +9,13 @@ Threads: ORT sizes its intra-op pool by the machine's physical cores, whatever C
 process pinned to fewer (taskset, a container's cpuset, the serve bench's pinned layout) runs more threads than it
 has cores, and they take turns on it, slower than one thread would be. The pool is sized by the process's CPU
 affinity where that is narrower.
+
+One ORT transformer is turned off: WeightBiasQuantization (level "basic" and up) rewrites the float bias b of a
+Conv/Gemm between a DequantizeLinear and a QuantizeLinear into round(b / (s_x · s_w)) as INT32, computed in the bias's
+float type. With FP16 float parts (`quantize --float-dtype fp16`) s_x · s_w underflows and b / (s_x · s_w) overflows
+FP16; with a vanishing s_x it overflows INT32 — either way the outputs are garbage (tests/test_precision_graphs.py,
+dead activations). onebyone's Q/DQ files state their biases as they mean them (INT32 in `ort`, float in `trt`), so
+every level runs the file's own bias.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from onebyone.runtime.core.errors import UserError
 
 LEVELS = ("none", "basic", "extended", "all")
 CPU = ("CPUExecutionProvider",)
+DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)  # see the module docstring
 
 
 def intra_op_threads(allowed: int, total: int) -> int | None:
@@ -56,7 +64,8 @@ def ort_session(model: Path | bytes, optimization: str, *, providers: Sequence[s
         options.optimized_model_filepath = str(optimized_model_path)
     try:
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                    providers=list(providers), provider_options=provider_options)
+                                    providers=list(providers), provider_options=provider_options,
+                                    disabled_optimizers=list(DISABLED_OPTIMIZERS))
     except Exception as err:  # ORT raises its own exception classes for unreadable or invalid models
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         origin = "the model" if isinstance(model, bytes) else model
