@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,51 @@ def test_trt_float_parts_are_fp16_with_casts_only_at_the_io(digits_bundle, tmp_p
     assert fp32.opset_imports[""] == 18 and not any(node.op_type == "Cast" for node in fp32.graph)
     assert not any(v.dtype == ir.DataType.FLOAT16 for node in fp32.graph for v in node.outputs)
     assert trt_violations(fp32, ["/fc/Gemm"]) == []
+
+
+RESNET50_TRT_PLACEMENT = {  # docs/precision.md tabulates these
+    "Q reads": {"Cast": 1, "MaxPool": 1, "Relu": 48, "Conv": 4, "Flatten": 1},
+    "DQ (activation) feeds": {"Conv:0": 53, "Add:1": 16, "GlobalAveragePool:0": 1, "Gemm:0": 1},
+    "DQ (INT8 weight) feeds": {"Conv:1": 53, "Gemm:1": 1},
+    "float read": {"Relu:0": 49, "Add:0": 16, "MaxPool:0": 1, "Flatten:0": 1, "Cast:0": 2},
+}
+
+
+def qdq_placement(model: ir.Model) -> dict[str, dict[str, int]]:
+    """Where the Q/DQ sit, counted: the op each QuantizeLinear quantizes, the `op:input` each DequantizeLinear
+    (activation or weight) feeds, and the `op:input` of every other node input that is a non-constant float
+    tensor read without a DequantizeLinear."""
+    counts: dict[str, Counter[str]] = {key: Counter() for key in RESNET50_TRT_PLACEMENT}
+    for node in model.graph:
+        if node.op_type == "QuantizeLinear":
+            counts["Q reads"][node.inputs[0].producer().op_type] += 1
+            continue
+        if node.op_type == "DequantizeLinear":
+            continue
+        for index, value in enumerate(node.inputs):
+            producer = value.producer() if value is not None else None
+            if producer is not None and producer.op_type == "DequantizeLinear":
+                weight = producer.inputs[0].const_value is not None
+                counts["DQ (INT8 weight) feeds" if weight else "DQ (activation) feeds"][f"{node.op_type}:{index}"] += 1
+            elif value is not None and value.const_value is None and value.dtype in (ir.DataType.FLOAT,
+                                                                                     ir.DataType.FLOAT16):
+                counts["float read"][f"{node.op_type}:{index}"] += 1
+    return {key: dict(counter) for key, counter in counts.items()}
+
+
+def test_resnet50_trt_placement(exported, tmp_path):
+    """ResNet-50, `trt` flavour: the Q/DQ placement docs/precision.md tabulates — all 53 convs and the 1000-class
+    classifier (K = 2048, N = 1000) INT8 with per-channel weights, the 16 residual Add inputs (4 of them downsample
+    conv outputs), MaxPool's output and the global average pool's input quantized; Relu and the Adds' fused inputs
+    read float; FP16 float parts with one Cast at each end."""
+    source = tmp_path / "model.onnx"
+    shutil.copy(exported("resnet50").onnx_path, source)
+    output = tmp_path / "model.int8-trt.onnx"
+    assert main(["quantize", str(source), "--precision", "int8", "--calib", "random", "--calib-samples", "8",
+                 "-o", str(output)]) == 0
+    model = ir.load(output)
+    assert qdq_placement(model) == RESNET50_TRT_PLACEMENT
+    assert trt_violations(model, (), ()) == []
 
 
 def const(name: str, array: np.ndarray) -> ir.Value:
