@@ -66,8 +66,8 @@ demo: $(QUANTIZED) $(SAMPLES)/.written
 		--json $(BUNDLE)/parity.json --report $(BUNDLE)/parity.html
 
 # Side by side in one run: optimize targets vs the raw export, precision (FP16/INT8) vs ORT's quantize_static, and
-# ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, and the thin server vs the
-# in-process session through tritonclient, on ONNX Runtime CPU. Each part writes bench/<part>.{json,md};
+# ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, OpenVINO beside ORT and torch
+# (bench/openvino-<cpu class>.*), and the thin server vs the in-process session through tritonclient. Each part writes bench/<part>.{json,md};
 # bench/report.py merges them into bench/results.json and bench/README.md (docs/bench.md).
 comma := ,
 BENCH_MODELS := resnet50,resnet50_v1,inception_block
@@ -82,6 +82,7 @@ bench: $(BENCH_EXPORTS)
 	$(CLI) bench resnet50 build/bench/resnet50/model.target-ort.onnx build/bench/resnet50/model.int8-ort.onnx \
 		--labels "torch eager,ORT FP32 --target ort,ORT INT8 ort" --batch 1,8 --seconds 15 \
 		--json bench/runtime.json --markdown bench/runtime.md
+	$(PY) -m bench.openvino --build build/bench --out bench
 	$(PY) -m bench.serve --build build/bench --out bench
 	$(PY) -m bench.report bench
 

@@ -26,7 +26,8 @@ def merge(folder: Path) -> None:
     where = (f"on {machines.pop()}" if len(machines) == 1
              else "part by part (a part rerun alone is measured where it ran); each section names its CPU")
     with atomic_write(folder / "README.md") as tmp:
-        tmp.write_text(f"# Benchmarks\n\nMade by `make bench` {where}, ONNX Runtime CPU execution provider. Every "
+        tmp.write_text(f"# Benchmarks\n\nMade by `make bench` {where}, ONNX Runtime CPU execution provider "
+                       "(OpenVINO's CPU plugin where a section says so). Every "
                        "ratio is measured side by side in one run.\n\n" + "\n".join(sections))
 
 

@@ -6,7 +6,9 @@
   difference is the server's overhead): in-process `Session.run` vs the server with and without dynamic batching,
   over each transport;
 - throughput at concurrency 1 and 16, batch-1 requests (ResNet-50 INT8 `ort`, the CPU deployment artifact), with
-  and without dynamic batching, over each transport, beside the in-process session running batches of 8 and 16.
+  and without dynamic batching, over each transport, beside the in-process session running batches of 8 and 16;
+- the same at concurrency 16 for `serve --backend openvino` with the INT8 `trt` file (the GPU's file on CPUs),
+  beside its in-process OpenVINO session at batch 16 (shared layout).
 
 Each server is an `onebyone serve` process on loopback ports; the clients are tritonclient threads in a second
 process, and the in-process session runs in a third. Two layouts (ResNet-50 is measured in both):
@@ -44,6 +46,7 @@ MAX_DELAY_MS = 2.0
 TRANSPORTS = ("http", "grpc")
 TOP = max(CONCURRENCY)
 RESNET = "resnet50 INT8 ort"
+OPENVINO = "resnet50 INT8 trt, --backend openvino"
 
 
 def free_port() -> int:
@@ -70,11 +73,11 @@ def pinned_process(cpus: set[int]) -> ProcessPoolExecutor:
 class ServerProcess:
     """`onebyone serve TARGET` (HTTP and gRPC) in a subprocess on `cpus`, ready when `/v2/health/ready` answers."""
 
-    def __init__(self, target: Path, batching: bool, max_delay_ms: float, cpus: set[int]) -> None:
+    def __init__(self, target: Path, batching: bool, max_delay_ms: float, cpus: set[int], backend: str) -> None:
         self.urls = {"http": f"127.0.0.1:{free_port()}", "grpc": f"127.0.0.1:{free_port()}"}
         command = [sys.executable, "-m", "onebyone", "serve", str(target), "--port", self.urls["http"].split(":")[1],
                    "--grpc-port", self.urls["grpc"].split(":")[1], "--max-batch", str(TOP),
-                   "--max-delay-ms", str(max_delay_ms), *([] if batching else ["--no-batching"])]
+                   "--max-delay-ms", str(max_delay_ms), "--backend", backend, *([] if batching else ["--no-batching"])]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                          preexec_fn=lambda: os.sched_setaffinity(0, cpus))
 
@@ -154,9 +157,9 @@ def drive(transport: str, urls: dict[str, str], model: str, sample: np.ndarray, 
             "mean_batch": samples / max(executions, 1)}
 
 
-def in_process(target: Path, batch: int, seconds: float) -> dict[str, float]:
+def in_process(target: Path, batch: int, seconds: float, backend: str) -> dict[str, float]:
     """The session itself, `batch` samples per run, for `seconds`."""
-    with open_session(target) as session:
+    with open_session(target, backend) as session:
         x = np.resize(np.random.default_rng(0).standard_normal(session.inputs[0].shape[1:]).astype(np.float32),
                       (batch, *session.inputs[0].shape[1:]))
         session.run(x)
@@ -173,21 +176,21 @@ def in_process(target: Path, batch: int, seconds: float) -> dict[str, float]:
 
 def measure(name: str, target: Path, model: str, layout: str, cpus: dict[str, set[int]],
             concurrencies: tuple[int, ...], in_process_batches: tuple[int, ...], seconds: float,
-            advance: Any) -> list[dict[str, Any]]:
-    with open_session(target) as session:
+            advance: Any, backend: str = "auto") -> list[dict[str, Any]]:
+    with open_session(target, backend) as session:
         sample = np.resize(np.random.default_rng(0).standard_normal(session.inputs[0].shape[1:]),
                            (1, *session.inputs[0].shape[1:])).astype(np.float32)
-    base = {"model": name, "layout": layout}
+    base = {"model": name, "layout": layout, "backend": backend}
     rows = []
     with pinned_process(cpus["server"]) as reference:
         for batch in in_process_batches:
             rows.append({**base, "how": f"in-process Session.run, batch {batch}", "transport": "-",
-                         "concurrency": 1, **reference.submit(in_process, target, batch, seconds).result()})
+                         "concurrency": 1, **reference.submit(in_process, target, batch, seconds, backend).result()})
             advance()
     with pinned_process(cpus["clients"]) as clients:
         for batching in (False, True):
             how = f"server, {f'dynamic batching, {MAX_DELAY_MS:g} ms delay' if batching else 'no batching'}"
-            with ServerProcess(target, batching, MAX_DELAY_MS, cpus["server"]) as server:
+            with ServerProcess(target, batching, MAX_DELAY_MS, cpus["server"], backend) as server:
                 for transport in TRANSPORTS:
                     for concurrency in concurrencies:
                         result = clients.submit(drive, transport, server.urls, model, sample, concurrency, seconds)
@@ -216,6 +219,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "batched_vs_in_process": row(RESNET, layout, "server, dynamic", t, TOP)["samples_per_s"] / reference,
             "unbatched_vs_in_process": row(RESNET, layout, "server, no", t, TOP)["samples_per_s"] / reference,
             "batched_mean_batch": row(RESNET, layout, "server, dynamic", t, TOP)["mean_batch"]} for t in TRANSPORTS}
+    reference = row(OPENVINO, "shared", f"in-process Session.run, batch {TOP}", "-", 1)["samples_per_s"]
+    summary["openvino"] = {t: {"batched_vs_in_process": row(OPENVINO, "shared", "server, dynamic", t, TOP)
+                               ["samples_per_s"] / reference} for t in TRANSPORTS}
     return summary
 
 
@@ -242,8 +248,10 @@ def markdown(record: dict[str, Any]) -> str:
                          f"batch {TOP} = {ratios['batched_vs_in_process']:.2f} (runs averaged "
                          f"{ratios['batched_mean_batch']:.1f} samples); unbatched = "
                          f"{ratios['unbatched_vs_in_process']:.2f}")
+    for transport, ratios in summary["openvino"].items():
+        lines.append(f"- ResNet-50 INT8 `trt` on `--backend openvino`, {transport}, {TOP} clients: batched server / "
+                     f"in-process batch {TOP} = {ratios['batched_vs_in_process']:.2f}")
     return "\n".join(lines) + "\n"
-
 
 
 def main() -> None:
@@ -254,7 +262,7 @@ def main() -> None:
     args = parser.parse_args()
     cpus = layouts()
     server_rows = 2 * len(TRANSPORTS)
-    total = 1 + server_rows + len(cpus) * (2 + server_rows * len(CONCURRENCY))
+    total = 1 + server_rows + len(cpus) * (2 + server_rows * len(CONCURRENCY)) + 1 + server_rows
     with progress() as bar:
         task = bar.add_task("serve bench", total=total)
 
@@ -266,6 +274,8 @@ def main() -> None:
         for layout, sets in cpus.items():
             rows += measure(RESNET, args.build / "resnet50" / "model.int8-ort.onnx", "resnet50.int8-ort", layout,
                             sets, CONCURRENCY, (8, TOP), args.seconds, advance)
+        rows += measure(OPENVINO, args.build / "resnet50" / "model.int8-trt.onnx", "resnet50.int8-trt", "shared",
+                        cpus["shared"], (TOP,), (TOP,), args.seconds, advance, backend="openvino")
     summary = summarize(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"machine": machine(), "layouts": {name: {k: sorted(v) for k, v in sets.items()}

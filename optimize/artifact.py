@@ -16,7 +16,7 @@ from onebyone.runtime.bundle.onnx_file import save_model
 from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.errors import CheckFailed
 from onebyone.runtime.core.files import publish, staging_dir
-from onebyone.runtime.parity.check import check_artifact
+from onebyone.runtime.parity.check import Engine, check_artifact
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -30,10 +30,11 @@ class Companion:
 
 
 def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, tolerance: Tolerance,
-                   made_by: dict[str, Any], companions: list[Companion] = ()) -> str:
+                   made_by: dict[str, Any], companions: list[Companion] = (), engine: Engine | None = None) -> str:
     """Save `output` (and its companions beside it). When `source` is a bundle artifact and `output` sits beside
     it, check the result against the bundle's golden outputs first — publishing nothing if it fails — and record
-    everything in the manifest. Returns the line to show the user; raises CheckFailed when the check fails."""
+    everything in the manifest. `engine`: what runs the check when it is not ONNX Runtime's reference session (a
+    bf16 artifact: OpenVINO). Returns the line to show the user; raises CheckFailed when the check fails."""
     bundle = source.parent
     in_bundle = manifest_path(bundle).is_file() and output.parent.resolve() == bundle.resolve()
     manifest = read_manifest(bundle) if in_bundle else None
@@ -47,7 +48,7 @@ def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, 
                 publish(path, output.parent / path.name)
             return f"{output}  written (not in a bundle: no golden check)"
         labelled = LabelledSet.of_bundle(bundle, manifest)
-        check = check_artifact(staged, Golden.load(bundle / GOLDEN_NAME), tolerance, labelled)
+        check = check_artifact(staged, Golden.load(bundle / GOLDEN_NAME), tolerance, labelled, engine)
         if not check.ok:
             raise CheckFailed(f"{output} fails its golden check: {check.describe()}; nothing was written")
         manifest.artifacts[output.name] = ArtifactRecord.for_file(
@@ -61,4 +62,4 @@ def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, 
         for path in [*(c.staged for c in companions), *written]:
             publish(path, bundle / path.name)
         write_manifest(bundle, manifest)
-    return f"{output}  {precision}  ORT vs torch: {check.describe()}"
+    return f"{output}  {precision}  {'ORT' if engine is None else engine.name} vs torch: {check.describe()}"

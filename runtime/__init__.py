@@ -11,7 +11,8 @@ docs/architecture.md explains it):
 - `runtime.parity`    measuring close enough: the one comparison, artifact and kernel checks, per-layer
                       localisation, the report.
 - `export`, `optimize` the stages (onebyone.export, onebyone.optimize): they use core, bundle and parity only.
-- `runtime.sessions`  `open()`: locating a target, the Session base, one module per backend, the self-check.
+- `runtime.sessions`  `open()`: locating a target, choosing its engine, the Session base, one module per backend,
+                      the self-check.
 - `runtime.serve`     the KServe v2 / Triton server (HTTP, gRPC), dynamic batching, statistics and metrics, Triton
                       model repositories.
 - `runtime.commands`  the `onebyone` command line: the only layer that imports argparse, and the only one that may

@@ -37,13 +37,16 @@ def two_output_model(path: Path, rng: np.random.Generator) -> None:
                        {"w1": rng.normal(size=(4, 3)), "w2": rng.normal(size=(4, 5))}), path)
 
 
-@pytest.fixture(scope="module")
-def served(bundle_copy, tmp_path_factory):
-    """A server with digits_resnet (dynamic batching) and a two-output ONNX; yields (url, bundle, two_output)."""
+@pytest.fixture(scope="module", params=["auto", "openvino"])
+def served(request, bundle_copy, tmp_path_factory):
+    """A server with digits_resnet (dynamic batching) and a two-output ONNX on ONNX Runtime (auto) or on OpenVINO
+    (`serve --backend openvino`); yields (url, bundle, two_output). Every test below runs against both."""
+    if request.param == "openvino":
+        pytest.importorskip("openvino", reason="the openvino extra is not installed")
     bundle = bundle_copy("digits_resnet")
     two_output = tmp_path_factory.mktemp("serve") / "two_output.onnx"
     two_output_model(two_output, np.random.default_rng(0))
-    entries = load_models([bundle, two_output], "auto", None, MAX_BATCH, 0.005)
+    entries = load_models([bundle, two_output], request.param, None, MAX_BATCH, 0.005)
     with BackgroundServer(create_app(entries, 1 << 20, 5000)) as server:
         yield server.url, bundle, two_output
 
@@ -59,13 +62,14 @@ def digits_input(x: np.ndarray, binary: bool = True) -> triton.InferInput:
     return tensor
 
 
-def test_health_and_metadata(client):
+def test_health_and_metadata(client, request):
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("digits_resnet") and client.is_model_ready("digits_resnet", "1")
     assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "classification", "model_configuration",
                                                          "statistics"]
     metadata = client.get_model_metadata("digits_resnet")
-    assert metadata["platform"] == "onnxruntime_onnx" and metadata["versions"] == ["1"]
+    platform = {"auto": "onnxruntime_onnx", "openvino": "openvino"}[request.node.callspec.params["served"]]
+    assert metadata["platform"] == platform and metadata["versions"] == ["1"]
     assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
     assert metadata["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
     config = client.get_model_config("digits_resnet")

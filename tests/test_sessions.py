@@ -233,12 +233,13 @@ def test_the_import_recorder_sees_an_attempt_that_fails():
     assert imports_attempted(code)[:1] == ["tensorrt"]
 
 
-def test_exactly_one_module_imports_tensorrt_and_one_the_cuda_drivers():
+def test_exactly_one_module_imports_tensorrt_one_openvino_and_one_the_cuda_drivers():
     sources = [p for folder in ("export", "optimize", "runtime") for p in (REPO / folder).rglob("*.py")]
     importers = {name: sorted(str(p.relative_to(REPO)) for p in sources
                               if f"import {name}" in p.read_text() or f"from {name}" in p.read_text())
-                 for name in ("tensorrt", "pycuda", "cuda.bindings")}
+                 for name in ("tensorrt", "pycuda", "cuda.bindings", "openvino")}
     assert importers == {"tensorrt": ["runtime/sessions/tensorrt_backend.py"],
+                         "openvino": ["runtime/sessions/openvino_backend.py"],
                          "pycuda": ["runtime/sessions/cuda_memory.py"],
                          "cuda.bindings": ["runtime/sessions/cuda_memory.py"]}
 

@@ -18,12 +18,15 @@ converts overflow-prone S8 weights to on these CPUs (its `Avx2WeightS8ToU8Transf
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
 
 from onebyone.runtime.bundle.onnx_file import weight_axis
 from onebyone.runtime.core.cpu import Cpu
+from onebyone.runtime.core.errors import Int8OverflowWarning
 
 INT16_PAIR_LIMIT = 128  # the largest same-sign |w₁| + |w₂| whose products with 255 fit an int16
 DEQUANTIZED_WEIGHT = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})  # weight: input 1, through a DQ
@@ -91,3 +94,10 @@ def warning(label: str, prone: list[OverflowProne], cpu: Cpu) -> str:
             f"({cpu.cpu_class}, no VNNI): {names}. Its outputs may differ from what its Q/DQ defines; re-quantize "
             "it with `onebyone quantize --weight-range safe` (weights in [-64, 64]), or run it where int8 products "
             "accumulate in int32 (VNNI/AMX CPUs, TensorRT)")
+
+
+def warn_if_overflow_prone(path: Path, cpu: Cpu) -> None:
+    """On a CPU whose int8 dot products saturate, warn (Int8OverflowWarning) when the file has INT8 weights that
+    can overflow them; elsewhere nothing is read. Every CPU backend calls it when it opens an INT8 file."""
+    if cpu.int8_saturates and (prone := overflow_prone(ir.load(path))):
+        warnings.warn(warning(str(path), prone, cpu), Int8OverflowWarning, stacklevel=3)

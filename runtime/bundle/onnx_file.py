@@ -31,6 +31,14 @@ def load_model(path: Path) -> ir.Model:
     return ir.load(path)
 
 
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The file's metadata_props (what `export` writes: onebyone.model, .preprocess, .labels); {} if unreadable."""
+    try:
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception:  # the protobuf decoder fails with several exception types; the engine reports the file
+        return {}
+
+
 def save_model(model: ir.Model, path: Path) -> list[Path]:
     """Save `model`; weights go to `<name>.data` beside it when they would break protobuf's 2 GiB limit.
     Returns the files written, the external-data file first (publish it before the file that refers to it)."""

@@ -8,12 +8,18 @@ A candidate c passes against a reference r (d = c − r, over every element of e
 and, for per-layer localisation, a layer whose rel-L2 exceeds layer_rel_l2 has diverged.
 
 Rows (docs/parity.md says how the numbers were chosen):
-- fp32, fp16, int8: an artifact of that precision against the torch model. FP32 must be the same network to
-  rounding; FP16 to half precision; INT8 may move logits but must keep the direction of the output vector and
+- fp32, fp16, int8 (and bf16, below): an artifact of that precision against the torch model. FP32 must be the same
+  network to rounding; FP16 to half precision; INT8 may move logits but must keep the direction of the output vector and
   almost every decision. The manifest records the row an artifact was checked against.
 - int8-kernel: an engine against the same INT8 file's exact Q/DQ math (runtime/parity/kernel_check.py), not torch:
-  only rounding may differ (measured ≤ 0.019 rel-L2, docs/cpus.md), saturating int8 kernels reach 0.07–0.25. It
-  bounds no decisions (top-1 near ties is parity's business against torch).
+  only rounding may differ — ONNX Runtime ≤ 0.019 rel-L2; OpenVINO up to 0.042 on digits_resnet, where a rounding
+  that differs before a QuantizeLinear moves values across a quantization step (the FP16-float `trt` file's own
+  exact math is 0.041 from its FP32-float twin's) — while saturating int8 kernels reach 0.07–0.25 (docs/cpus.md,
+  docs/openvino.md). It bounds no decisions (top-1 near ties is parity's business against torch).
+- bf16: an FP32 file run with OpenVINO's BF16 inference hint, against torch: the fp16 row scaled by the unit
+  roundoff, 2⁻⁸ for BF16's 8-bit significand against FP16's 2⁻¹¹ — elementwise and per-layer bounds × 8, 1 − cosine
+  × 64 (it grows with the square of the error) rounded to 0.995, top-1 agreement 97% (docs/openvino.md shows the
+  measured values on digits and ResNet-50).
 - rewrite: an FP32 graph pass, the graph before against the graph after (optimize --verify).
 
 A golden check (export, optimize, quantize, build, verify, the self-check on open) runs a handful of fixed samples,
@@ -52,7 +58,8 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_rel=1e-4, min_cosine=0.99999, min_top1=1.0, layer_rel_l2=1e-4),
     "fp16": Tolerance(max_rel=1e-2, min_cosine=0.9999, min_top1=0.99, layer_rel_l2=1e-2),
+    "bf16": Tolerance(max_rel=8e-2, min_cosine=0.995, min_top1=0.97, layer_rel_l2=8e-2),
     "int8": Tolerance(max_rel=0.25, min_cosine=0.99, min_top1=0.95, layer_rel_l2=0.1),
-    "int8-kernel": Tolerance(max_rel=0.1, max_rel_l2=0.03, min_cosine=0.999),
+    "int8-kernel": Tolerance(max_rel=0.1, max_rel_l2=0.05, min_cosine=0.998),
     "rewrite": Tolerance(max_rel=1e-5),
 }

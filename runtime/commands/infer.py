@@ -31,7 +31,9 @@ def add_session_options(parser: argparse.ArgumentParser, self_check_flag: bool =
     """--backend, --providers and (unless the command always checks) --no-self-check, for commands that open
     sessions."""
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto (default): zoo name → torch, .onnx/bundle → onnxruntime, .plan → tensorrt")
+                        help="auto (default): zoo name → torch, .plan → tensorrt, .onnx/bundle → onnxruntime, or "
+                             "openvino where `make bench` measured it faster for the artifact's kind on this CPU's "
+                             "class (a bf16 artifact: openvino); openvino needs onebyone[openvino]")
     parser.add_argument("--providers", type=lambda text: [p for p in text.split(",") if p],
                         help="onnxruntime execution providers in order, e.g. cuda,cpu (default: the best available)")
     if self_check_flag:

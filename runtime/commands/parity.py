@@ -27,6 +27,7 @@ from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.parity.kernel_check import check_kernels
 from onebyone.runtime.parity.metrics import compare
 from onebyone.runtime.sessions.base import Session
+from onebyone.runtime.sessions.opening import BACKENDS
 from onebyone.runtime.sessions.opening import open as open_session
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -47,6 +48,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-cosine", type=float, help="override the cosine-similarity bound")
     parser.add_argument("--min-top1", type=float, help="override the top-1 agreement bound (0..1)")
     parser.add_argument("--no-layers", dest="layers", action="store_false", help="skip per-layer localisation")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="the engine that runs the candidates (default auto, as in `onebyone infer`)")
     parser.set_defaults(run=run)
 
 
@@ -123,7 +126,8 @@ def compare_candidate(reference: Session, reference_outputs: dict, candidate: Se
         kernels = check_kernels(candidate.target.path, {candidate.inputs[0].name: inputs}, outputs)
         record["kernel"] = kernels.as_record()
         record["failures"] += [f"kernel check: {failure}" for failure in kernels.failures]
-    fp32 = _fp32_graph(reference, candidate) if args.layers and candidate.target.kind == "onnx" else None
+    in_file = candidate.target.kind == "onnx" and precision != "bf16"  # bf16 is OpenVINO's, not the graph's
+    fp32 = _fp32_graph(reference, candidate) if args.layers and in_file else None
     if fp32 is not None:
         record["layers"] = localise(fp32, candidate.target.path, inputs[:LAYER_SAMPLES], precision).as_record()
     return record
@@ -164,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         reference_outputs = reference.run_batched({reference.inputs[0].name: inputs}, batch=32)
         records, calibrations = [], []
         for target in args.candidates:
-            with open_session(target, "auto", self_check=False) as candidate:
+            with open_session(target, args.backend, self_check=False) as candidate:
                 record = compare_candidate(reference, reference_outputs, candidate, inputs, data.labels, args)
                 calibration = _calibration_file(candidate)
             if calibration is not None and calibration not in calibrations:

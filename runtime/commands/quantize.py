@@ -1,4 +1,5 @@
-"""`onebyone quantize IN.onnx -o OUT.onnx --precision fp16|int8`: precision written into the ONNX."""
+"""`onebyone quantize IN.onnx -o OUT.onnx --precision fp16|int8|bf16`: precision written into the ONNX (bf16: into its
+metadata, as OpenVINO's BF16 inference hint on the FP32 graph)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import sha256_file, staging_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
     import onnx_ir as ir
 
     from onebyone.optimize.artifact import Companion
@@ -33,7 +37,7 @@ if TYPE_CHECKING:
     from onebyone.optimize.precision.qdq import TensorRange
 
 stdout = Console(highlight=False, soft_wrap=True)
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp16", "int8", "bf16")
 FALLBACK_SAMPLES = 256  # the accuracy fallback evaluates every candidate on at most this many calibration samples
 
 
@@ -43,7 +47,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="FP32 ONNX file (in a bundle, the manifest is updated)")
     parser.add_argument("-o", "--output", type=Path, help="output ONNX (default INPUT.fp16.onnx / INPUT.int8-FLAVOUR"
                                                           ".onnx)")
-    parser.add_argument("--precision", required=True, choices=PRECISIONS)
+    parser.add_argument("--precision", required=True, choices=PRECISIONS,
+                        help="fp16: FP16 tensors; int8: calibrated Q/DQ; bf16: the FP32 graph run with OpenVINO's BF16 "
+                             "inference hint (CPUs with AVX512-BF16 or AMX; needs onebyone[openvino])")
     parser.add_argument("--calib", help=f"calibration data: {SOURCES_HELP}; plain `digits` is digits-calibration; or "
                                         "a calib.json made for this model (required for int8; for fp16 it keeps "
                                         "out-of-range layers FP32)")
@@ -89,7 +95,7 @@ def installed_tensorrt() -> str | None:
 
 
 def default_output(source: Path, precision: str, flavour: str) -> Path:
-    suffix = "fp16" if precision == "fp16" else f"int8-{flavour}"
+    suffix = precision if precision in ("fp16", "bf16") else f"int8-{flavour}"
     return source.with_name(f"{source.name.removesuffix('.onnx')}.{suffix}.onnx")
 
 
@@ -117,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if args.accuracy_budget is not None and args.accuracy_budget < 0:
         raise UserError(f"--accuracy-budget {args.accuracy_budget} is negative")
     _check_float_dtype(args)
+    if args.precision == "bf16":
+        return _to_bf16(args)
     model = with_types(load_model(args.input))
     output = args.output or default_output(args.input, args.precision, args.flavour)
     exclude, keep = node_names(args.exclude, model), node_names(args.keep_fp32, model)
@@ -136,6 +144,41 @@ def run(args: argparse.Namespace) -> int:
         line = write_artifact(model, args.input, output, args.precision, TOLERANCES[args.precision], made_by,
                               companions)
     stdout.print(line)
+    return 0
+
+
+def _to_bf16(args: argparse.Namespace) -> int:
+    """The FP32 graph with `onebyone.precision = bf16` in its metadata: OpenVINO compiles it with its BF16 inference
+    hint (runtime/sessions/openvino_backend.py). Refused where the CPU has no BF16 instructions; checked on OpenVINO
+    against the golden torch outputs with the bf16 row of the tolerance table."""
+    from onebyone.optimize.artifact import write_artifact
+    from onebyone.runtime.bundle.onnx_file import graph_precision, load_model
+    from onebyone.runtime.bundle.tolerances import TOLERANCES
+    from onebyone.runtime.core.cpu import this_cpu
+    from onebyone.runtime.parity.check import Engine
+    from onebyone.runtime.sessions.locate import PRECISION_KEY, Target
+    from onebyone.runtime.sessions.openvino_backend import OpenVinoSession, bf16_refusal, import_openvino
+
+    import_openvino()
+    if (refusal := bf16_refusal(this_cpu())) is not None:
+        raise UserError(refusal)
+    if args.calib or args.exclude or args.keep_fp32 or args.fp16_io:
+        raise UserError("--precision bf16 takes no --calib/--exclude/--keep-fp32/--fp16-io: BF16 is OpenVINO's "
+                        "setting for the whole FP32 graph")
+    model = load_model(args.input)
+    if (found := graph_precision(model)) != "fp32":
+        raise UserError(f"{args.input} is {found}; --precision bf16 takes an FP32 model (an export or optimize output)")
+    model.metadata_props[PRECISION_KEY] = "bf16"
+
+    def open_openvino(path: Path) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+        session = OpenVinoSession(Target("onnx", path, None, None, None, None, None))
+        return session.run_batched
+
+    output = args.output or default_output(args.input, "bf16", args.flavour)
+    made_by = {"stage": "quantize", "from": args.input.name, "precision": "bf16", "engine": "openvino",
+               "inference_precision_hint": "bf16"}
+    stdout.print(write_artifact(model, args.input, output, "bf16", TOLERANCES["bf16"], made_by,
+                                engine=Engine("OpenVINO bf16", open_openvino)))
     return 0
 
 

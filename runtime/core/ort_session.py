@@ -38,7 +38,8 @@ def intra_op_threads(allowed: int, total: int) -> int | None:
     return allowed if allowed < total else None
 
 
-def _affinity_threads() -> int | None:
+def affinity_threads() -> int | None:
+    """The thread count for this process's CPU affinity where it is narrower than the machine; else None."""
     if not hasattr(os, "sched_getaffinity"):  # macOS, Windows: no affinity to read
         return None
     return intra_op_threads(len(os.sched_getaffinity(0)), os.cpu_count() or 1)
@@ -56,7 +57,7 @@ def ort_session(model: Path | bytes, optimization: str, *, providers: Sequence[s
     options = ort.SessionOptions()
     options.graph_optimization_level = dict(zip(LEVELS, levels, strict=True))[optimization]
     options.log_severity_level = 3
-    if (threads := _affinity_threads()) is not None:
+    if (threads := affinity_threads()) is not None:
         options.intra_op_num_threads = threads
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,15 @@ from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.parity.metrics import Parity, check_golden
 
 MAX_BATCH = 32  # samples per run when the model takes any batch (bounds activation memory)
+Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """An engine other than ONNX Runtime's reference session to check an artifact with."""
+
+    name: str
+    open: Callable[[Path], Run]  # opens an ONNX file, returns how to run inputs through it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,15 +46,21 @@ class ArtifactCheck:
                 | {"cpu": this_cpu().as_record()})
 
 
-def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance,
-                   labelled: LabelledSet | None = None) -> ArtifactCheck:
-    """Run golden inputs (and labelled inputs) through one ORT reference session and measure both."""
-    session = reference_session(onnx_path)
-    parity = check_golden(golden, run_session(session, golden.inputs), tolerance)
-    accuracy = None
-    if labelled is not None:
-        input_name, output_name = next(iter(golden.inputs)), next(iter(golden.outputs))
-        accuracy = labelled.accuracy(run_in_batches(session, input_name, labelled.inputs)[output_name])
+def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance, labelled: LabelledSet | None = None,
+                   engine: Engine | None = None) -> ArtifactCheck:
+    """Run golden inputs (and labelled inputs) through one ORT reference session — or through `engine`, for an
+    artifact whose precision is an engine's setting (bf16: OpenVINO) — and measure both."""
+    input_name, output_name = next(iter(golden.inputs)), next(iter(golden.outputs))
+    if engine is not None:
+        run = engine.open(onnx_path)
+        golden_outputs = run(golden.inputs)
+        labelled_outputs = run({input_name: labelled.inputs}) if labelled is not None else None
+    else:
+        session = reference_session(onnx_path)
+        golden_outputs = run_session(session, golden.inputs)
+        labelled_outputs = run_in_batches(session, input_name, labelled.inputs) if labelled is not None else None
+    parity = check_golden(golden, golden_outputs, tolerance)
+    accuracy = labelled.accuracy(labelled_outputs[output_name]) if labelled_outputs is not None else None
     return ArtifactCheck(parity=parity, accuracy=accuracy)
 
 

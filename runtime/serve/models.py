@@ -16,7 +16,8 @@ from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.locate import Target
 
 VERSION = "1"
-PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "torch": "pytorch_libtorch"}
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "tensorrt": "tensorrt_plan",
+             "torch": "pytorch_libtorch"}
 
 
 def model_name(target: Target) -> str:

@@ -1,5 +1,11 @@
-"""Triton model repositories: per model `config.pbtxt` and `1/model.onnx` (backend onnxruntime) or `1/model.plan`
-(backend tensorrt) — the scale-out path for the same artifacts the thin server runs.
+"""Triton model repositories: per model `config.pbtxt` and `1/model.onnx` (backend onnxruntime, or openvino with
+`default_model_filename: "model.onnx"`) or `1/model.plan` (backend tensorrt) — the scale-out path for the same
+artifacts the thin server runs.
+
+Triton's OpenVINO backend takes its settings as string `parameters` (its README): PERFORMANCE_HINT (LATENCY or
+THROUGHPUT), INFERENCE_NUM_THREADS, NUM_STREAMS and HINT_BF16 (YES, written for a bf16 artifact). It has no
+parameter for an f32 precision hint, so on an AMX CPU it runs an FP32 file in OpenVINO's default, BF16; the config
+says so in a comment, and `onebyone serve --backend openvino` is the way to serve it held to FP32.
 
 Tensor specs come from the file itself (the ONNX graph, or the I/O that `onebyone build` recorded in plan.json), so
 no GPU is needed to write a repository for a plan. A model directory is assembled beside its destination and renamed
@@ -32,6 +38,9 @@ class RepoOptions:
     instances: int = 1
     kind: str = "gpu"  # instance_group kind: gpu or cpu
     trt_accelerator: str | None = None  # onnxruntime on GPU: TensorRT EP with this precision_mode
+    engine: str = "onnxruntime"  # for an ONNX file: onnxruntime or openvino
+    performance_hint: str = "LATENCY"  # openvino: LATENCY or THROUGHPUT
+    threads: int | None = None  # openvino: INFERENCE_NUM_THREADS (None: the backend's default, every core)
 
 
 def _described(target: Target) -> tuple[list[TensorSpec], list[TensorSpec], ModelDescription]:
@@ -64,9 +73,15 @@ def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, t
     label_filename names (None: the model has none)."""
     inputs, outputs, description = _described(target)
     batching = batchable(inputs)
-    backend = "tensorrt" if target.kind == "plan" else "onnxruntime"
+    backend = "tensorrt" if target.kind == "plan" else options.engine
     if backend == "tensorrt" and options.kind != "gpu":
         raise UserError(f"{target.path} is a TensorRT plan: it runs on KIND_GPU instances only")
+    if backend == "openvino" and options.kind != "cpu":
+        raise UserError(f"{target.path}: Triton's openvino backend runs on KIND_CPU instances only; "
+                        "use --instance-kind cpu")
+    if description.precision == "bf16" and backend != "openvino":
+        raise UserError(f"{target.path} is a bf16 artifact (OpenVINO's BF16 inference hint); write it with "
+                        "--backend openvino")
     if options.trt_accelerator is not None and (backend != "onnxruntime" or options.kind != "gpu"):
         raise UserError("--trt-accelerator applies to ONNX models on GPU instances")
     skip = 1 if batching else 0
@@ -75,12 +90,30 @@ def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, t
     if batching and options.max_delay_us is not None:
         text += f"dynamic_batching {{\n  max_queue_delay_microseconds: {options.max_delay_us}\n}}\n"
     text += f"instance_group [\n  {{\n    count: {options.instances}\n    kind: KIND_{options.kind.upper()}\n  }}\n]\n"
+    if backend == "openvino":
+        text += _openvino_parameters(description.precision, options)
     if options.trt_accelerator is not None:
         text += ("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n      {\n"
                  '        name: "tensorrt"\n'
                  f'        parameters {{ key: "precision_mode" value: "{options.trt_accelerator.upper()}" }}\n'
                  "      }\n    ]\n  }\n}\n")
     return text, description.labels
+
+
+def _openvino_parameters(precision: str | None, options: RepoOptions) -> str:
+    """default_model_filename and the parameters of Triton's openvino backend (module docstring)."""
+    values = {"PERFORMANCE_HINT": options.performance_hint, "NUM_STREAMS": "1"}
+    if options.performance_hint == "THROUGHPUT":
+        values["NUM_STREAMS"] = str(options.instances)
+    if options.threads is not None:
+        values["INFERENCE_NUM_THREADS"] = str(options.threads)
+    if precision == "bf16":
+        values["HINT_BF16"] = "YES"
+    note = ("" if precision == "bf16" else
+            "# OpenVINO computes this file in BF16 on AMX CPUs (its default; the backend has no f32 hint)\n")
+    entries = ",\n".join(f'  {{\n    key: "{key}"\n    value: {{ string_value: "{value}" }}\n  }}'
+                         for key, value in values.items())
+    return f'default_model_filename: "model.onnx"\n{note}parameters [\n{entries}\n]\n'
 
 
 def write_model(repository: Path, name: str, target: Target, options: RepoOptions) -> Path:

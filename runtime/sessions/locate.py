@@ -18,6 +18,7 @@ from onebyone.runtime.core.errors import UserError
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
 PLAN_KIND = "tensorrt-plan"
+PRECISION_KEY = "onebyone.precision"  # ONNX metadata: a precision that is an engine's setting (bf16), not the graph's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _torch_target_of_bundle(bundle: Path, manifest: Manifest) -> Target:
 
 
 def locate(target: str | Path, backend: str, weights: Path | None = None) -> Target:
-    """Resolve what the user named. `backend` is "auto", "torch", "onnxruntime" or "tensorrt"."""
+    """Resolve what the user named. `backend` is "auto", "torch", "onnxruntime", "openvino" or "tensorrt"."""
     path = Path(target)
     if not path.exists():
         text = str(target)
@@ -108,7 +109,7 @@ def locate(target: str | Path, backend: str, weights: Path | None = None) -> Tar
     if suffix in ONNX_SUFFIXES:
         if backend == "tensorrt":
             raise UserError(f"{path} is ONNX; build a TensorRT plan from it with `onebyone build {path}` and open "
-                            "that, or use --backend onnxruntime (its TensorRT execution provider)")
+                            "that, or use --backend onnxruntime (its TensorRT execution provider) or openvino")
         if backend == "torch":
             if manifest is None:
                 raise UserError(f"{path} is not part of a bundle, so its torch model is unknown; open the model by "
@@ -152,4 +153,4 @@ def describe_from_metadata(name: str, metadata: dict[str, str], precision: str |
         except ValueError:
             labels = None
     return ModelDescription(name=metadata.get("onebyone.model", name), task=metadata.get("onebyone.task", "unknown"),
-                            preprocess=preprocess, precision=precision, labels=labels)
+                            preprocess=preprocess, precision=precision or metadata.get(PRECISION_KEY), labels=labels)

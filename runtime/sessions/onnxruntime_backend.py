@@ -8,18 +8,15 @@ be created is an error, not a quiet fallback to the CPU.
 from __future__ import annotations
 
 import ctypes
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx_ir as ir
 
-from onebyone.runtime.bundle.int8_overflow import overflow_prone, warning
+from onebyone.runtime.bundle.int8_overflow import warn_if_overflow_prone
 from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
 from onebyone.runtime.core.cpu import this_cpu
-from onebyone.runtime.core.errors import Int8OverflowWarning, UserError
+from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.locate import Target, describe_from_manifest, describe_from_metadata
@@ -85,14 +82,6 @@ def _spec(value: Any) -> TensorSpec:
     return TensorSpec(value.name, np.dtype(ORT_TYPES[value.type]), shape)
 
 
-def warn_if_overflow_prone(path: Path) -> None:
-    """On a CPU whose int8 dot products saturate, warn (Int8OverflowWarning) when the file has INT8 weights that
-    can overflow them; elsewhere nothing is read."""
-    cpu = this_cpu()
-    if cpu.int8_saturates and (prone := overflow_prone(ir.load(path))):
-        warnings.warn(warning(str(path), prone, cpu), Int8OverflowWarning, stacklevel=2)
-
-
 class OnnxRuntimeSession(Session):
     """An ONNX file in ONNX Runtime with every graph optimization enabled (the deployment configuration)."""
 
@@ -117,7 +106,7 @@ class OnnxRuntimeSession(Session):
                        else describe_from_metadata(path.stem, metadata, precision))
         on_cpu = created[0] == "CPUExecutionProvider"
         if on_cpu and description.precision in (None, "int8"):
-            warn_if_overflow_prone(path)
+            warn_if_overflow_prone(path, this_cpu())
         device = ", ".join(created) + (f" on {this_cpu().describe()}" if on_cpu else "")
         super().__init__(target, [_spec(i) for i in self._session.get_inputs()],
                          [_spec(o) for o in self._session.get_outputs()], description, device)

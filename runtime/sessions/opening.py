@@ -5,9 +5,12 @@
         logits = session.run({"input": x})["logits"]
 
 Backends: `torch` (a zoo name, package.module:factory [+ weights], or a bundle's own model: the reference),
-`onnxruntime` (TensorRT EP, CUDA EP or CPU: the best available unless `providers` says otherwise) and `tensorrt`
-(a `.plan` from `onebyone build`; GPU only). `backend="auto"` picks by target: a name → torch, `.onnx` or a bundle
-directory → onnxruntime, `.plan` → tensorrt. Each backend module is imported when a session needs it.
+`onnxruntime` (TensorRT EP, CUDA EP or CPU: the best available unless `providers` says otherwise), `openvino` (an
+ONNX file on the CPU, `onebyone[openvino]`) and `tensorrt` (a `.plan` from `onebyone build`; GPU only).
+`backend="auto"` picks by target: a name → torch, `.plan` → tensorrt, `.onnx` or a bundle directory → the engine
+runtime/sessions/choice.py names for the artifact's kind on this CPU (onnxruntime unless a committed measurement
+says otherwise; a `bf16` artifact → openvino, the only engine that runs it). Each backend module is imported when
+a session needs it.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from pathlib import Path
 
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.sessions.base import Session
+from onebyone.runtime.sessions.choice import onnx_engine
 from onebyone.runtime.sessions.locate import Target, locate
 from onebyone.runtime.sessions.self_check import check_recorded_file, check_session
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 
 
 def open(target: str | Path, backend: str = "auto", *, providers: Sequence[str] | None = None,
@@ -35,13 +39,14 @@ def open(target: str | Path, backend: str = "auto", *, providers: Sequence[str] 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     located = locate(target, backend, weights)
-    if providers is not None and located.kind != "onnx":
+    engine = onnx_engine(located, backend, providers) if located.kind == "onnx" else None
+    if providers is not None and engine != "onnxruntime":
         raise UserError("providers apply to ONNX files run by onnxruntime only")
     if (weights is not None or input_shape is not None) and located.kind != "torch":
         raise UserError("weights and input_shape apply to torch models only; an exported artifact has its own")
     if self_check:
         check_recorded_file(located)
-    session = _construct(located, providers, input_shape)
+    session = _construct(located, engine, providers, input_shape)
     if self_check:
         try:
             check_session(session)
@@ -51,13 +56,17 @@ def open(target: str | Path, backend: str = "auto", *, providers: Sequence[str] 
     return session
 
 
-def _construct(located: Target, providers: Sequence[str] | None,
+def _construct(located: Target, engine: str | None, providers: Sequence[str] | None,
                input_shape: tuple[int, int, int] | None) -> Session:
     if located.kind == "torch":
         from onebyone.runtime.sessions.torch_backend import TorchSession
 
         return TorchSession(located, input_shape)
-    if located.kind == "onnx":
+    if engine == "openvino":
+        from onebyone.runtime.sessions.openvino_backend import OpenVinoSession
+
+        return OpenVinoSession(located)
+    if engine == "onnxruntime":
         from onebyone.runtime.sessions.onnxruntime_backend import OnnxRuntimeSession
 
         return OnnxRuntimeSession(located, providers)

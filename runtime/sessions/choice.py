@@ -1,0 +1,63 @@
+"""Which engine runs an ONNX artifact: the one asked for, or — `backend="auto"` — the fastest correct one measured for
+the artifact's kind on this CPU's class.
+
+`FASTEST` holds only what `make bench` measured and committed (bench/openvino-<class>.json, one file per CPU class;
+tests/test_openvino.py checks the table against those files): per CPU class, the artifact kinds on which OpenVINO
+beat ONNX Runtime side by side with a passing kernel check. Everything else — a class or kind not measured, a GPU
+machine (ONNX Runtime's CUDA/TensorRT providers), explicit `providers`, OpenVINO not installed, a file outside a
+bundle whose kind is unknown — stays on ONNX Runtime. A `bf16` artifact runs on OpenVINO only: it is an FP32 file
+whose precision is OpenVINO's BF16 inference hint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+
+from onebyone.runtime.core.cpu import Cpu, this_cpu
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.sessions.locate import PRECISION_KEY, Target
+
+ENGINES = ("onnxruntime", "openvino")
+FASTEST: dict[str, dict[str, str]] = {
+    # bench/openvino-x86-vnni.md (AMD EPYC, AVX-512 VNNI + BF16, no AMX): the trt file ran ~6× faster on OpenVINO
+    # than on ONNX Runtime; FP32 and the ort file ran faster on ONNX Runtime.
+    "x86 VNNI": {"int8-trt": "openvino"},
+}
+
+
+def artifact_kind(target: Target) -> str | None:
+    """fp32, fp16, bf16, int8-trt or int8-ort from the artifact's bundle record; outside a bundle bf16 (from the file's
+    metadata) or None."""
+    record = target.record
+    if record is None:
+        from onebyone.runtime.bundle.onnx_file import onnx_metadata  # onnx loads only when a file is opened
+
+        return "bf16" if onnx_metadata(target.path).get(PRECISION_KEY) == "bf16" else None
+    if record.precision == "int8":
+        return f"int8-{record.made_by.get('flavour', 'trt')}"
+    return record.precision
+
+
+def auto_engine(kind: str | None, cpu: Cpu, gpu: bool, openvino_installed: bool) -> str:
+    """The engine `auto` picks for an artifact of `kind` on `cpu` (module docstring)."""
+    if kind == "bf16":
+        return "openvino"
+    if gpu or not openvino_installed or kind is None:
+        return "onnxruntime"
+    return FASTEST.get(cpu.cpu_class, {}).get(kind, "onnxruntime")
+
+
+def onnx_engine(target: Target, backend: str, providers: Sequence[str] | None) -> str:
+    """The engine that opens an ONNX target for `backend` ("auto", "onnxruntime" or "openvino")."""
+    kind = artifact_kind(target)
+    if backend == "onnxruntime" and kind == "bf16":
+        raise UserError(f"{target.label} is a bf16 artifact: an FP32 file run with OpenVINO's BF16 inference hint; "
+                        "open it with --backend openvino (ONNX Runtime would run it in FP32)")
+    if backend in ENGINES:
+        return backend
+    if providers is not None and kind != "bf16":
+        return "onnxruntime"
+    from onebyone.runtime.sessions.onnxruntime_backend import nvidia_driver_present
+
+    return auto_engine(kind, this_cpu(), nvidia_driver_present(), importlib.util.find_spec("openvino") is not None)
