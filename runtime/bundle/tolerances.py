@@ -13,9 +13,9 @@ Rows (docs/parity.md says how the numbers were chosen):
   almost every decision. The manifest records the row an artifact was checked against.
 - int8-kernel: an engine against the same INT8 file's exact Q/DQ math (runtime/parity/kernel_check.py), not torch:
   only rounding may differ — ONNX Runtime ≤ 0.019 rel-L2; OpenVINO up to 0.042 on digits_resnet, where a rounding
-  that differs before a QuantizeLinear moves values across a quantization step (the FP16-float `trt` file's own
-  exact math is 0.041 from its FP32-float twin's) — while saturating int8 kernels reach 0.07–0.25 (docs/cpus.md,
-  docs/openvino.md). It bounds no decisions (top-1 near ties is parity's business against torch).
+  that differs before a QuantizeLinear moves values across a quantization step — while saturating int8 kernels
+  reach 0.07–0.25 (docs/cpus.md, docs/openvino.md). It bounds no decisions (top-1 near ties is parity's business
+  against torch).
 - bf16: an FP32 file run with OpenVINO's BF16 inference hint, against torch: the fp16 row scaled by the unit
   roundoff, 2⁻⁸ for BF16's 8-bit significand against FP16's 2⁻¹¹ — elementwise and per-layer bounds × 8, 1 − cosine
   × 64 (it grows with the square of the error) rounded to 0.995, top-1 agreement 97% (docs/openvino.md shows the

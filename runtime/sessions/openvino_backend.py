@@ -6,8 +6,8 @@
   (`onebyone quantize --precision bf16`), refused on a CPU without AVX512-BF16 or AMX-BF16, where OpenVINO would run
   something else than the artifact says.
 - Shapes: the model is compiled once, as the file declares it: a dynamic batch stays dynamic. A compile per batch
-  size ran no faster (ResNet-50 FP32, alone in a process: 38–40 ms at batch 1 either way; `make bench` puts the two
-  side by side, docs/openvino.md), and would cost a compile for every batch size a server forms.
+  size was measured no faster (docs/openvino.md; `make bench` keeps a static-shape row beside the session's), and
+  would cost a compile for every batch size a server forms.
 - Threads: the process's CPU affinity, like every ONNX Runtime session (runtime/core/ort_session.py); latency hint,
   one stream, so a batch uses every thread.
 - Concurrency: one infer request per concurrent caller, taken from a pool and returned after the call (the server's
@@ -99,31 +99,29 @@ class OpenVinoSession(Session):
     def __init__(self, target: Target) -> None:
         openvino = import_openvino()
         path = target.path
-        self._core = openvino.Core()
+        core = openvino.Core()
         try:
-            model = self._core.read_model(str(path))
+            model = core.read_model(str(path))
         except RuntimeError as err:
             raise UserError(f"OpenVINO cannot read {path}: {_first_line(err)}") from None
         description = (describe_from_manifest(target.manifest, target.record) if target.manifest is not None
                        else describe_from_metadata(path.stem, onnx_metadata(path), None))
         cpu = this_cpu()
         self.precision_hint = precision_hint(description.precision, cpu)
-        self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.precision_hint,
-                                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.precision_hint, "PERFORMANCE_HINT": "LATENCY",
+                                  "NUM_STREAMS": 1}
         if (threads := affinity_threads()) is not None:
-            self._config["INFERENCE_NUM_THREADS"] = threads
-        self._compiled = _Compiled(self._compile(model, path))
-        if description.precision in (None, "int8"):
-            warn_if_overflow_prone(path, cpu)
-        inputs = [_spec(p) for p in self._compiled.compiled.inputs]
-        device = f"OpenVINO {openvino.get_version().split('-')[0]} CPU, {self.precision_hint} on {cpu.describe()}"
-        super().__init__(target, inputs, [_spec(p) for p in self._compiled.compiled.outputs], description, device)
-
-    def _compile(self, model: Any, path: object) -> Any:
+            config["INFERENCE_NUM_THREADS"] = threads
         try:
-            return self._core.compile_model(model, "CPU", self._config)
+            self._compiled = _Compiled(core.compile_model(model, "CPU", config))
         except RuntimeError as err:
             raise UserError(f"OpenVINO cannot compile {path} for the CPU: {_first_line(err)}") from None
+        if description.precision in (None, "int8"):
+            warn_if_overflow_prone(path, cpu)
+        ports = self._compiled.compiled
+        device = f"OpenVINO {openvino.get_version().split('-')[0]} CPU, {self.precision_hint} on {cpu.describe()}"
+        super().__init__(target, [_spec(p) for p in ports.inputs], [_spec(p) for p in ports.outputs], description,
+                         device)
 
     def _run(self, feeds: dict[str, Any], output_names: list[str]) -> dict[str, np.ndarray]:
         arrays = {name: value if isinstance(value, np.ndarray) else value.detach().cpu().numpy()
