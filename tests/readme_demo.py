@@ -2,8 +2,9 @@
 block (tests/test_readme.py) or write them into README.md (`python -m tests.readme_demo`, on the machine README
 names).
 
-Numbers and the CPU's description differ across machines (trained weights, int8 kernels), so the comparison masks
-digits and the CPU; every line, label and verdict must match.
+Numbers and the CPU's description differ across machines (trained weights, int8 kernels), and so does the engine
+`auto` opens an ONNX file on (ONNX Runtime or OpenVINO, per CPU class: runtime/sessions/choice.py), so the comparison
+masks digits, the CPU and that engine; every line, label and verdict must match.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ def run_demo(scratch: Path) -> list[str]:
 
 
 def masked(lines: list[str], cpu_description: str, cpu_class: str) -> list[str]:
-    """The lines with the CPU named as <cpu>/<cpu class>, the layer a localisation line names as <layer> (which layer
-    quantization moves most differs with the trained weights) and every number as #."""
+    """The lines with the CPU named as <cpu>/<cpu class>, the ONNX engine and its device as <engine>, the layer a
+    localisation line names as <layer> (which layer quantization moves most differs with the trained weights) and
+    every number as #."""
     out = []
     for line in lines:
+        line = re.sub(r" on (onnxruntime|openvino) \(.*\)$", " on <engine>", line)
         line = line.replace(cpu_description, "<cpu>").replace(cpu_class, "<cpu class>")
         line = re.sub(r"(largest jump|first layer above rel-L2 \S+): \S+ \(\w+\)", r"\1: <layer>", line)
         out.append(re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", line).rstrip())

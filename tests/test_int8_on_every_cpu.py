@@ -14,6 +14,7 @@ import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import onebyone.runtime.sessions.choice as choice
 import onebyone.runtime.sessions.onnxruntime_backend as onnxruntime_backend
 from onebyone.optimize.precision.flavours import WEIGHT_LEVELS
 from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
@@ -261,6 +262,7 @@ def test_verify_and_the_self_check_run_the_kernel_check(bundle_copy, cli, monkey
     something else — ORT's outputs with noise of twice the kernel bound added, as saturating kernels would — fails
     it: verify exits 1 although the file's own Q/DQ math still passes golden parity, and the self-check refuses the
     session."""
+    monkeypatch.setattr(choice, "FASTEST", {})  # the engine under test is ONNX Runtime, whatever `auto` picks here
     bundle = bundle_copy("digits_resnet")
     code, out, _ = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",
                        "--flavour", "ort")

@@ -23,6 +23,9 @@ FASTEST: dict[str, dict[str, str]] = {
     # bench/openvino-x86-vnni.md (AMD EPYC, AVX-512 VNNI + BF16, no AMX): the trt file ran ~6× faster on OpenVINO
     # than on ONNX Runtime; FP32 and the ort file ran faster on ONNX Runtime.
     "x86 VNNI": {"int8-trt": "openvino"},
+    # bench/openvino-x86-amx-vnni.md (Intel Xeon, AVX-512 VNNI + AMX): both INT8 files ran faster on OpenVINO (AMX
+    # int8 tiles); FP32 ran faster on ONNX Runtime.
+    "x86 AMX + VNNI": {"int8-trt": "openvino", "int8-ort": "openvino"},
 }
 
 
