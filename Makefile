@@ -80,7 +80,8 @@ bench: $(BENCH_EXPORTS)
 	$(PY) -m bench.optimize --models $(BENCH_MODELS) --build build/bench --out bench
 	$(PY) -m bench.precision --build build/bench --out bench
 	$(CLI) bench resnet50 build/bench/resnet50/model.target-ort.onnx build/bench/resnet50/model.int8-ort.onnx \
-		--labels "torch eager,ORT FP32 --target ort,ORT INT8 ort" --batch 1,8 --seconds 15 \
+		--labels "torch eager,ORT FP32 --target ort,ORT INT8 ort" --backend torch,onnxruntime,onnxruntime \
+		--batch 1,8 --seconds 15 \
 		--json bench/runtime.json --markdown bench/runtime.md
 	$(PY) -m bench.openvino --build build/bench --out bench
 	$(PY) -m bench.serve --build build/bench --out bench

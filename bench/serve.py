@@ -5,8 +5,9 @@
 - latency at batch 1, concurrency 1 (digits_resnet, where the model itself costs well under a millisecond, so the
   difference is the server's overhead): in-process `Session.run` vs the server with and without dynamic batching,
   over each transport;
-- throughput at concurrency 1 and 16, batch-1 requests (ResNet-50 INT8 `ort`, the CPU deployment artifact), with
-  and without dynamic batching, over each transport, beside the in-process session running batches of 8 and 16;
+- throughput at concurrency 1 and 16, batch-1 requests (ResNet-50 INT8 `ort`, the CPU deployment artifact, on
+  ONNX Runtime whatever `auto` would pick on this CPU class), with and without dynamic batching, over each
+  transport, beside the in-process session running batches of 8 and 16;
 - the same at concurrency 16 for `serve --backend openvino` with the INT8 `trt` file (the GPU's file on CPUs),
   beside its in-process OpenVINO session at batch 16 (shared layout).
 
@@ -176,7 +177,7 @@ def in_process(target: Path, batch: int, seconds: float, backend: str) -> dict[s
 
 def measure(name: str, target: Path, model: str, layout: str, cpus: dict[str, set[int]],
             concurrencies: tuple[int, ...], in_process_batches: tuple[int, ...], seconds: float,
-            advance: Any, backend: str = "auto") -> list[dict[str, Any]]:
+            advance: Any, backend: str) -> list[dict[str, Any]]:
     with open_session(target, backend) as session:
         sample = np.resize(np.random.default_rng(0).standard_normal(session.inputs[0].shape[1:]),
                            (1, *session.inputs[0].shape[1:])).astype(np.float32)
@@ -270,10 +271,10 @@ def main() -> None:
             bar.advance(task)
 
         rows = measure("digits_resnet", args.build / "digits_resnet", "digits_resnet", "shared", cpus["shared"],
-                       (1,), (1,), args.seconds, advance)
+                       (1,), (1,), args.seconds, advance, backend="onnxruntime")
         for layout, sets in cpus.items():
             rows += measure(RESNET, args.build / "resnet50" / "model.int8-ort.onnx", "resnet50.int8-ort", layout,
-                            sets, CONCURRENCY, (8, TOP), args.seconds, advance)
+                            sets, CONCURRENCY, (8, TOP), args.seconds, advance, backend="onnxruntime")
         rows += measure(OPENVINO, args.build / "resnet50" / "model.int8-trt.onnx", "resnet50.int8-trt", "shared",
                         cpus["shared"], (TOP,), (TOP,), args.seconds, advance, backend="openvino")
     summary = summarize(rows)

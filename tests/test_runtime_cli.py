@@ -109,6 +109,30 @@ def test_bench_times_artifacts_side_by_side_on_the_same_input(bundle, cli, tmp_p
     assert "× first" in stdout
 
 
+def test_bench_runs_each_artifact_on_the_backend_named_for_it(bundle, cli, tmp_path):
+    """`--backend` with one name per artifact: the same file on ONNX Runtime and OpenVINO side by side, beside torch
+    (what `make bench`'s runtime part needs once `auto` sends a kind to OpenVINO on some CPU class)."""
+    pytest.importorskip("openvino")
+    result = tmp_path / "bench.json"
+    code, _, err = cli("bench", "digits_resnet", bundle / "model.onnx", bundle / "model.onnx", "--labels",
+                       "torch,ort,ov", "--backend", "torch,onnxruntime,openvino", "--batch", "2", "--seconds",
+                       "0.2", "--json", result)
+    assert code == 0, err
+    record = json.loads(result.read_text())
+    assert [a["backend"] for a in record["artifacts"]] == ["torch", "onnxruntime", "openvino"]
+    assert all(r["max_rel_diff_vs_first"] <= 1e-4 for r in record["results"])  # FP32 everywhere (f32 hint)
+
+
+@pytest.mark.parametrize(("backend", "message"), [
+    ("torch,onnxruntime", "--backend needs one backend, or 3, one per artifact"),
+    ("torch,onnx,openvino", "unknown backend 'onnx'"),
+])
+def test_bench_refuses_a_backend_list_that_does_not_fit(bundle, cli, backend, message):
+    code, _, err = cli("bench", "digits_resnet", bundle / "model.onnx", bundle / "model.onnx", "--labels",
+                       "a,b,c", "--backend", backend, "--seconds", "0.1")
+    assert code == 2 and message in err and "Traceback" not in err
+
+
 def test_bench_refuses_artifacts_with_different_inputs(exported, cli):
     code, _, err = cli("bench", exported("digits_resnet").bundle, "inception_block", "--seconds", "0.1")
     assert code == 2 and "the artifacts take different inputs" in err

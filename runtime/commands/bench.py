@@ -1,4 +1,4 @@
-"""`onebyone bench ARTIFACT... --batch 1,8,32`: latency and throughput of any artifacts, side by side.
+"""`onebyone bench ARTIFACT... --batch 1,8,32 [--backend B,...]`: latency and throughput of any artifacts, side by side.
 
 All artifacts are opened as sessions (self-checked) and fed the same input per batch size: the first artifact's
 golden inputs repeated to the batch when it belongs to a bundle, else fixed-seed N(0, 1). After a warm-up they are
@@ -57,7 +57,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=lambda text: text.split(","), help="names for the artifacts, in order")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as a Markdown section")
-    add_session_options(parser)
+    add_session_options(parser, backend_per_artifact=True)
     parser.set_defaults(run=run)
 
 
@@ -148,11 +148,13 @@ def run(args: argparse.Namespace) -> int:
     labels = args.labels or list(args.artifacts)
     if len(labels) != len(args.artifacts) or len(set(labels)) != len(labels):
         raise UserError(f"--labels needs {len(args.artifacts)} distinct names, one per artifact")
+    backends = args.backend * len(args.artifacts) if len(args.backend) == 1 else args.backend
+    if len(backends) != len(args.artifacts):
+        raise UserError(f"--backend needs one backend, or {len(args.artifacts)}, one per artifact")
     sessions: dict[str, Session] = {}
     try:
-        for label, artifact in zip(labels, args.artifacts, strict=True):
-            sessions[label] = open_session(artifact, args.backend, providers=args.providers,
-                                           self_check=args.self_check)
+        for label, artifact, backend in zip(labels, args.artifacts, backends, strict=True):
+            sessions[label] = open_session(artifact, backend, providers=args.providers, self_check=args.self_check)
             stdout.print(f"{label}: {sessions[label].describe()}; {sessions[label].self_check_note}")
         names = {tuple((s.name, s.shape[1:]) for s in session.inputs) for session in sessions.values()}
         if len(names) > 1:

@@ -27,13 +27,29 @@ from onebyone.runtime.sessions.opening import open as open_session
 stdout = Console(highlight=False, soft_wrap=True)
 
 
-def add_session_options(parser: argparse.ArgumentParser, self_check_flag: bool = True) -> None:
-    """--backend, --providers and (unless the command always checks) --no-self-check, for commands that open
-    sessions."""
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto (default): zoo name → torch, .plan → tensorrt, .onnx/bundle → onnxruntime, or "
-                             "openvino where `make bench` measured it faster for the artifact's kind on this CPU's "
-                             "class (a bf16 artifact: openvino); openvino needs onebyone[openvino]")
+BACKEND_HELP = ("auto (default): zoo name → torch, .plan → tensorrt, .onnx/bundle → onnxruntime, or openvino where "
+                "`make bench` measured it faster for the artifact's kind on this CPU's class (a bf16 artifact: "
+                "openvino); openvino needs onebyone[openvino]")
+
+
+def backend_list(text: str) -> list[str]:
+    """A comma-separated list of backends, e.g. `torch,onnxruntime,openvino`."""
+    backends = text.split(",")
+    if unknown := [b for b in backends if b not in BACKENDS]:
+        raise argparse.ArgumentTypeError(f"unknown backend {unknown[0]!r}: choose from {', '.join(BACKENDS)}")
+    return backends
+
+
+def add_session_options(parser: argparse.ArgumentParser, self_check_flag: bool = True,
+                        backend_per_artifact: bool = False) -> None:
+    """--backend (one, or with `backend_per_artifact` a comma-separated list, one per artifact), --providers and
+    (unless the command always checks) --no-self-check, for commands that open sessions."""
+    if backend_per_artifact:
+        parser.add_argument("--backend", type=backend_list, default=["auto"],
+                            help=f"one backend for all artifacts, or one per artifact in order, e.g. "
+                                 f"torch,onnxruntime,openvino; {BACKEND_HELP}")
+    else:
+        parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     parser.add_argument("--providers", type=lambda text: [p for p in text.split(",") if p],
                         help="onnxruntime execution providers in order, e.g. cuda,cpu (default: the best available)")
     if self_check_flag:

@@ -8,7 +8,10 @@ a UserError naming it.
 Threads: ORT sizes its intra-op pool by the machine's physical cores, whatever CPUs the process may run on, so a
 process pinned to fewer (taskset, a container's cpuset, the serve bench's pinned layout) runs more threads than it
 has cores, and they take turns on it, slower than one thread would be. The pool is sized by the process's CPU
-affinity where that is narrower.
+affinity where that is narrower. ORT's pool threads also spin on for milliseconds after a Run returns
+(`session.intra_op.allow_spinning`), taking the CPU from whatever the process does next — the server's request
+handling, another session's run. Every session sets `session.force_spinning_stop`: its threads spin during a run and
+stop when it returns; the cost is waking them at the next run (docs/runtime.md#threads has the measurements).
 
 One ORT transformer is turned off: WeightBiasQuantization (level "basic" and up) rewrites the float bias b of a
 Conv/Gemm between a DequantizeLinear and a QuantizeLinear into round(b / (s_x · s_w)) as INT32, computed in the bias's
@@ -30,6 +33,7 @@ from onebyone.runtime.core.errors import UserError
 LEVELS = ("none", "basic", "extended", "all")
 CPU = ("CPUExecutionProvider",)
 DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)  # see the module docstring
+SPINNING_STOPS = {"session.force_spinning_stop": "1"}  # see the module docstring
 
 
 def intra_op_threads(allowed: int, total: int) -> int | None:
@@ -59,7 +63,7 @@ def ort_session(model: Path | bytes, optimization: str, *, providers: Sequence[s
     options.log_severity_level = 3
     if (threads := affinity_threads()) is not None:
         options.intra_op_num_threads = threads
-    for key, value in (config or {}).items():
+    for key, value in {**SPINNING_STOPS, **(config or {})}.items():
         options.add_session_config_entry(key, value)
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
