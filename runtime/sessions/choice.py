@@ -2,11 +2,11 @@
 the artifact's kind on this CPU's class.
 
 `FASTEST` holds only what `make bench` measured and committed (bench/openvino-<class>.json, one file per CPU class;
-tests/test_openvino.py checks the table against those files): per CPU class, the artifact kinds on which OpenVINO
-beat ONNX Runtime side by side with a passing kernel check. Everything else — a class or kind not measured, a GPU
-machine (ONNX Runtime's CUDA/TensorRT providers), explicit `providers`, OpenVINO not installed, a file outside a
-bundle whose kind is unknown — stays on ONNX Runtime. A `bf16` artifact runs on OpenVINO only: it is an FP32 file
-whose precision is OpenVINO's BF16 inference hint.
+tests/test_openvino.py checks the table against those files): per CPU class, the artifact kinds on which OpenVINO beat
+ONNX Runtime side by side, by at least bench/openvino.py's AUTO_MARGIN, with a passing kernel check. Everything else — a
+class or kind not measured, a GPU machine (ONNX Runtime's CUDA/TensorRT providers), explicit `providers`, OpenVINO not
+installed, a file outside a bundle whose kind is unknown — stays on ONNX Runtime. A `bf16` artifact runs on OpenVINO
+only: it is an FP32 file whose precision is OpenVINO's BF16 inference hint.
 """
 
 from __future__ import annotations
