@@ -3,7 +3,7 @@ tests.emulated_avx2 python -m onebyone parity BUNDLE FILE --backend openvino` (t
 INT8 engines this way).
 
 Why: on a CPU without VNNI, an int8 engine's answer depends on its real kernels (`vpmaddubsw` adds pairs of u8×s8
-products into a saturating int16), and `make test` reaches that case only through injected CPU descriptions and a
+products into a saturating int16); without this, tests reach that case only through injected CPU descriptions and a
 numpy emulation of the dot product. Here ONNX Runtime's and OpenVINO's own AVX2 kernels run.
 
 How: Debian's qemu-user runs the Python interpreter as QEMU's `EPYC-Milan` model (AMD Zen 3: AVX2 and FMA, no
