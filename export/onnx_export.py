@@ -16,7 +16,6 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import onnx
 import onnx_ir as ir
 import torch
 from onnx_ir.passes.common import (
@@ -113,6 +112,5 @@ def _annotate(path: Path, spec: ModelSpec, options: ExportOptions) -> None:
         DeduplicateInitializersPass(),
         ShapeInferencePass(),
     )(model)
-    save_model(model, path)
-    onnx.checker.check_model(str(path), full_check=True)
+    save_model(model, path, "export")
 

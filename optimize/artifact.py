@@ -42,7 +42,7 @@ def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, 
         manifest = None
     with staging_dir(output.parent) as stage:
         staged = stage / output.name
-        written = save_model(model, staged)
+        written = save_model(model, staged, made_by["stage"])
         if manifest is None:
             for path in [*(c.staged for c in companions), *written]:
                 publish(path, output.parent / path.name)

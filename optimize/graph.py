@@ -63,8 +63,9 @@ def drop_if_unused(graph: ir.Graph, value: ir.Value | None) -> None:
 
 
 def take_over(graph: ir.Graph, old_node: ir.Node, new_value: ir.Value) -> None:
-    """Remove `old_node` (single output) and let `new_value` stand in its place: every use, graph output and name.
-    Initializers only `old_node` read go with it.
+    """Remove `old_node` (single output) and let `new_value` stand in its place: every use, graph output, name, type
+    and shape (it computes the same tensor, so what was declared for it still holds). Initializers only `old_node`
+    read go with it.
 
     Keeping the name is what lets parity reports map tensors across the files a pipeline writes.
     """
@@ -74,6 +75,7 @@ def take_over(graph: ir.Graph, old_node: ir.Node, new_value: ir.Value) -> None:
     old_value.replace_all_uses_with(new_value, replace_graph_outputs=True)
     graph.remove(old_node, safe=True)
     new_value.name = name
+    new_value.type, new_value.shape = old_value.type or new_value.type, old_value.shape  # the same tensor
     for value in old_inputs:
         drop_if_unused(graph, value)
 

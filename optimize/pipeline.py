@@ -20,6 +20,7 @@ from onebyone.optimize.passes.merge_conv_chain import MergeConvChain
 from onebyone.optimize.passes.merge_siblings import MergeSiblings
 from onebyone.optimize.targets import TARGETS
 from onebyone.optimize.verify import Verifier
+from onebyone.runtime.bundle.onnx_file import validity_problem
 from onebyone.runtime.core.errors import CheckFailed, UserError
 
 PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (
@@ -48,8 +49,9 @@ def select_passes(target: str, names: list[str] | None) -> list[GraphPass]:
 
 
 def run_passes(model: ir.Model, passes: list[GraphPass], verifier: Verifier | None = None) -> list[PassReport]:
-    """Apply `passes` in place, in order. With a verifier, ORT runs before and after each pass on the same inputs,
-    and the first pass whose outputs differ beyond tolerance raises CheckFailed naming it."""
+    """Apply `passes` in place, in order. With a verifier, each pass that changed the graph must leave it valid ONNX
+    (onnx.checker's full check) and ORT runs before and after it on the same inputs: the first pass that breaks either
+    raises CheckFailed naming it."""
     reports = []
     reference = verifier.outputs(model) if verifier else None
     for graph_pass in passes:
@@ -59,6 +61,9 @@ def run_passes(model: ir.Model, passes: list[GraphPass], verifier: Verifier | No
         report = PassReport(name=graph_pass.name, changed=changed, seconds=time.perf_counter() - started,
                             ops_before=ops_before, ops_after=op_counts(model.graph), refusals=graph_pass.refusals)
         if verifier is not None and reference is not None and changed:
+            if (problem := validity_problem(model)) is not None:
+                raise CheckFailed(f"pass {graph_pass.name!r} made the graph invalid ONNX (onnx.checker: {problem}); "
+                                  "nothing was written")
             parity = verifier.compare(reference, model)
             report.verification = parity.as_record() | {"seed": verifier.seed}
             if not parity.ok:

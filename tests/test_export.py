@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch import nn
 
+from onebyone.export.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Transition
 from onebyone.export.models.inception import Inception
 from onebyone.export.models.mobilenet import InvertedResidual, MobileNetV2
 from onebyone.export.models.resnet import Bottleneck, ResNet
+from onebyone.export.models.squeezenet import Fire, SqueezeNet
 from onebyone.export.zoo import ZOO, instantiate
 from onebyone.runtime.bundle.golden import Golden, reference_session
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest
@@ -42,6 +44,16 @@ def expected_ops(model: nn.Module, keep_batchnorm: bool = False) -> Counter:
         ops = Counter(Conv=convs, Clip=count(model, nn.ReLU6), Add=residual, GlobalAveragePool=1, Flatten=1, Gemm=1)
     elif isinstance(model, Inception):
         ops = Counter(Conv=convs, Relu=convs, MaxPool=1, Concat=1)
+    elif isinstance(model, SqueezeNet):  # every conv has its Relu; each Fire module ends in a Concat
+        ops = Counter(Conv=convs, Relu=convs, Concat=count(model, Fire), MaxPool=3, GlobalAveragePool=1, Flatten=1)
+    elif isinstance(model, DenseNet):
+        # BN → ReLU → Conv (pre-activation) cannot fold into a Conv: only norm0 and each layer's norm2 (after a conv)
+        # fold at export. Each layer concatenates its inputs (a single tensor for a block's first layer), each block
+        # its layers' outputs; Relu: two per layer, one per transition, relu0 and the final one.
+        layers, transitions = count(model, _DenseLayer), count(model, _Transition)
+        ops = Counter(Conv=convs, BatchNormalization=count(model, nn.BatchNorm2d) - 1 - layers,
+                      Relu=2 * layers + transitions + 2, Concat=layers + count(model, _DenseBlock),
+                      AveragePool=transitions, MaxPool=1, GlobalAveragePool=1, Flatten=1, Gemm=1)
     else:
         raise AssertionError(f"no op-count rule for {type(model).__name__}")
     if keep_batchnorm:

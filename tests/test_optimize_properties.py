@@ -1,4 +1,5 @@
-"""Property: any chain or branching of Conv/BN/Relu/1x1/Mul/Add, optimized for any target, computes the same outputs."""
+"""Property: any chain or branching of Conv/BN/Relu/1x1/Mul/Add, optimized for any target, computes the same outputs
+and is a valid ONNX file (onnx.checker, full check) that optimizes again to the same outputs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from onnx import helper
 from onebyone.optimize.pipeline import run_passes, select_passes
 from onebyone.optimize.targets import TARGETS
 from onebyone.optimize.verify import random_inputs, run_model
+from onebyone.runtime.bundle.onnx_file import validity_problem
 from tests.graphs import bn_node, bn_params, model, tensor_input
 
 LAYERS = ("conv", "pointwise", "depthwise", "bn", "relu", "mul", "add", "siblings", "residual")
@@ -108,3 +110,8 @@ def test_every_target_preserves_outputs(seed, channels, layers):
         assert after.shape == before.shape and np.isfinite(after).all()
         error = np.abs(after - before).max() / max(np.abs(before).max(), 1e-30)
         assert error <= PROPERTY_REL_TOL, f"target {target}: relative error {error:.2e}"
+        assert validity_problem(optimized) is None, f"target {target}: {validity_problem(optimized)}"
+        run_passes(optimized, select_passes(target, None))
+        again = next(iter(run_model(optimized, inputs).values()))
+        assert np.abs(again - before).max() / max(np.abs(before).max(), 1e-30) <= PROPERTY_REL_TOL
+        assert validity_problem(optimized) is None, f"target {target}, optimized twice: {validity_problem(optimized)}"

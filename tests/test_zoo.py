@@ -17,6 +17,8 @@ TORCHVISION_PARAMS = {
     "resnext50_32x4d": 25_028_904,
     "wide_resnet50_2": 68_883_240,
     "mobilenet_v2": 3_504_872,
+    "squeezenet1_1": 1_235_496,
+    "densenet121": 7_978_856,
     "resnet50_v1": 25_557_032,  # moving the stride between convs changes no parameter
 }
 
@@ -29,6 +31,12 @@ TORCHVISION_KEYS = {
                      "features.1.conv.1.weight", "features.1.conv.2.bias", "features.2.conv.0.0.weight",
                      "features.2.conv.2.weight", "features.17.conv.3.running_mean", "features.18.1.weight",
                      "classifier.1.weight", "classifier.1.bias"],
+    "squeezenet1_1": ["features.0.weight", "features.3.squeeze.weight", "features.3.expand1x1.bias",
+                      "features.12.expand3x3.weight", "classifier.1.weight", "classifier.1.bias"],
+    "densenet121": ["features.conv0.weight", "features.norm0.running_mean",
+                    "features.denseblock1.denselayer1.norm1.weight", "features.denseblock1.denselayer6.conv2.weight",
+                    "features.transition1.conv.weight", "features.denseblock3.denselayer24.norm2.running_var",
+                    "features.norm5.bias", "classifier.weight", "classifier.bias"],
     "inception_block": ["branch1.conv.weight", "branch1.bn.running_var", "branch2.0.conv.weight",
                         "branch2.1.bn.weight", "branch3.1.conv.weight", "branch4.1.conv.weight"],
 }

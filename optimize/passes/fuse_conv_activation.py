@@ -59,8 +59,7 @@ class FuseConvActivation(GraphPass):
             attributes["activation_params"] = params
         fused = ir.node("FusedConv", [*inputs, *([z] if z is not None else [])], attributes, domain=MS_DOMAIN,
                         name=conv.name, num_outputs=1)
-        fused.outputs[0].dtype, fused.outputs[0].shape = activation.outputs[0].dtype, activation.outputs[0].shape
-        graph.insert_before(conv, fused)
+        graph.insert_before(activation, fused)  # where every input is computed, the residual Z included
         middle = activation.inputs[0].producer()
         take_over(graph, activation, fused.outputs[0])
         if middle is not conv:

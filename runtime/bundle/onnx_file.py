@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx_ir as ir
+from onnx_ir.passes.common import TopologicalSortPass
 
 from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import CheckFailed, UserError
 
 EXTERNAL_DATA_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with headroom for the graph itself
 
@@ -23,12 +24,28 @@ def load_model(path: Path) -> ir.Model:
     except Exception as err:  # the protobuf decoder fails with several exception types
         raise UserError(f"{path} is not a readable ONNX file ({type(err).__name__}); "
                         "is it truncated or another format?") from None
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as err:
-        first = str(err).strip().splitlines()[0]
-        raise UserError(f"{path} is not a valid ONNX model (onnx.checker: {first}); re-export it") from None
+    problem = _checker_problem(str(path))
+    if problem is not None:
+        raise UserError(f"{path} is not a valid ONNX model (onnx.checker: {problem}); re-export it, or repair it "
+                        "with the tool that wrote it")
     return ir.load(path)
+
+
+def _checker_problem(model: str | onnx.ModelProto) -> str | None:
+    """onnx.checker's full check (structure, topological order, strict shape inference against every declared type
+    and shape) of a file path or a proto: None when valid, else the first line of what it found, which names the
+    node."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        return " ".join(str(err).split())[:400]
+    return None
+
+
+def validity_problem(model: ir.Model) -> str | None:
+    """What makes `model` an invalid ONNX file (see `_checker_problem`), or None. For models under protobuf's 2 GiB;
+    `save_model` checks the written file itself."""
+    return _checker_problem(ir.to_proto(model))
 
 
 def onnx_metadata(path: Path) -> dict[str, str]:
@@ -39,14 +56,22 @@ def onnx_metadata(path: Path) -> dict[str, str]:
         return {}
 
 
-def save_model(model: ir.Model, path: Path) -> list[Path]:
-    """Save `model`; weights go to `<name>.data` beside it when they would break protobuf's 2 GiB limit.
-    Returns the files written, the external-data file first (publish it before the file that refers to it)."""
+def save_model(model: ir.Model, path: Path, made_by: str) -> list[Path]:
+    """Save `model` (nodes sorted topologically first: an order is not a value) to `path`, a staging path, and check
+    the written file with onnx.checker's full check; an invalid file raises CheckFailed naming `made_by` (the stage
+    or pass that produced it) and the node, for the caller's staging to discard. Weights go to `<name>.data` beside
+    it when they would break protobuf's 2 GiB limit. Returns the files written, the external-data file first
+    (publish it before the file that refers to it)."""
+    TopologicalSortPass()(model)
     weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
     if weight_bytes > EXTERNAL_DATA_BYTES:
         ir.save(model, path, external_data=f"{path.name}.data")
     else:
         ir.save(model, path)
+    problem = _checker_problem(str(path))
+    if problem is not None:
+        raise CheckFailed(f"{made_by} produced an invalid ONNX file (onnx.checker: {problem}); nothing was written. "
+                          "This is a onebyone bug: please report it with the input file")
     return [*external_data_files(path), path]
 
 
