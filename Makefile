@@ -30,12 +30,13 @@ $(BUNDLE)/model.opt.onnx: $(BUNDLE)/model.onnx
 $(BUNDLE)/model.opt.fp16.onnx: $(BUNDLE)/model.opt.onnx
 	$(CLI) quantize $< --precision fp16 --calib $(CALIB)
 
-# One calibration serves both INT8 flavours: the ort flavour reuses the trt run's calib.json.
+# One calibration serves both INT8 flavours: whichever runs second finds the first one's calib.json (same model, same
+# data) and reuses it; either calibrates by itself when it is missing.
 $(BUNDLE)/model.opt.int8-trt.onnx: $(BUNDLE)/model.opt.onnx
 	$(CLI) quantize $< --precision int8 --calib $(CALIB) --flavour trt
 
-$(BUNDLE)/model.opt.int8-ort.onnx: $(BUNDLE)/model.opt.int8-trt.onnx
-	$(CLI) quantize $(BUNDLE)/model.opt.onnx --precision int8 --calib $(BUNDLE)/model.opt.calib.json --flavour ort
+$(BUNDLE)/model.opt.int8-ort.onnx: $(BUNDLE)/model.opt.onnx
+	$(CLI) quantize $< --precision int8 --calib $(CALIB) --flavour ort
 
 QUANTIZED := $(BUNDLE)/model.opt.fp16.onnx $(BUNDLE)/model.opt.int8-trt.onnx $(BUNDLE)/model.opt.int8-ort.onnx
 

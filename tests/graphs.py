@@ -56,3 +56,103 @@ def apply_and_compare(m: ir.Model, graph_pass: GraphPass, rng: np.random.Generat
     for k in before:
         assert after[k].shape == before[k].shape and np.isfinite(after[k]).all()
     return changed, error / scale
+
+
+LAYERS = ("conv", "pointwise", "depthwise", "bn", "relu", "mul", "add", "siblings", "residual", "concat", "shared",
+          "multibn")
+
+
+class Builder:
+    """Appends layers to an ONNX graph under construction, tracking the current tensor and its channel count."""
+
+    def __init__(self, seed: int, channels: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list = []
+        self.init: dict[str, np.ndarray] = {}
+        self.current, self.channels = "x", channels
+
+    def name(self, kind: str) -> str:
+        return f"{kind}{len(self.nodes)}"
+
+    def conv(self, x: str, channels_out: int, kernel: int, groups: int = 1, bias: bool = True) -> str:
+        name = self.name("conv")
+        self.init[f"{name}.W"] = self.rng.normal(0, 0.5, (channels_out, self.channels // groups, kernel, kernel))
+        inputs = [x, f"{name}.W"]
+        if bias:
+            self.init[f"{name}.B"] = self.rng.normal(0, 0.5, channels_out)
+            inputs.append(f"{name}.B")
+        self.nodes.append(helper.make_node("Conv", inputs, [name], name=name, group=groups,
+                                           pads=[kernel // 2] * 4))
+        return name
+
+    def elementwise(self, op: str, const: np.ndarray) -> None:
+        name = self.name(op.lower())
+        self.init[f"{name}.c"] = const
+        self.nodes.append(helper.make_node(op, [self.current, f"{name}.c"], [name], name=name))
+        self.current = name
+
+    def add_layer(self, kind: str, width: int, flag: bool) -> None:
+        c = self.channels
+        if kind in ("conv", "pointwise"):
+            self.current, self.channels = self.conv(self.current, width, 3 if kind == "conv" else 1, bias=flag), width
+        elif kind == "depthwise":
+            self.current = self.conv(self.current, c, 3, groups=c, bias=flag)
+        elif kind == "bn":
+            name = self.name("bn")
+            self.init |= bn_params(name, c, self.rng)
+            self.nodes.append(bn_node(self.current, name, name))
+            self.current = name
+        elif kind == "relu":
+            name = self.name("relu")
+            self.nodes.append(helper.make_node("Relu", [self.current], [name]))
+            self.current = name
+        elif kind == "mul":
+            self.elementwise("Mul", self.rng.uniform(-2, 2, (1, c, 1, 1) if flag else ()))
+        elif kind == "add":
+            self.elementwise("Add", self.rng.normal(0, 1, (c, 1, 1) if flag else ()))
+        elif kind == "siblings":  # two or three 1x1 branches, summed: the shape of an Inception or stage entry
+            branches = [self.conv(self.current, width, 1, bias=flag) for _ in range(3 if flag else 2)]
+            total = branches[0]
+            for branch in branches[1:]:
+                name = self.name("sum")
+                self.nodes.append(helper.make_node("Add", [total, branch], [name]))
+                total = name
+            self.current, self.channels = total, width
+        elif kind == "concat":  # a Fire module: 1x1 and 3x3 expansions of the same tensor, joined on channels
+            left, right = self.conv(self.current, width, 1, bias=flag), self.conv(self.current, width, 3, bias=flag)
+            name = self.name("concat")
+            self.nodes.append(helper.make_node("Concat", [left, right], [name], axis=1))
+            self.current, self.channels = name, 2 * width
+        elif kind == "shared":  # two Convs reading one weight initializer (tied or deduplicated weights), summed
+            first = self.conv(self.current, c, 1, bias=False)
+            second = self.name("tied")
+            self.nodes.append(helper.make_node("Conv", [self.current, f"{first}.W"], [second], name=second))
+            total = self.name("sum")
+            self.nodes.append(helper.make_node("Add", [first, second], [total]))
+            self.current = total
+        elif kind == "multibn":  # a BatchNorm read by two branches (a Conv and the identity): DenseNet's pre-activation
+            name = self.name("bn")
+            self.init |= bn_params(name, c, self.rng)
+            self.nodes.append(bn_node(self.current, name, name))
+            branch = self.conv(name, c, 1, bias=flag)
+            total = self.name("sum")
+            self.nodes.append(helper.make_node("Add", [name, branch], [total]))
+            self.current = total
+        else:  # residual: x + BN(Conv3x3(x))
+            body = self.conv(self.current, c, 3, bias=flag)
+            name = self.name("bn")
+            self.init |= bn_params(name, c, self.rng)
+            self.nodes.append(bn_node(body, name, name))
+            total = self.name("residual")
+            self.nodes.append(helper.make_node("Add", [self.current, name], [total]))
+            self.current = total
+
+    def gemm_head(self, classes: int) -> None:
+        """GlobalAveragePool → Flatten → Gemm (transB, as torch's Linear exports): a classifier head."""
+        pooled, flat, logits = self.name("gap"), self.name("flatten"), self.name("gemm")
+        self.init[f"{logits}.W"] = self.rng.normal(0, 0.5, (classes, self.channels))
+        self.init[f"{logits}.B"] = self.rng.normal(0, 0.5, classes)
+        self.nodes += [helper.make_node("GlobalAveragePool", [self.current], [pooled]),
+                       helper.make_node("Flatten", [pooled], [flat]),
+                       helper.make_node("Gemm", [flat, f"{logits}.W", f"{logits}.B"], [logits], name=logits, transB=1)]
+        self.current = logits

@@ -198,6 +198,46 @@ def test_auto_opens_the_engine_the_table_names(digits, monkeypatch):
         assert session.backend == "onnxruntime"
 
 
+def test_auto_never_picks_an_engine_whose_kernel_check_failed_here(bundle_copy, cli, monkeypatch, rng):
+    """`auto` opens an INT8 file on the table's engine only where the file passed its kernel check on that engine on
+    this CPU class, as recorded when it was written or verified. OpenVINO made to compute something else (noise of
+    twice the kernel bound on its outputs): verify reports its FAIL, records it, exits 0 because ONNX Runtime, which
+    `auto` now picks, passes; a file never checked here stays on ONNX Runtime too."""
+    monkeypatch.setattr(choice, "FASTEST", {this_cpu().cpu_class: {"int8-ort": "openvino"}})
+    monkeypatch.setattr("onebyone.runtime.sessions.onnxruntime_backend.nvidia_driver_present", lambda: False)
+    bundle = bundle_copy("digits_resnet")
+    artifact = bundle / "model.int8-ort.onnx"
+    code, out, err = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",
+                         "--flavour", "ort")
+    assert code == 0, err + out
+    record = read_manifest(bundle).artifacts[artifact.name]
+    assert record.kernel_check_passed(this_cpu().cpu_class, "openvino") is True
+    with onebyone.open(artifact) as session:
+        assert session.backend == "openvino"
+    original = openvino_backend.OpenVinoSession._run
+
+    def noisy(self, feeds, output_names):
+        outputs = original(self, feeds, output_names)
+        noise = {name: rng.standard_normal(value.shape) for name, value in outputs.items()}
+        return {name: (value + 2 * TOLERANCES["int8-kernel"].max_rel_l2 * np.linalg.norm(value)
+                       / np.linalg.norm(noise[name]) * noise[name]).astype(value.dtype)
+                for name, value in outputs.items()}
+
+    monkeypatch.setattr(openvino_backend.OpenVinoSession, "_run", noisy)
+    code, out, err = cli("verify", bundle)
+    assert code == 0, err + out
+    line = next(line for line in out.splitlines() if line.strip().startswith("openvino"))
+    assert "kernel check FAIL" in line and "not used by auto here" in line
+    assert "(auto)" in next(line for line in out.splitlines() if line.strip().startswith("onnxruntime"))
+    assert read_manifest(bundle).artifacts[artifact.name].kernel_check_passed(this_cpu().cpu_class,
+                                                                               "openvino") is False
+    with onebyone.open(artifact) as session:
+        assert session.backend == "onnxruntime"
+    never = dataclasses.replace(record, kernel_checks=None)
+    assert auto_engine("int8-ort", this_cpu(), False, True,
+                       lambda engine: never.kernel_check_passed(this_cpu().cpu_class, engine)) == "onnxruntime"
+
+
 def test_without_openvino_the_message_names_the_extra(digits, cli, monkeypatch, tmp_path):
     """openvino not importable: --backend openvino exits 2 naming `onebyone[openvino]`, no traceback; auto still
     opens on ONNX Runtime."""

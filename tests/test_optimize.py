@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import onnx
 import pytest
 from onnx import helper
@@ -147,3 +148,27 @@ def test_every_target_round_trips_through_every_stage(first, exported, tmp_path,
         code, out, err = cli("quantize", first_file, "--precision", "int8", "--calib", "digits", "--flavour", "ort")
         assert code == 0, err + out
         onnx.checker.check_model(str(bundle / f"model.{first}.int8-ort.onnx"), full_check=True)
+
+
+@pytest.mark.parametrize("level", ["basic", "extended"])
+def test_files_onnx_runtime_optimized_offline_are_valid_inputs(level, exported, tmp_path, cli, rng):
+    """ONNX Runtime's offline-optimized file (its BN-folded graph at `basic`; with com.microsoft FusedConv at
+    `extended`) goes through optimize (verified, every target) into a valid file that still matches torch; the `basic`
+    one also quantizes."""
+    from onebyone.runtime.core.ort_session import ort_session
+
+    source = exported("digits_resnet", keep_batchnorm=True).onnx_path
+    offline = tmp_path / f"ort-{level}.onnx"
+    ort_session(source, level, optimized_model_path=offline)
+    for target in TARGETS:
+        output = tmp_path / f"ort-{level}.{target}.onnx"
+        code, out, err = cli("optimize", offline, "--target", target, "-o", output, "--verify")
+        assert code == 0, err + out
+        onnx.checker.check_model(str(output), full_check=True)
+        assert_matches_torch(output, instantiate(ZOO["digits_resnet"]), ZOO["digits_resnet"].input_shape, rng)
+    if level == "basic":
+        np.save(tmp_path / "calib.npy", rng.standard_normal((16, 1, 8, 8)).astype(np.float32))
+        code, out, err = cli("quantize", tmp_path / "ort-basic.trt.onnx", "--precision", "int8", "--calib",
+                             tmp_path / "calib.npy", "-o", tmp_path / "ort-basic.int8.onnx")
+        assert code == 0, err + out
+        onnx.checker.check_model(str(tmp_path / "ort-basic.int8.onnx"), full_check=True)

@@ -1,5 +1,6 @@
-"""Property: any chain or branching of Conv/BN/Relu/1x1/Mul/Add, optimized for any target, computes the same outputs
-and is a valid ONNX file (onnx.checker, full check) that optimizes again to the same outputs."""
+"""Property: any chain or branching of Conv/BN/Relu/1x1/Mul/Add/Concat (shared weights, BN with several readers, Gemm
+heads), optimized for any target, computes the same outputs and is a valid ONNX file (onnx.checker, full check) that
+optimizes again to the same outputs; and its FP16 and INT8 (both flavours) files are valid and within their bounds."""
 
 from __future__ import annotations
 
@@ -7,82 +8,20 @@ import numpy as np
 import onnx_ir as ir
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import helper
 
 from onebyone.optimize.pipeline import run_passes, select_passes
+from onebyone.optimize.precision.calibrate import collect
+from onebyone.optimize.precision.fp16 import convert_to_fp16
+from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
 from onebyone.optimize.targets import TARGETS
 from onebyone.optimize.verify import random_inputs, run_model
+from onebyone.runtime.bundle.golden import run_session
 from onebyone.runtime.bundle.onnx_file import validity_problem
-from tests.graphs import bn_node, bn_params, model, tensor_input
-
-LAYERS = ("conv", "pointwise", "depthwise", "bn", "relu", "mul", "add", "siblings", "residual")
-
-
-class Builder:
-    """Appends layers to an ONNX graph under construction, tracking the current tensor and its channel count."""
-
-    def __init__(self, seed: int, channels: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list = []
-        self.init: dict[str, np.ndarray] = {}
-        self.current, self.channels = "x", channels
-
-    def name(self, kind: str) -> str:
-        return f"{kind}{len(self.nodes)}"
-
-    def conv(self, x: str, channels_out: int, kernel: int, groups: int = 1, bias: bool = True) -> str:
-        name = self.name("conv")
-        self.init[f"{name}.W"] = self.rng.normal(0, 0.5, (channels_out, self.channels // groups, kernel, kernel))
-        inputs = [x, f"{name}.W"]
-        if bias:
-            self.init[f"{name}.B"] = self.rng.normal(0, 0.5, channels_out)
-            inputs.append(f"{name}.B")
-        self.nodes.append(helper.make_node("Conv", inputs, [name], name=name, group=groups,
-                                           pads=[kernel // 2] * 4))
-        return name
-
-    def elementwise(self, op: str, const: np.ndarray) -> None:
-        name = self.name(op.lower())
-        self.init[f"{name}.c"] = const
-        self.nodes.append(helper.make_node(op, [self.current, f"{name}.c"], [name], name=name))
-        self.current = name
-
-    def add_layer(self, kind: str, width: int, flag: bool) -> None:
-        c = self.channels
-        if kind in ("conv", "pointwise"):
-            self.current, self.channels = self.conv(self.current, width, 3 if kind == "conv" else 1, bias=flag), width
-        elif kind == "depthwise":
-            self.current = self.conv(self.current, c, 3, groups=c, bias=flag)
-        elif kind == "bn":
-            name = self.name("bn")
-            self.init |= bn_params(name, c, self.rng)
-            self.nodes.append(bn_node(self.current, name, name))
-            self.current = name
-        elif kind == "relu":
-            name = self.name("relu")
-            self.nodes.append(helper.make_node("Relu", [self.current], [name]))
-            self.current = name
-        elif kind == "mul":
-            self.elementwise("Mul", self.rng.uniform(-2, 2, (1, c, 1, 1) if flag else ()))
-        elif kind == "add":
-            self.elementwise("Add", self.rng.normal(0, 1, (c, 1, 1) if flag else ()))
-        elif kind == "siblings":  # two or three 1x1 branches, summed: the shape of an Inception or stage entry
-            branches = [self.conv(self.current, width, 1, bias=flag) for _ in range(3 if flag else 2)]
-            total = branches[0]
-            for branch in branches[1:]:
-                name = self.name("sum")
-                self.nodes.append(helper.make_node("Add", [total, branch], [name]))
-                total = name
-            self.current, self.channels = total, width
-        else:  # residual: x + BN(Conv3x3(x))
-            body = self.conv(self.current, c, 3, bias=flag)
-            name = self.name("bn")
-            self.init |= bn_params(name, c, self.rng)
-            self.nodes.append(bn_node(body, name, name))
-            total = self.name("residual")
-            self.nodes.append(helper.make_node("Add", [self.current, name], [total]))
-            self.current = total
-
+from onebyone.runtime.bundle.sources import DataSource
+from onebyone.runtime.bundle.tolerances import TOLERANCES
+from onebyone.runtime.core.ort_session import ort_session
+from onebyone.runtime.parity.metrics import compare
+from tests.graphs import LAYERS, Builder, model, tensor_input
 
 # Random compositions cancel (residual sums, Relu, constants of either sign), so an output can be much smaller than
 # the intermediates whose float32 rounding a rewrite reorders: these graphs get the FP32 export tolerance, 1e-4 of the
@@ -115,3 +54,46 @@ def test_every_target_preserves_outputs(seed, channels, layers):
         again = next(iter(run_model(optimized, inputs).values()))
         assert np.abs(again - before).max() / max(np.abs(before).max(), 1e-30) <= PROPERTY_REL_TOL
         assert validity_problem(optimized) is None, f"target {target}, optimized twice: {validity_problem(optimized)}"
+
+
+layers_and_head = st.tuples(st.lists(layer, min_size=1, max_size=6), st.booleans())
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), channels=st.integers(1, 4), network=layers_and_head)
+def test_every_precision_of_every_target_is_valid_and_within_bounds(seed, channels, network):
+    """Each target's output converted to FP16 (within the fp16 row of the FP32 graph) and to INT8 in both flavours
+    (ONNX Runtime with every optimization on within the kernel-check row of the file's exact Q/DQ math): every file
+    passes onnx.checker's full check."""
+    layers, head = network
+    builder = Builder(seed, channels)
+    for kind, width, flag in layers:
+        builder.add_layer(kind, width, flag)
+    if builder.current == "x":
+        builder.add_layer("relu", 0, False)
+    if head:
+        builder.gemm_head(5)
+    original = model(builder.nodes, [tensor_input("x", ["N", channels, 6, 6])], [builder.current], builder.init)
+    rng = np.random.default_rng(seed)
+    calibration = rng.standard_normal((16, channels, 6, 6)).astype(np.float32)
+    inputs = {"x": rng.standard_normal((4, channels, 6, 6)).astype(np.float32)}
+    for target in TARGETS:
+        optimized = ir.from_proto(ir.to_proto(original))
+        run_passes(optimized, select_passes(target, None))
+        reference = run_model(optimized, inputs)
+        half = ir.from_proto(ir.to_proto(optimized))
+        convert_to_fp16(half, None, set())
+        assert validity_problem(half) is None, f"{target} fp16: {validity_problem(half)}"
+        assert compare(reference, run_model(half, inputs), TOLERANCES["fp16"].golden()).ok, f"{target} fp16"
+        if target == "ort":
+            continue  # contrib ops: quantize refuses them (an ort-target file is for ONNX Runtime's FP32 kernels)
+        statistics = collect(optimized, "", DataSource.of_arrays("generated", calibration, None), 8)
+        amax = statistics.ranges("minmax", 100.0)
+        ranges = {name: TensorRange(amax[name], s.minimum, s.maximum) for name, s in statistics.statistics.items()}
+        for flavour in ("trt", "ort"):
+            quantized = ir.from_proto(ir.to_proto(optimized))
+            insert_qdq(quantized, ranges, flavour, set())
+            assert validity_problem(quantized) is None, f"{target} {flavour}: {validity_problem(quantized)}"
+            exact = run_model(quantized, inputs)
+            fused = run_session(ort_session(ir.to_proto(quantized).SerializeToString(), "all"), inputs)
+            assert compare(exact, fused, TOLERANCES["int8-kernel"]).ok, f"{target} {flavour}"

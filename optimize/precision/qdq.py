@@ -28,8 +28,10 @@ QLinearConv requires. The weight range sets L:
 - `full`, L = 127: one more bit of weight resolution, for engines that accumulate in int32 (TensorRT on GPUs, VNNI
   and AMX CPUs); on other x86 CPUs the kernels may saturate.
 
-Degenerate ranges (both flavours): s = max(r / levels, MIN_SCALE), and s = 1/127 for r = 0 (flavours.py), each
-with a warning naming the tensor. `ort` also raises s_x to max_c |b_c| / (s_c · (2³¹−1)/2) where a reader's INT32
+Degenerate ranges (both flavours): a tensor 0 on every calibration sample gets s = 1/127 (flavours.py) and a
+warning naming it; a tensor whose non-zero range r needs s = r / levels < MIN_SCALE keeps its readers float (each
+named in the report with the reason: at the floor scale every one of its values would round to 0). `ort` also
+raises s_x to max_c |b_c| / (s_c · (2³¹−1)/2) where a reader's INT32
 bias b / (s_x · s_c) would not fit: ONNX Runtime fuses the node regardless and the wrapped bias zeroes its output.
 """
 
@@ -95,7 +97,13 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
         small = {node.name: why for node in graph if node.name not in exclude and (why := small_gemm(node))}
         report.float_nodes |= small
         exclude = exclude | set(small)
-    sites = (_trt_sites if flavour == "trt" else _ort_sites)(graph, exclude)
+    find_sites = _trt_sites if flavour == "trt" else _ort_sites
+    sites = find_sites(graph, exclude)
+    vanishing = _vanishing_readers(sites, ranges, flavour)
+    if vanishing:
+        report.float_nodes |= vanishing
+        exclude = exclude | set(vanishing)
+        sites = find_sites(graph, exclude)
     dequantized: dict[ir.Value, tuple[ir.Value, ir.Value]] = {}  # DQ output → its (scale, zero point)
     floors = _bias_floors(graph, levels) if flavour == "ort" else {}
     for value in _in_order(graph, sites):
@@ -207,6 +215,27 @@ def _ort_sites(graph: ir.Graph, exclude: set[str]) -> dict[ir.Value, list[tuple[
             if value is not None and constant(value) is None:
                 sites.setdefault(value, []).append((node, index))
     return sites
+
+
+def _vanishing_readers(sites: dict[ir.Value, list[tuple[ir.Node, int]]], ranges: dict[str, TensorRange],
+                       flavour: str) -> dict[str, str]:
+    """The readers of every tensor whose calibrated range is non-zero but needs a scale below MIN_SCALE, each with
+    why it stays float: at the floor scale every calibrated value of that tensor rounds to 0, so quantizing its
+    readers erases what they read (an untrained network's activations of ~1e-9 are all such); in float they keep it.
+    A tensor that is exactly 0 on every sample is not among them: any scale represents it."""
+    kept: dict[str, str] = {}
+    for value, readers in sites.items():
+        rng = ranges.get(value.name)
+        if rng is None:
+            continue
+        low, high = _ort_bounds(rng)
+        span, levels = (rng.amax, INT8_MAX) if flavour == "trt" else (high - low, UINT8_MAX)
+        if 0 < span / levels < MIN_SCALE:
+            for node, _ in readers:
+                kept.setdefault(node.name, f"its input {value.name!r} has calibrated range {span:.3g}, below the "
+                                           f"smallest usable scale ({MIN_SCALE:.3g} × {levels}): every value would "
+                                           "quantize to 0")
+    return kept
 
 
 def _in_order(graph: ir.Graph, sites: dict[ir.Value, list]) -> list[ir.Value]:

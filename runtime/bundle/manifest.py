@@ -47,7 +47,15 @@ class ArtifactRecord:
     precision: str | None = None
     tolerance: Tolerance | None = None
     parity: dict[str, Any] | None = None  # last measured parity against the golden reference
+    # INT8 files: the kernel check per CPU class and engine, {cpu class: {engine: KernelCheck.as_record()}}
+    # (runtime/sessions/engine_checks.py); `auto` opens the file only on an engine that passed it on this class
+    kernel_checks: dict[str, dict[str, dict[str, Any]]] | None = None
     created: str = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
+
+    def kernel_check_passed(self, cpu_class: str, engine: str) -> bool | None:
+        """Whether `engine` passed the kernel check on `cpu_class` (None: never checked there)."""
+        checked = (self.kernel_checks or {}).get(cpu_class, {}).get(engine)
+        return None if checked is None else bool(checked["ok"])
 
     @classmethod
     def for_file(cls, path: Path, **fields: Any) -> ArtifactRecord:

@@ -23,6 +23,7 @@ from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cac
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.commands.verify import engines_pass
 from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import sha256_file, staging_dir
 
@@ -144,7 +145,15 @@ def run(args: argparse.Namespace) -> int:
         line = write_artifact(model, args.input, output, args.precision, TOLERANCES[args.precision], made_by,
                               companions)
     stdout.print(line)
+    if args.precision == "int8" and in_bundle(output):
+        engines_pass(output.parent, output.name)  # recorded for `auto`; verify fails on a bad default engine
     return 0
+
+
+def in_bundle(path: Path) -> bool:
+    from onebyone.runtime.bundle.manifest import manifest_path, read_manifest
+
+    return manifest_path(path.parent).is_file() and path.name in read_manifest(path.parent).artifacts
 
 
 def _to_bf16(args: argparse.Namespace) -> int:
@@ -225,6 +234,10 @@ def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
                        args.calib_samples, graph_input.name)
     if data.smoke_only:
         stdout.print(f"[bold yellow]warning:[/] calibrating on {data.description}")
+    kept = _calib_path(args.input, output)
+    if (reused := _same_calibration(kept, model_sha256, data)) is not None:
+        stdout.print(f"calibration: {kept} (its {reused.samples} samples of {reused.source}: this model, this data)")
+        return reused, kept, [], data
     calibration = collect(model, model_sha256, data, args.batch_size)
     stdout.print(f"calibration: {calibration.samples} samples of {calibration.source}, "
                  f"{len(calibration.statistics)} tensors")
@@ -235,6 +248,22 @@ def _calibration(args: argparse.Namespace, model: ir.Model, output: Path,
     write_cache(cache, ranges, args.trt_version)
     companions = [Companion(calib_json, "calibration"), Companion(cache, "tensorrt-calibration-cache")]
     return calibration, _calib_path(args.input, output), companions, data
+
+
+def _same_calibration(path: Path, model_sha256: str, data: DataSource) -> Calibration | None:
+    """The calibration already beside the output when it was made for this model on this data (same source, same
+    number of samples): statistics do not depend on the flavour or method, so both INT8 flavours share one run."""
+    from onebyone.optimize.precision.calibrate import Calibration
+
+    if not path.is_file():
+        return None
+    try:
+        calibration = Calibration.load(path)
+    except UserError:
+        return None  # unreadable: calibrate again and replace it
+    same = (calibration.model_sha256, calibration.source, calibration.samples) == (model_sha256, data.description,
+                                                                                    data.count)
+    return calibration if same else None
 
 
 def _to_fp16(model: ir.Model, calibration: Calibration | None, keep: set[str], fp16_io: bool) -> dict:

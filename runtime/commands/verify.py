@@ -7,22 +7,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest
-from onebyone.runtime.bundle.tensors import DYNAMIC
 from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.errors import CheckFailed
 from onebyone.runtime.core.files import sha256_file
-from onebyone.runtime.parity.check import MAX_BATCH, ArtifactCheck, check_artifact
-from onebyone.runtime.parity.kernel_check import KernelCheck, check_kernels, fresh_inputs
+from onebyone.runtime.parity.check import ArtifactCheck, check_artifact
 from onebyone.runtime.sessions.locate import PLAN_KIND
 
 stdout = Console(highlight=False, soft_wrap=True)
-FRESH_SAMPLES = 16  # new random samples per INT8 kernel check
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -55,28 +51,24 @@ def run(args: argparse.Namespace) -> int:
         stdout.print(f"{name:<24} {record.precision:<5} {result.describe()}")
         failures += not result.ok
         if record.kind == "onnx" and record.precision == "int8":
-            kernels = kernel_check(path, golden, labelled)
-            stdout.print(f"{'':<30} {kernels.describe()}")
-            failures += not kernels.ok
+            failures += not engines_pass(args.bundle, name)
     if failures:
         raise CheckFailed(f"{failures} check(s) of {args.bundle} failed (above)")
     return 0
 
 
-def kernel_check(path: Path, golden: Golden, labelled: LabelledSet | None) -> KernelCheck:
-    """The INT8 file in its deployment session (ONNX Runtime, every optimization on) against its exact Q/DQ math, on
-    the golden inputs, the labelled data and FRESH_SAMPLES new random samples (whole batches of a fixed-batch model)."""
-    from onebyone.runtime.sessions.opening import open as open_session
+def engines_pass(bundle: Path, name: str) -> bool:
+    """Kernel-check an INT8 file on every installed CPU engine (recorded in the manifest) and print a line each; True
+    when the engine `auto` now opens it on passed. An engine that failed is reported and never picked by `auto`."""
+    from onebyone.runtime.sessions.engine_checks import check_and_record
+    from onebyone.runtime.sessions.opening import auto_backend
 
-    fresh = fresh_inputs(golden.inputs, FRESH_SAMPLES, np.random.default_rng())
-    inputs = {name: np.concatenate([values, *([labelled.inputs] if labelled is not None else []), fresh[name]])
-              for name, values in golden.inputs.items()}
-    with open_session(path, self_check=False) as session:
-        fixed = session.inputs[0].shape[0]
-        if fixed != DYNAMIC:
-            inputs = {name: values[:len(values) - len(values) % fixed] for name, values in inputs.items()}
-        outputs = session.run_batched(inputs, batch=MAX_BATCH if fixed == DYNAMIC else fixed)
-    return check_kernels(path, inputs, outputs)
+    results = check_and_record(bundle, name)
+    chosen = auto_backend(bundle / name)
+    for engine, check in results.items():
+        role = "auto" if engine == chosen else ("not used by auto here" if not check.ok else "")
+        stdout.print(f"{'':<30} {engine:<11} {check.describe()}" + (f"  ({role})" if role else ""))
+    return results[chosen].ok
 
 
 def tensorrt_missing() -> str | None:

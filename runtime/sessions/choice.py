@@ -5,14 +5,16 @@ the artifact's kind on this CPU's class.
 tests/test_openvino.py checks the table against those files): per CPU class, the artifact kinds on which OpenVINO beat
 ONNX Runtime side by side, by at least bench/openvino.py's AUTO_MARGIN, with a passing kernel check. Everything else — a
 class or kind not measured, a GPU machine (ONNX Runtime's CUDA/TensorRT providers), explicit `providers`, OpenVINO not
-installed, a file outside a bundle whose kind is unknown — stays on ONNX Runtime. A `bf16` artifact runs on OpenVINO
+installed, a file outside a bundle whose kind is unknown, an INT8 file whose kernel check on that engine failed or was
+never run on this CPU class (runtime/sessions/engine_checks.py records it when the file is written or verified) —
+stays on ONNX Runtime. A `bf16` artifact runs on OpenVINO
 only: it is an FP32 file whose precision is OpenVINO's BF16 inference hint.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from onebyone.runtime.core.cpu import Cpu, this_cpu
 from onebyone.runtime.core.errors import UserError
@@ -42,13 +44,19 @@ def artifact_kind(target: Target) -> str | None:
     return record.precision
 
 
-def auto_engine(kind: str | None, cpu: Cpu, gpu: bool, openvino_installed: bool) -> str:
-    """The engine `auto` picks for an artifact of `kind` on `cpu` (module docstring)."""
+def auto_engine(kind: str | None, cpu: Cpu, gpu: bool, openvino_installed: bool,
+                passed: Callable[[str], bool | None] = lambda engine: True) -> str:
+    """The engine `auto` picks for an artifact of `kind` on `cpu` (module docstring). `passed(engine)`: whether the
+    INT8 artifact passed the kernel check on `engine` on this CPU class (None: never checked here); an INT8 file
+    leaves ONNX Runtime only for an engine that passed it."""
     if kind == "bf16":
         return "openvino"
     if gpu or not openvino_installed or kind is None:
         return "onnxruntime"
-    return FASTEST.get(cpu.cpu_class, {}).get(kind, "onnxruntime")
+    fastest = FASTEST.get(cpu.cpu_class, {}).get(kind, "onnxruntime")
+    if kind.startswith("int8") and fastest != "onnxruntime" and passed(fastest) is not True:
+        return "onnxruntime"
+    return fastest
 
 
 def onnx_engine(target: Target, backend: str, providers: Sequence[str] | None) -> str:
@@ -63,4 +71,6 @@ def onnx_engine(target: Target, backend: str, providers: Sequence[str] | None) -
         return "onnxruntime"
     from onebyone.runtime.sessions.onnxruntime_backend import nvidia_driver_present
 
-    return auto_engine(kind, this_cpu(), nvidia_driver_present(), importlib.util.find_spec("openvino") is not None)
+    cpu, record = this_cpu(), target.record
+    return auto_engine(kind, cpu, nvidia_driver_present(), importlib.util.find_spec("openvino") is not None,
+                       lambda engine: None if record is None else record.kernel_check_passed(cpu.cpu_class, engine))

@@ -56,6 +56,11 @@ def open(target: str | Path, backend: str = "auto", *, providers: Sequence[str] 
     return session
 
 
+def auto_backend(path: Path) -> str:
+    """The engine `open(path)` (backend "auto") runs an ONNX artifact on, as chosen now."""
+    return onnx_engine(locate(path, "auto", None), "auto", None)
+
+
 def _construct(located: Target, engine: str | None, providers: Sequence[str] | None,
                input_shape: tuple[int, int, int] | None) -> Session:
     if located.kind == "torch":

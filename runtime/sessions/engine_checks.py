@@ -1,0 +1,61 @@
+"""Which CPU engines compute an INT8 file's own Q/DQ math on this CPU: the kernel check run on each installed engine,
+recorded in the bundle manifest per CPU class (`ArtifactRecord.kernel_checks`), and read by `auto`
+(runtime/sessions/choice.py), which never picks an engine whose check failed here — or that was never checked here.
+
+An engine can depart from a file's math for reasons no placement rule foresees (docs/openvino.md: OpenVINO's int8
+Concat with the `trt` flavour), so the record, not a table, decides.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.labelled import LabelledSet
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest, write_manifest
+from onebyone.runtime.bundle.tensors import DYNAMIC
+from onebyone.runtime.core.cpu import this_cpu
+from onebyone.runtime.parity.check import MAX_BATCH
+from onebyone.runtime.parity.kernel_check import KernelCheck, check_kernels, fresh_inputs
+
+CPU_ENGINES = ("onnxruntime", "openvino")
+FRESH_SAMPLES = 16  # new random samples per kernel check, beside the golden and labelled inputs
+
+
+def installed_engines() -> list[str]:
+    """The CPU engines this machine can run ONNX files on."""
+    return ["onnxruntime", *(["openvino"] if importlib.util.find_spec("openvino") is not None else [])]
+
+
+def kernel_check(path: Path, engine: str, golden: Golden, labelled: LabelledSet | None) -> KernelCheck:
+    """The INT8 file on `engine` (every optimization on) against its exact Q/DQ math, on the golden inputs, the
+    labelled data and FRESH_SAMPLES new random samples (whole batches of a fixed-batch model)."""
+    from onebyone.runtime.sessions.opening import open as open_session
+
+    fresh = fresh_inputs(golden.inputs, FRESH_SAMPLES, np.random.default_rng())
+    inputs = {name: np.concatenate([values, *([labelled.inputs] if labelled is not None else []), fresh[name]])
+              for name, values in golden.inputs.items()}
+    with open_session(path, engine, self_check=False) as session:
+        fixed = session.inputs[0].shape[0]
+        if fixed != DYNAMIC:
+            inputs = {name: values[:len(values) - len(values) % fixed] for name, values in inputs.items()}
+        outputs = session.run_batched(inputs, batch=MAX_BATCH if fixed == DYNAMIC else fixed)
+    return check_kernels(path, inputs, outputs)
+
+
+def check_and_record(bundle: Path, name: str) -> dict[str, KernelCheck]:
+    """Run the kernel check of bundle artifact `name` (an INT8 ONNX file) on every installed CPU engine and record the
+    outcomes under this CPU's class in the manifest, replacing what an earlier check recorded for that class."""
+    golden = Golden.load(bundle / GOLDEN_NAME)
+    manifest = read_manifest(bundle)
+    labelled = LabelledSet.of_bundle(bundle, manifest)
+    results = {engine: kernel_check(bundle / name, engine, golden, labelled) for engine in installed_engines()}
+    manifest = read_manifest(bundle)  # as it is now: the checks took a while
+    record = manifest.artifacts[name]
+    record.kernel_checks = (record.kernel_checks or {}) | {
+        this_cpu().cpu_class: {engine: check.as_record() for engine, check in results.items()}}
+    write_manifest(bundle, manifest)
+    return results
