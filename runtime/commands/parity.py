@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from onebyone.runtime.bundle.accuracy import score
 from onebyone.runtime.bundle.labelled import LABELLED_NAME, LabelledSet
 from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
@@ -122,6 +123,11 @@ def compare_candidate(reference: Session, reference_outputs: dict, candidate: Se
     record: dict[str, Any] = {"artifact": candidate.target.label, "backend": candidate.backend,
                               "precision": precision, "bounds": parity.tolerance.as_record(),
                               "metrics": parity.metrics.as_record(), "failures": parity.failures, "outputs": outputs}
+    if (accuracies := parity.metrics.accuracies()) is not None:
+        reference_accuracy, accuracy = accuracies
+        share = accuracy.top1 / reference_accuracy.top1 if reference_accuracy.top1 else float("nan")
+        record["accuracy"] = accuracy.as_record() | {"share_of_reference": share}
+        record["reference_accuracy"] = reference_accuracy.as_record()
     if precision == "int8" and candidate.target.kind == "onnx":
         kernels = check_kernels(candidate.target.path, {candidate.inputs[0].name: inputs}, outputs)
         record["kernel"] = kernels.as_record()
@@ -140,8 +146,11 @@ def describe(record: dict[str, Any]) -> str:
              f"rel-L2 {m['rel_l2']:.2e}", f"cosine {m['cosine']:.6f}"]
     if m["top1_agreement"] is not None:
         parts.append(f"top-1 agree {m['top1_agreement']:.2%}  top-5 overlap {m['top5_overlap']:.2%}")
-    if m["accuracy_candidate"] is not None:
-        parts.append(f"accuracy {m['accuracy_candidate']:.2%} (reference {m['accuracy_reference']:.2%})")
+    if record.get("accuracy"):
+        accuracy = record["accuracy"]
+        low, high = accuracy["top1_interval"]
+        parts.append(f"top-1 {accuracy['top1']:.2%} (95% {low:.1%}–{high:.1%}) top-5 {accuracy['top5']:.2%}, "
+                     f"{accuracy['share_of_reference']:.2%} of the reference's {m['accuracy_reference']:.2%}")
     text = "  ".join(parts)
     kernel = record.get("kernel")
     if kernel:
@@ -166,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = data.all()
         stdout.print(f"reference: {reference.describe()}\ndata: {data.description}\ncpu: {this_cpu().describe()}")
         reference_outputs = reference.run_batched({reference.inputs[0].name: inputs}, batch=32)
+        if data.labels is not None and (scores := next(iter(reference_outputs.values()))).ndim == 2:
+            stdout.print(f"reference accuracy: {score(scores, data.labels).describe()}")
         records, calibrations = [], []
         for target in args.candidates:
             with open_session(target, args.backend, self_check=False) as candidate:
@@ -177,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
             records.append(record)
     if args.json is not None:
         report = {"reference": reference.target.label, "data": data.description, "cpu": this_cpu().as_record(),
-                  "candidates": [{k: v for k, v in r.items() if k != "outputs"} for r in records]}
+                  "reference_accuracy": records[0].get("reference_accuracy") if records else None,
+                  "candidates": [{k: v for k, v in r.items() if k not in ("outputs", "reference_accuracy")}
+                                 for r in records]}
         with atomic_write(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
     if args.report is not None:

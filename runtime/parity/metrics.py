@@ -4,7 +4,8 @@ verification), quantize, build, verify, the self-check on open, the kernel check
 
 Over every element of every output (N samples): max |d| and max |d| / max |r| (d = candidate − reference),
 relative L2 ‖d‖ / ‖r‖, cosine similarity of the flattened outputs; for class scores (N × classes) also top-1
-agreement and top-5 overlap (|top5(c) ∩ top5(r)| / 5, averaged), and with labels the top-1 accuracy of each.
+agreement and top-5 overlap (|top5(c) ∩ top5(r)| / 5, averaged), and with labels the top-1 and top-5 accuracy of each
+(runtime/bundle/accuracy.py: with the 95% interval of top-1), whose ratio the tolerance may bound.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from onebyone.runtime.bundle.accuracy import Accuracy, score, wilson_interval
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import top_k
 from onebyone.runtime.bundle.tolerances import Tolerance
@@ -29,8 +31,11 @@ class Metrics:
     cosine: float
     top1_agreement: float | None
     top5_overlap: float | None
-    accuracy_reference: float | None
+    accuracy_reference: float | None  # top-1 against the labels, when there are labels
     accuracy_candidate: float | None
+    top5_reference: float | None = None  # top-5 against the labels
+    top5_candidate: float | None = None
+    labelled_samples: int | None = None  # how many labelled samples the accuracies count (their interval's n)
 
     def failures(self, tolerance: Tolerance) -> list[str]:
         """What is out of tolerance, in words (empty: pass)."""
@@ -46,7 +51,23 @@ class Metrics:
         if (tolerance.min_top1 is not None and self.top1_agreement is not None
                 and self.top1_agreement < tolerance.min_top1):
             found.append(f"top-1 agreement {self.top1_agreement:.2%} < {tolerance.min_top1:.0%}")
+        share = tolerance.min_accuracy_share
+        if (share is not None and self.accuracy_candidate is not None and self.accuracy_reference
+                and self.accuracy_candidate < share * self.accuracy_reference):
+            found.append(f"top-1 accuracy {self.accuracy_candidate:.2%} < {share:.1%} of the reference's "
+                         f"{self.accuracy_reference:.2%}")
         return found
+
+    def accuracies(self) -> tuple[Accuracy, Accuracy] | None:
+        """(reference, candidate) accuracy against the labels, with their intervals; None without labels."""
+        if self.labelled_samples is None:
+            return None
+        n = self.labelled_samples
+        return tuple(Accuracy(samples=n, top1=top1, top5=top5, top1_interval=wilson_interval(round(top1 * n), n),
+                              top1_agreement=agreement)
+                     for top1, top5, agreement in ((self.accuracy_reference, self.top5_reference, None),
+                                                   (self.accuracy_candidate, self.top5_candidate,
+                                                    self.top1_agreement)))
 
     def as_record(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,19 +93,22 @@ def measure(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
     cosine = float(ref @ got / (norm_ref * norm_got)) if finite and norm_ref and norm_got else 0.0
     first = next(iter(reference))
     scores_ref, scores_got = reference[first], candidate[first]
-    top1 = top5 = acc_ref = acc_got = None
+    top1 = top5 = labelled = None
     if scores_ref.ndim == 2 and scores_ref.shape[1] > 1 and finite:
         top1 = float(np.mean(scores_ref.argmax(1) == scores_got.argmax(1)))
         k = min(5, scores_ref.shape[1])
         top5 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_k(scores_ref, k), top_k(scores_got, k),
                                                                           strict=True)]))
         if labels is not None:
-            acc_ref = float(np.mean(scores_ref.argmax(1) == labels))
-            acc_got = float(np.mean(scores_got.argmax(1) == labels))
+            labelled = score(scores_ref, labels), score(scores_got, labels)
     return Metrics(max_abs=max_abs, max_abs_reference=float(np.abs(ref).max(initial=0.0)), max_rel=max_abs / scale,
                    rel_l2=float(np.linalg.norm(diff)) / (norm_ref or 1.0) if finite else float("inf"),
-                   cosine=cosine, top1_agreement=top1, top5_overlap=top5, accuracy_reference=acc_ref,
-                   accuracy_candidate=acc_got)
+                   cosine=cosine, top1_agreement=top1, top5_overlap=top5,
+                   accuracy_reference=labelled[0].top1 if labelled else None,
+                   accuracy_candidate=labelled[1].top1 if labelled else None,
+                   top5_reference=labelled[0].top5 if labelled else None,
+                   top5_candidate=labelled[1].top5 if labelled else None,
+                   labelled_samples=len(labels) if labelled else None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,11 +90,20 @@ def _row(record: dict[str, Any]) -> str:
     first = (record.get("layers") or {}).get("first_divergence")
     cells = [html.escape(record["artifact"]), record["precision"], verdict, number(m["max_rel"], ".2e"),
              number(m["rel_l2"], ".2e"), number(m["cosine"], ".6f"), number(m["top1_agreement"], ".2%"),
-             number(m["top5_overlap"], ".2%"), number(m["accuracy_candidate"], ".2%"),
+             number(m["top5_overlap"], ".2%"), _accuracy(record.get("accuracy")),
              number((record.get("kernel") or {}).get("metrics", {}).get("rel_l2"), ".2e"),
              html.escape(f"{first['node']} ({first['rel_l2']:.2e})") if first else "—",
              html.escape("; ".join(record["failures"])) or "—"]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def _accuracy(accuracy: dict[str, Any] | None) -> str:
+    """top-1 [95% interval] · top-5 · share of the reference's top-1, or — without labels."""
+    if accuracy is None:
+        return "—"
+    low, high = accuracy["top1_interval"]
+    return (f"{accuracy['top1']:.2%} [{low:.1%}–{high:.1%}] · top-5 {accuracy['top5']:.2%} · "
+            f"{accuracy['share_of_reference']:.2%} of reference")
 
 
 def write_report(path: Path, reference: str, data: str, cpu: str, records: list[dict[str, Any]],
@@ -106,8 +115,14 @@ def write_report(path: Path, reference: str, data: str, cpu: str, records: list[
                "top-5 overlap", "accuracy", "kernel rel-L2 vs exact Q/DQ", "first divergence", "out of bounds"]
     figures = [_layer_plot(records), _difference_plot(records, reference_outputs),
                *[_calibration_plot(c) for c in calibrations]]
+    reference_accuracy = next((r["reference_accuracy"] for r in records if r.get("reference_accuracy")), None)
+    accuracy_line = ""
+    if reference_accuracy is not None:
+        low, high = reference_accuracy["top1_interval"]
+        accuracy_line = (f"<br>reference accuracy: top-1 {reference_accuracy['top1']:.2%} [{low:.1%}–{high:.1%}], "
+                         f"top-5 {reference_accuracy['top5']:.2%} ({reference_accuracy['samples']} images)")
     body = [f"<h1>onebyone parity</h1><p>reference: {html.escape(reference)}<br>data: {html.escape(data)}<br>"
-            f"cpu: {html.escape(cpu)}</p>",
+            f"cpu: {html.escape(cpu)}{accuracy_line}</p>",
             "<table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>",
             *[_row(r) for r in records], "</table>",
             *[f"<p><img alt='plot' src='{figure}'></p>" for figure in figures if figure]]

