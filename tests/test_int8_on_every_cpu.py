@@ -230,21 +230,26 @@ def test_opening_an_overflow_prone_file_on_a_saturating_cpu_warns_with_the_fix(r
     assert np.load(tmp_path / "y.npy").shape == (1, CHANNELS_OUT, 1, PIXELS)
 
 
-def test_quantize_writes_safe_weights_unless_asked_and_says_so(bundle_copy, cli):
-    """digits_resnet: the default INT8 files of both flavours hold weights in [-64, 64] (each channel's largest at
-    ±64) and are not overflow-prone; `--weight-range full` is, the static check names it, and the manifest records
-    which range each file used, with the CPU it was checked on."""
+def test_quantize_writes_full_weights_unless_this_cpu_saturates(bundle_copy, cli):
+    """digits_resnet: the default files of both flavours hold 8-bit weights (±127), except on a CPU whose int8 dot
+    products saturate, where they hold [-64, 64] (each channel's largest at ±64); `--weight-range safe`
+    is never overflow-prone, full-range files are and quantize says so; the manifest records which range each file
+    used, with the CPU it was checked on."""
     bundle = bundle_copy("digits_resnet")
     source = bundle / "model.onnx"
     assert cli("quantize", source, "--precision", "int8", "--calib", "digits", "--flavour", "trt")[0] == 0
     calib = bundle / "model.calib.json"
     assert cli("quantize", source, "--precision", "int8", "--calib", calib, "--flavour", "ort")[0] == 0
     code, out, _ = cli("quantize", source, "--precision", "int8", "--calib", calib, "--flavour", "ort",
+                       "--weight-range", "safe", "-o", bundle / "model.safe.int8-ort.onnx")
+    assert code == 0 and "can overflow the int8 dot products" not in out
+    code, out, _ = cli("quantize", source, "--precision", "int8", "--calib", calib, "--flavour", "ort",
                        "--weight-range", "full", "-o", bundle / "model.full.int8-ort.onnx")
     assert code == 0 and "can overflow the int8 dot products" in out
     manifest = read_manifest(bundle)
-    for name, weight_range in (("model.int8-trt.onnx", "safe"), ("model.int8-ort.onnx", "safe"),
-                               ("model.full.int8-ort.onnx", "full")):
+    default = "safe" if this_cpu().int8_saturates else "full"
+    for name, weight_range in (("model.int8-trt.onnx", default), ("model.int8-ort.onnx", default),
+                               ("model.safe.int8-ort.onnx", "safe"), ("model.full.int8-ort.onnx", "full")):
         record = manifest.artifacts[name]
         graph = ir.load(bundle / name)
         weights = [n.inputs[0].const_value.numpy() for n in graph.graph if n.op_type == "DequantizeLinear"
@@ -291,3 +296,12 @@ def test_verify_and_the_self_check_run_the_kernel_check(bundle_copy, cli, monkey
     assert "PASS" in next(line for line in out.splitlines() if line.startswith("model.int8-ort.onnx")), out
     with pytest.raises(SelfCheckFailed, match="do not compute the file's Q/DQ math"):
         open_session(bundle / "model.int8-ort.onnx")
+
+
+def test_the_default_weight_range_per_cpu_class():
+    """full, except on a CPU whose int8 dot products saturate (injected CPUs: an AVX2 EPYC saturates, a Sapphire
+    Rapids does not)."""
+    from onebyone.optimize.precision.flavours import default_weight_range
+
+    assert default_weight_range(parse_cpuinfo(EPYC, "x86_64").int8_saturates) == "safe"
+    assert default_weight_range(parse_cpuinfo(SAPPHIRE_RAPIDS, "x86_64").int8_saturates) == "full"

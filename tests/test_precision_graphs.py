@@ -9,7 +9,6 @@ import pytest
 import torch
 from onnx import helper
 
-from onebyone.export.zoo import ZOO
 from onebyone.optimize.precision.calibrate import collect
 from onebyone.optimize.precision.fp16 import SAFE_FP16_MAX, convert_to_fp16
 from onebyone.optimize.precision.qdq import TensorRange, activation_scale, insert_qdq, small_gemm
@@ -21,7 +20,7 @@ from onebyone.runtime.bundle.sources import DataSource
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.metrics import compare
-from tests.conftest import files_under
+from tests.conftest import ZOO_PARAMS, files_under
 from tests.graphs import model, tensor_input
 
 INT8_REL_TOL = 1e-5  # ORT's Q/DQ vs torch fake-quantization of the same scales: float rounding only
@@ -135,7 +134,7 @@ def test_fp16_types_casts_and_kept_nodes(rng):
     assert run_model(io, {"x": x.astype(np.float16)})["y"].dtype == np.float16
 
 
-@pytest.mark.parametrize("name", [name for name in ZOO if name != "digits_resnet"])
+@pytest.mark.parametrize("name", [p for p in ZOO_PARAMS if getattr(p, "values", (p,))[0] != "digits_resnet"])
 def test_fp16_zoo_matches_torch(name, exported):
     """Every zoo model, converted to FP16, against its golden torch outputs within the FP16 tolerance."""
     result = exported(name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 FLAVOURS = ("trt", "ort")
 WEIGHT_LEVELS = {"safe": 64, "full": 127}  # L of each weight range
-DEFAULT_WEIGHT_RANGE = "safe"  # for both flavours: docs/cpus.md says why
 FLOAT_DTYPES = ("fp16", "fp32")  # the type of the tensors outside Q/DQ (Relu, pooling, float layers, the scales)
 DEFAULT_FLOAT_DTYPE = {"trt": "fp16", "ort": "fp32"}  # docs/precision.md says why; ort + fp16 is refused
 MIN_MATMUL_DIM = 16  # `trt`: a Gemm/MatMul with N or K below this stays float (Model Optimizer's rule, qdq.py)
@@ -26,3 +25,12 @@ def activation_scale_of(span: float, levels: int) -> tuple[float, str | None]:
     if span / levels < MIN_SCALE:
         return MIN_SCALE, f"calibrated range {span:.3g} gives a scale below {MIN_SCALE:.3g}: scale {MIN_SCALE:.3g}"
     return span / levels, None
+
+
+def default_weight_range(int8_saturates: bool) -> str:
+    """`full` (8-bit weights): on the pretrained EfficientNet-Lite0 and Lite1 it keeps 1–1.5 points of top-1 that
+    the 7-bit `safe` range loses (bench/accuracy.md, docs/precision.md). `safe` on a CPU whose int8 dot products
+    saturate (x86 without VNNI), for both flavours: there ONNX Runtime's U8×S8 and OpenVINO's kernels compute
+    something other than a full-range file (docs/cpus.md), and every file is checked on the CPU that writes it. A
+    `trt` file for TensorRT made on such a CPU can ask for `--weight-range full`."""
+    return "safe" if int8_saturates else "full"

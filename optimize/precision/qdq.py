@@ -31,8 +31,10 @@ QLinearConv requires. The weight range sets L:
 Degenerate ranges (both flavours): a tensor 0 on every calibration sample gets s = 1/127 (flavours.py) and a
 warning naming it; a tensor whose non-zero range r needs s = r / levels < MIN_SCALE keeps its readers float (each
 named in the report with the reason: at the floor scale every one of its values would round to 0). `ort` also
-raises s_x to max_c |b_c| / (s_c · (2³¹−1)/2) where a reader's INT32
-bias b / (s_x · s_c) would not fit: ONNX Runtime fuses the node regardless and the wrapped bias zeroes its output.
+raises a weight channel's s_c to |b_c| / (s_x · (2³¹−1)/2) where its INT32 bias b_c / (s_x · s_c) would not fit
+(ONNX Runtime fuses the node regardless and a wrapped bias zeroes its output): such a channel's weights are ~0 beside
+its bias (a channel BatchNorm folding all but switched off), so a coarser step costs nothing there, where raising the
+shared s_x — the rule before — coarsened every channel (EfficientNet-Lite0's input: 7× coarser).
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ import onnx_ir as ir
 
 from onebyone.optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
 from onebyone.optimize.precision.flavours import (
-    DEFAULT_WEIGHT_RANGE,
     FLAVOURS,
     INT8_MAX,
     INT32_MAX,
@@ -53,8 +54,10 @@ from onebyone.optimize.precision.flavours import (
     UINT8_MAX,
     WEIGHT_LEVELS,
     activation_scale_of,
+    default_weight_range,
 )
 from onebyone.runtime.bundle.onnx_file import weight_axis
+from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.errors import UserError
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -84,10 +87,10 @@ class QuantizeReport:
 def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str],
                weight_range: str | None = None) -> QuantizeReport:
     """Quantize `model` in place; nodes named in `exclude` keep float inputs and weights. `weight_range`: "safe" or
-    "full" (None: DEFAULT_WEIGHT_RANGE)."""
+    "full" (None: the default on this CPU, `default_weight_range`)."""
     if flavour not in FLAVOURS:
         raise UserError(f"unknown flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
-    levels = WEIGHT_LEVELS[weight_range or DEFAULT_WEIGHT_RANGE]
+    levels = WEIGHT_LEVELS[weight_range or default_weight_range(this_cpu().int8_saturates)]
     if opset_version(model) < MIN_QDQ_OPSET:
         raise UserError(f"INT8 Q/DQ needs ONNX opset ≥ {MIN_QDQ_OPSET} (per-channel weights); the model has opset "
                         f"{opset_version(model)}: re-export it with a newer opset")
@@ -105,22 +108,15 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
         exclude = exclude | set(vanishing)
         sites = find_sites(graph, exclude)
     dequantized: dict[ir.Value, tuple[ir.Value, ir.Value]] = {}  # DQ output → its (scale, zero point)
-    floors = _bias_floors(graph, levels) if flavour == "ort" else {}
     for value in _in_order(graph, sites):
         if value.name not in ranges:
             raise UserError(f"the calibration has no range for tensor {value.name!r}: it was made for another "
                             "model; calibrate this one (--calib DATA)")
         shared = _shared_parameters(value, dequantized) if flavour == "ort" else None
         rng = ranges[value.name]
-        floor = floors.get(value, 0.0)
-        if shared is None:
-            own, note = scale_note(rng, flavour)
-            if floor > own:
-                note = (f"{note or f'its range gives scale {own:.3g}'}; raised to {floor:.3g} so the INT32 "
-                        "biases of its readers fit")
-            if note is not None:
-                report.degenerate[value.name] = note
-        scale, zero_point = shared or _activation_parameters(graph, value.name, rng, flavour, floor)
+        if shared is None and (note := scale_note(rng, flavour)[1]) is not None:
+            report.degenerate[value.name] = note
+        scale, zero_point = shared or _activation_parameters(graph, value.name, rng, flavour)
         dequantized[_insert_pair(graph, value, scale, zero_point, sites[value])] = (scale, zero_point)
         report.activations += 1
     for node in list(graph):
@@ -266,37 +262,18 @@ def scale_note(rng: TensorRange, flavour: str) -> tuple[float, str | None]:
     return activation_scale_of(high - low, UINT8_MAX)
 
 
-def activation_scale(rng: TensorRange, flavour: str, floor: float = 0.0) -> tuple[np.float32, np.int8 | np.uint8]:
+def activation_scale(rng: TensorRange, flavour: str) -> tuple[np.float32, np.int8 | np.uint8]:
     """(s, z) of one activation tensor in a flavour (see the module docstring); a range that is 0, or gives a scale
-    below MIN_SCALE, gets the floor scale (its calibrated values, ≈ 0, stay exact); `floor`: the least scale the
-    tensor's readers need (`_bias_floors`)."""
-    scale = np.float32(max(scale_note(rng, flavour)[0], floor))
+    below MIN_SCALE, gets the floor scale (its calibrated values, ≈ 0, stay exact)."""
+    scale = np.float32(scale_note(rng, flavour)[0])
     if flavour == "trt":
         return scale, np.int8(0)
     low, _ = _ort_bounds(rng)
     return scale, np.uint8(np.clip(np.rint(-low / scale), 0, UINT8_MAX))
 
 
-def _bias_floors(graph: ir.Graph, levels: int) -> dict[ir.Value, float]:
-    """`ort`: per activation, the least s_x for which the INT32 bias b / (s_x · s_w) of every weighted node reading
-    it stays within half the INT32 range (ONNX Runtime fuses such nodes even with a float bias, and an overflowing
-    bias wraps: the outputs collapse). Only a tensor of vanishing range needs it."""
-    floors: dict[ir.Value, float] = {}
-    for node in graph:
-        if node.op_type not in WEIGHTED - {"MatMul"} or node.domain != "" or len(node.inputs) < 3:
-            continue
-        weight, bias = constant(node.inputs[1]), constant(node.inputs[2])
-        if weight is None or weight.ndim < 2 or bias is None or bias.ndim != 1:
-            continue
-        _, scale = per_channel_weights(weight, weight_axis(node, weight.ndim), levels)
-        need = float(np.max(np.abs(bias.astype(np.float64)) / (scale.astype(np.float64) * (INT32_MAX // 2))))
-        floors[node.inputs[0]] = max(floors.get(node.inputs[0], 0.0), need)
-    return floors
-
-
-def _activation_parameters(graph: ir.Graph, name: str, rng: TensorRange, flavour: str, floor: float
-                           ) -> tuple[ir.Value, ir.Value]:
-    scale, zero_point = activation_scale(rng, flavour, floor)
+def _activation_parameters(graph: ir.Graph, name: str, rng: TensorRange, flavour: str) -> tuple[ir.Value, ir.Value]:
+    scale, zero_point = activation_scale(rng, flavour)
     return (add_initializer(graph, f"{name}_scale", np.array(scale)),
             add_initializer(graph, f"{name}_zero_point", np.array(zero_point)))
 
@@ -323,12 +300,14 @@ def _insert_pair(graph: ir.Graph, value: ir.Value, scale: ir.Value, zero_point: 
     return dequantize.outputs[0]
 
 
-def per_channel_weights(weight: np.ndarray, axis: int, levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W_q int8 in [−L, L], s float32 per channel) with s_c = max(max|W_c| / L, MIN_SCALE) (1/L for an all-zero
-    channel)."""
+def per_channel_weights(weight: np.ndarray, axis: int, levels: int,
+                        floor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(W_q int8 in [−L, L], s float32 per channel) with s_c = max(max|W_c| / L, MIN_SCALE, floor_c) (1/L for an
+    all-zero channel); `floor`: per channel, the least scale the channel's INT32 bias needs (`ort`)."""
     others = tuple(i for i in range(weight.ndim) if i != axis)
     amax = np.abs(weight).max(axis=others)
-    scale = np.where(amax > 0, np.maximum(amax / levels, MIN_SCALE), 1 / levels).astype(np.float32)
+    scale = np.where(amax > 0, np.maximum(amax / levels, MIN_SCALE), 1 / levels)
+    scale = np.maximum(scale, floor if floor is not None else 0).astype(np.float32)
     shape = [1] * weight.ndim
     shape[axis] = -1
     quantized = np.clip(np.rint(weight / scale.reshape(shape)), -levels, levels).astype(np.int8)
@@ -344,18 +323,21 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | 
     if weight is None or weight.dtype != np.float32 or weight.ndim < 2:
         return 0, None
     axis = weight_axis(node, weight.ndim)
-    values, scale = per_channel_weights(weight, axis, levels)
-    bias_index, int32_bias = 2, None
+    bias_index, bias = 2, None
     if input_scale is not None and node.op_type != "MatMul" and len(node.inputs) > bias_index:
-        bias = constant(node.inputs[bias_index])
-        conv_bias = node.op_type != "Gemm" and bias is not None and bias.ndim == 1
-        if conv_bias or _plain_gemm(node, bias):
-            bias_scale = (input_scale * scale).astype(np.float32)
-            steps = np.rint(bias.astype(np.float64) / bias_scale.astype(np.float64))
-            if np.abs(steps).max(initial=0) > INT32_MAX:
-                return 0, (f"its INT32 bias b / (s_x · s_w) would reach {np.abs(steps).max():.3g} (s_x = "
-                           f"{input_scale:.3g}), beyond INT32")
-            int32_bias = (steps.astype(np.int32), bias_scale)
+        found = constant(node.inputs[bias_index])
+        if (node.op_type != "Gemm" and found is not None and found.ndim == 1) or _plain_gemm(node, found):
+            bias = found.astype(np.float64)
+    floor = None if bias is None else np.abs(bias) / (float(input_scale) * (INT32_MAX // 2))
+    values, scale = per_channel_weights(weight, axis, levels, floor)
+    int32_bias = None
+    if bias is not None:
+        bias_scale = (input_scale * scale).astype(np.float32)
+        steps = np.rint(bias / bias_scale.astype(np.float64))
+        if np.abs(steps).max(initial=0) > INT32_MAX:  # cannot happen with the floor; kept as the guard it was
+            return 0, (f"its INT32 bias b / (s_x · s_w) would reach {np.abs(steps).max():.3g} (s_x = "
+                       f"{input_scale:.3g}), beyond INT32")
+        int32_bias = (steps.astype(np.int32), bias_scale)
     _dequantized_constant(graph, node, 1, values, scale, axis, "weight")
     if int32_bias is not None:
         _dequantized_constant(graph, node, bias_index, *int32_bias, 0, "bias")

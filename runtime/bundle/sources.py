@@ -69,7 +69,7 @@ def open_source(spec: str, sample_shape: tuple[int | None, ...], preprocess: Pre
     if data.count == 0:
         raise UserError(f"data source {spec} holds no samples")
     if samples is not None and samples < data.count:
-        data = dataclasses.replace(data, count=samples,
+        data = dataclasses.replace(data, count=samples, description=f"the first {samples} of {data.description}",
                                    labels=None if data.labels is None else data.labels[:samples])
     return _checked(data, sample_shape)
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from onebyone.export.options import DEFAULT_OPSET, EXPORTERS, ExportOptions
-from onebyone.export.zoo import ZOO, parse_input_shape, resolve
+from onebyone.export.zoo import ZOO, ModelSpec, parse_input_shape, resolve
+from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.labels import read_labels
+from onebyone.runtime.bundle.sources import SOURCES_HELP, open_source
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import UserError
 
 stdout = Console(highlight=False, soft_wrap=True)
+DATA_SAMPLES = 64  # labelled samples carried in a bundle from --data (golden samples are its first ones)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +39,24 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, metavar="FILE",
                         help="class labels, one per line in class order (Triton's label file); served as "
                              "value:index:label by classification requests")
+    parser.add_argument("--data", metavar="SOURCE",
+                        help=f"labelled data to carry in the bundle ({SOURCES_HELP}): every later check — verify, "
+                             "the kernel check, the self-check's golden samples (its first ones) — then runs on "
+                             "real inputs and reports accuracy (default: the model's own, else random golden inputs)")
+    parser.add_argument("--data-samples", type=positive_int, default=DATA_SAMPLES,
+                        help=f"how many samples of --data to carry (default {DATA_SAMPLES})")
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript", help="default torchscript")
     parser.set_defaults(run=run)
+
+
+def carried(source: str, samples: int, spec: ModelSpec, input_name: str) -> Callable[[], LabelledSet]:
+    """The labelled set `--data` names, read once with the model's preprocessing, as a ModelSpec's labelled data."""
+    data = open_source(source, spec.input_shape, spec.preprocess, samples, input_name)
+    if data.labels is None:
+        raise UserError(f"--data {source} has no labels; carry labelled data (a labels.tsv folder, class folders, "
+                        "a .npz with `labels`)")
+    labelled = LabelledSet(data.all(), data.labels, data.description)
+    return lambda: labelled
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         weights = pretrained_weights(spec)
     elif weights is not None and not weights.is_file():
         raise UserError(f"weights file {weights} does not exist")
+    if args.data is not None:
+        spec = dataclasses.replace(spec, labelled_data=carried(args.data, args.data_samples, spec, args.input_name))
     output = args.output or Path("build") / spec.name
     options = ExportOptions(batch=args.batch, opset=args.opset, keep_batchnorm=args.keep_batchnorm,
                             exporter=args.exporter, input_name=args.input_name)

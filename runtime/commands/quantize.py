@@ -13,17 +13,18 @@ from rich.console import Console
 
 from onebyone.optimize.precision.flavours import (
     DEFAULT_FLOAT_DTYPE,
-    DEFAULT_WEIGHT_RANGE,
     FLAVOURS,
     FLOAT_DTYPES,
     WEIGHT_LEVELS,
+    default_weight_range,
 )
-from onebyone.optimize.precision.ranges import METHODS
+from onebyone.optimize.precision.ranges import DEFAULT_METHOD, METHODS
 from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.commands.verify import engines_pass
+from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import sha256_file, staging_dir
 
@@ -56,14 +57,16 @@ def register(parser: argparse.ArgumentParser) -> None:
                                         "out-of-range layers FP32)")
     parser.add_argument("--calib-samples", type=positive_int, help="use at most N samples (default: all; random: 64)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="calibration batch size (default 8)")
-    parser.add_argument("--method", choices=METHODS, default="entropy", help="INT8 range method (default entropy)")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                        help=f"INT8 range method (default {DEFAULT_METHOD}: the best or tied best on pretrained "
+                             "EfficientNet-Lite0/1, docs/precision.md)")
     parser.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     parser.add_argument("--flavour", choices=FLAVOURS, default="trt",
                         help="trt: symmetric INT8 for TensorRT (default); ort: U8 activations, fast in ONNX Runtime")
-    parser.add_argument("--weight-range", choices=tuple(WEIGHT_LEVELS), default=DEFAULT_WEIGHT_RANGE,
-                        help="int8 weights: safe = [-64, 64], right on every CPU (non-VNNI x86 int8 kernels saturate "
-                             "8-bit weights); full = [-127, 127], one more bit for int32-accumulating engines only "
-                             f"(TensorRT GPUs, VNNI/AMX CPUs). Default: {DEFAULT_WEIGHT_RANGE} (docs/cpus.md)")
+    parser.add_argument("--weight-range", choices=tuple(WEIGHT_LEVELS),
+                        help="int8 weights: full = [-127, 127]; safe = [-64, 64], right on every CPU (non-VNNI x86 "
+                             "int8 kernels saturate 8-bit weights). Default: full, except safe on a CPU without VNNI "
+                             "(docs/precision.md: full keeps 1-1.5 points of ImageNet top-1)")
     parser.add_argument("--float-dtype", choices=FLOAT_DTYPES,
                         help="int8: the type of everything outside Q/DQ (Relu, pooling, float layers, scales); casts "
                              "only at the graph inputs/outputs. Default: fp16 for --flavour trt (TensorRT 11 runs "
@@ -163,7 +166,6 @@ def _to_bf16(args: argparse.Namespace) -> int:
     from onebyone.optimize.artifact import write_artifact
     from onebyone.runtime.bundle.onnx_file import graph_precision, load_model
     from onebyone.runtime.bundle.tolerances import TOLERANCES
-    from onebyone.runtime.core.cpu import this_cpu
     from onebyone.runtime.parity.check import Engine
     from onebyone.runtime.sessions.locate import PRECISION_KEY, Target
     from onebyone.runtime.sessions.openvino_backend import OpenVinoSession, bf16_refusal, import_openvino
@@ -198,6 +200,7 @@ def _check_float_dtype(args: argparse.Namespace) -> None:
             raise UserError("--float-dtype applies to --precision int8 (an fp16 file is FP16 throughout)")
         return
     args.float_dtype = args.float_dtype or DEFAULT_FLOAT_DTYPE[args.flavour]
+    args.weight_range = args.weight_range or default_weight_range(this_cpu().int8_saturates)
     if args.flavour == "ort" and args.float_dtype == "fp16":
         raise UserError("--flavour ort --float-dtype fp16: ONNX Runtime's CPU kernels fuse only FP32 Q/DQ, so the "
                         "ort file would run unfused; use --float-dtype fp32, or --flavour trt for FP16 float parts")
@@ -340,7 +343,8 @@ def _to_int8(model: ir.Model, calibration: Calibration, args: argparse.Namespace
     prone = overflow_prone(model)  # none with safe weights, by construction (optimize/precision/qdq.py)
     if prone:
         stdout.print(f"  {len(prone)} weight tensors can overflow the int8 dot products of x86 CPUs without VNNI "
-                     "(--weight-range full, as asked): run this file on TensorRT or VNNI/AMX CPUs")
+                     "(--weight-range full): the kernel check tells where it runs right; --weight-range safe "
+                     "for such CPUs")
     if args.flavour == "trt":
         problems = trt_violations(model, report.float_nodes, float_parts.get("fp32_nodes"))
         if problems:

