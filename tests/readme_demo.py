@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 START, END = "<!-- demo -->\n```\n", "```\n<!-- /demo -->"
 BUNDLE = "build/efficientnet_lite0"
-FIRST = "model.onnx "  # the block starts at verify's first line
+FIRST = "labelled data: "  # the block starts at verify's first line
 
 
 def readme_block() -> list[str]:

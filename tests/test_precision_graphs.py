@@ -18,6 +18,7 @@ from onebyone.runtime.bundle.golden import Golden, reference_session, run_sessio
 from onebyone.runtime.bundle.onnx_file import activation_names, exposing, load_model, with_types
 from onebyone.runtime.bundle.sources import DataSource
 from onebyone.runtime.bundle.tolerances import TOLERANCES
+from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.metrics import compare
 from tests.conftest import ZOO_PARAMS, files_under
@@ -56,10 +57,13 @@ def test_trt_qdq_computes_torch_fake_quantization(rng):
     np.testing.assert_allclose(got, expected, rtol=0, atol=INT8_REL_TOL * float(np.abs(expected).max()))
 
 
-@pytest.mark.parametrize(("weight_range", "levels"), [(None, 64), ("safe", 64), ("full", 127)])
+DEFAULT_LEVELS = 64 if this_cpu().int8_saturates else 127  # optimize/precision/flavours.py: default_weight_range
+
+
+@pytest.mark.parametrize(("weight_range", "levels"), [(None, DEFAULT_LEVELS), ("safe", 64), ("full", 127)])
 def test_weights_round_to_the_nearest_step_per_channel(rng, weight_range, levels):
-    """s_c = max|W_c| / L with L = 64 for the safe range (the default) and 127 for the full one; every channel's
-    largest weight lands on ±L and every weight within half a step."""
+    """s_c = max|W_c| / L with L = 64 for the safe range and 127 for the full one (the default unless this CPU's int8
+    saturates); every channel's largest weight lands on ±L and every weight within half a step."""
     graph = residual_conv(rng)
     weight = graph.graph.initializers["w"].const_value.numpy()
     insert_qdq(graph, {"x": TensorRange(1.0, -1.0, 1.0)}, "trt", set(), weight_range)

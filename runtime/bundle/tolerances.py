@@ -12,6 +12,9 @@ Rows (docs/parity.md says how the numbers were chosen):
 - fp32, fp16, int8 (and bf16, below): an artifact of that precision against the torch model. FP32 must be the same
   network to rounding; FP16 to half precision; INT8 may move logits but must keep the direction of the output vector and
   almost every decision. The manifest records the row an artifact was checked against.
+- int8's cosine bound, 0.98: the default INT8 files of the pretrained EfficientNet-Lite0/1 on 900 real ImageNet
+  images measure 0.989–0.994 against torch, the 7-bit-weight files 0.973 (bench/accuracy.md); it was 0.99, set on
+  digits, which Lite1's default `trt` file misses (0.9898) while keeping 99.4% of FP32 top-1.
 - The accuracy share is the field's yardstick: MLPerf Inference's closed division holds an INT8 ResNet-50 to 99% of
   its FP32 top-1 on ImageNet; FP16 is held to 99.9% (docs/precision.md has the measured values on real ImageNet
   images). It is a point estimate: on a few hundred images one image is several tenths of a point, so parity prints
@@ -65,7 +68,7 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_rel=1e-4, min_cosine=0.99999, min_top1=1.0, layer_rel_l2=1e-4),
     "fp16": Tolerance(max_rel=1e-2, min_cosine=0.9999, min_top1=0.99, layer_rel_l2=1e-2, min_accuracy_share=0.999),
     "bf16": Tolerance(max_rel=8e-2, min_cosine=0.995, min_top1=0.97, layer_rel_l2=8e-2),
-    "int8": Tolerance(max_rel=0.25, min_cosine=0.99, min_top1=0.95, layer_rel_l2=0.1, min_accuracy_share=0.99),
+    "int8": Tolerance(max_rel=0.25, min_cosine=0.98, min_top1=0.95, layer_rel_l2=0.1, min_accuracy_share=0.99),
     "int8-kernel": Tolerance(max_rel=0.1, max_rel_l2=0.05, min_cosine=0.998),
     "rewrite": Tolerance(max_rel=1e-5),
 }
