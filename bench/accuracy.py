@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from onnxconverter_common import float16
 from rich.console import Console
 
 from bench.precision import ArrayReader, onebyone
+from bench.report import write_part
 from onebyone.export.zoo import ZOO
 from onebyone.optimize.precision.calibrate import Calibration, collect
 from onebyone.optimize.precision.flavours import DEFAULT_FLOAT_DTYPE, WEIGHT_LEVELS
@@ -38,7 +38,7 @@ from onebyone.runtime.bundle.accuracy import Accuracy, score
 from onebyone.runtime.bundle.onnx_file import save_model, with_types
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import DataSource, open_source
-from onebyone.runtime.core.files import atomic_write, sha256_file
+from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.core.progress import progress
 from onebyone.runtime.core.timing import machine
 from onebyone.runtime.parity.metrics import measure
@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             stdout.print(f"{name}  {row.artifact:<44} {row.engine:<11} top-1 {row.accuracy.top1:.2%}")
     record = {"machine": machine(), "models": args.models.split(","), "evaluation": args.eval or 900,
               "calibration": 100, "seconds": time.perf_counter() - started, "rows": rows}
-    with atomic_write(args.out / "accuracy.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-    with atomic_write(args.out / "accuracy.md") as tmp:
-        tmp.write_text(markdown(record))
+    write_part(args.out, "accuracy", record, markdown(record))
     return 0
 
 

@@ -12,15 +12,14 @@ the engine `auto` then opens the file on here. Writes `bench/kernels.json` and `
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from rich.console import Console
 
 from bench.precision import onebyone
+from bench.report import write_part
 from onebyone.export.zoo import ZOO
-from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.core.timing import machine
 from onebyone.runtime.sessions.engine_checks import check_and_record
 from onebyone.runtime.sessions.opening import auto_backend
@@ -73,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = [row for name in args.models.split(",") for row in model_rows(name, args.build)]
     record = {"machine": machine(), "seconds": time.perf_counter() - started, "rows": rows}
-    with atomic_write(args.out / "kernels.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-    with atomic_write(args.out / "kernels.md") as tmp:
-        tmp.write_text(markdown(record))
+    write_part(args.out, "kernels", record, markdown(record))
     return 0
 
 

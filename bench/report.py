@@ -15,6 +15,14 @@ from onebyone.runtime.core.files import atomic_write
 MERGED = "results.json"
 
 
+def write_part(folder: Path, part: str, record: dict, markdown: str) -> None:
+    """One `make bench` part's results: `<part>.json` (the record) and `<part>.md` (its table), each atomically."""
+    with atomic_write(folder / f"{part}.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    with atomic_write(folder / f"{part}.md") as tmp:
+        tmp.write_text(markdown)
+
+
 def merge(folder: Path) -> None:
     parts = sorted(p for p in folder.glob("*.json") if p.name != MERGED)
     record = {"parts": {p.stem: json.loads(p.read_text()) for p in parts}}
