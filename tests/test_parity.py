@@ -4,6 +4,7 @@ errors (mismatched models, labels, data sources) exiting 2."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 
@@ -104,3 +105,22 @@ def test_every_tolerance_lives_in_one_table():
             if built or table:
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_accuracy_share_rule_fails_a_real_drop_and_not_chance():
+    """int8's rule: top-1 ≥ 99% of the reference's, unless the shortfall is within what chance allows (2√d images,
+    d = images whose top-1 changed). 60 of 1000 correct answers lost: 51 images short, 2√60 ≈ 15 allowed → fails;
+    10 lost: 1 image short → passes; and the failure names both."""
+    from onebyone.runtime.parity.metrics import compare
+
+    labels = np.arange(1000) % 10
+    reference = np.eye(10)[labels]
+    reference[900:] = np.roll(reference[900:], 1, axis=1)  # the reference gets 900 of 1000 right
+    for lost, ok in ((60, False), (10, True)):
+        candidate = reference.copy()
+        candidate[:lost] = np.roll(candidate[:lost], 1, axis=1)
+        parity = compare({"logits": reference}, {"logits": candidate},
+                         dataclasses.replace(TOLERANCES["int8"], max_rel=10, min_cosine=None, min_top1=None), labels)
+        assert parity.ok is ok, parity.failures
+        if not ok:
+            assert "of the reference's 90.00% by 51 of 1000 images" in " ".join(parity.failures)

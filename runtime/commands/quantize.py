@@ -24,7 +24,7 @@ from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.commands.verify import engines_pass
-from onebyone.runtime.core.cpu import this_cpu
+from onebyone.runtime.core import cpu
 from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import sha256_file, staging_dir
 
@@ -171,7 +171,7 @@ def _to_bf16(args: argparse.Namespace) -> int:
     from onebyone.runtime.sessions.openvino_backend import OpenVinoSession, bf16_refusal, import_openvino
 
     import_openvino()
-    if (refusal := bf16_refusal(this_cpu())) is not None:
+    if (refusal := bf16_refusal(cpu.this_cpu())) is not None:
         raise UserError(refusal)
     if args.calib or args.exclude or args.keep_fp32 or args.fp16_io:
         raise UserError("--precision bf16 takes no --calib/--exclude/--keep-fp32/--fp16-io: BF16 is OpenVINO's "
@@ -200,7 +200,7 @@ def _check_float_dtype(args: argparse.Namespace) -> None:
             raise UserError("--float-dtype applies to --precision int8 (an fp16 file is FP16 throughout)")
         return
     args.float_dtype = args.float_dtype or DEFAULT_FLOAT_DTYPE[args.flavour]
-    args.weight_range = args.weight_range or default_weight_range(this_cpu().int8_saturates)
+    args.weight_range = args.weight_range or default_weight_range(cpu.this_cpu().int8_saturates)
     if args.flavour == "ort" and args.float_dtype == "fp16":
         raise UserError("--flavour ort --float-dtype fp16: ONNX Runtime's CPU kernels fuse only FP32 Q/DQ, so the "
                         "ort file would run unfused; use --float-dtype fp32, or --flavour trt for FP16 float parts")

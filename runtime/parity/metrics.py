@@ -11,6 +11,7 @@ agreement and top-5 overlap (|top5(c) ∩ top5(r)| / 5, averaged), and with labe
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -53,9 +54,14 @@ class Metrics:
             found.append(f"top-1 agreement {self.top1_agreement:.2%} < {tolerance.min_top1:.0%}")
         share = tolerance.min_accuracy_share
         if (share is not None and self.accuracy_candidate is not None and self.accuracy_reference
-                and self.accuracy_candidate < share * self.accuracy_reference):
-            found.append(f"top-1 accuracy {self.accuracy_candidate:.2%} < {share:.1%} of the reference's "
-                         f"{self.accuracy_reference:.2%}")
+                and self.labelled_samples and self.top1_agreement is not None):
+            n = self.labelled_samples
+            shortfall = (share * self.accuracy_reference - self.accuracy_candidate) * n  # images
+            changed = (1 - self.top1_agreement) * n  # images whose top-1 moved: the paired difference's noise
+            if shortfall > 2 * math.sqrt(max(changed, 1)):
+                found.append(f"top-1 accuracy {self.accuracy_candidate:.2%} < {share:.1%} of the reference's "
+                             f"{self.accuracy_reference:.2%} by {shortfall:.0f} of {n} images, more than chance "
+                             f"allows (2√{changed:.0f})")
         return found
 
     def accuracies(self) -> tuple[Accuracy, Accuracy] | None:
