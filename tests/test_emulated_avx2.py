@@ -27,9 +27,9 @@ pytest.importorskip("openvino", reason="the openvino extra is not installed (pip
 SAMPLES = 32
 ENGINES = ("onnxruntime", "openvino")
 FILES = {  # name → quantize options; the trt files with FP32 float parts, the form OpenVINO computes exactly
-    "model.safe.int8-trt.onnx": ["--flavour", "trt", "--float-dtype", "fp32"],
+    "model.safe.int8-trt.onnx": ["--flavour", "trt", "--float-dtype", "fp32", "--weight-range", "safe"],
     "model.full.int8-trt.onnx": ["--flavour", "trt", "--float-dtype", "fp32", "--weight-range", "full"],
-    "model.safe.int8-ort.onnx": ["--flavour", "ort"],
+    "model.safe.int8-ort.onnx": ["--flavour", "ort", "--weight-range", "safe"],
     "model.full.int8-ort.onnx": ["--flavour", "ort", "--weight-range", "full"],
 }
 SATURATING = {("onnxruntime", "model.full.int8-ort.onnx"), ("openvino", "model.full.int8-trt.onnx")}
