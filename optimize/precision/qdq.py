@@ -44,7 +44,15 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from onebyone.optimize.graph import add_initializer, constant, drop_if_unused, opset_version, unique_name
+from onebyone.optimize.graph import (
+    add_initializer,
+    constant,
+    drop_if_unused,
+    opset_version,
+    set_constant_input,
+    unique_name,
+)
+from onebyone.optimize.precision.bias_correction import corrected_bias
 from onebyone.optimize.precision.flavours import (
     FLAVOURS,
     INT8_MAX,
@@ -82,12 +90,15 @@ class QuantizeReport:
     weights: int = 0  # weight initializers stored as INT8
     float_nodes: dict[str, str] = dataclasses.field(default_factory=dict)  # weighted node → why it stays float
     degenerate: dict[str, str] = dataclasses.field(default_factory=dict)  # tensor → why it got the floor scale
+    bias_corrected: int = 0  # weighted nodes whose bias takes out their weights' mean rounding error
 
 
 def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str],
-               weight_range: str | None = None) -> QuantizeReport:
+               weight_range: str | None = None, input_means: dict[str, np.ndarray] | None = None) -> QuantizeReport:
     """Quantize `model` in place; nodes named in `exclude` keep float inputs and weights. `weight_range`: "safe" or
-    "full" (None: the default on this CPU, `default_weight_range`)."""
+    "full" (None: the default on this CPU, `default_weight_range`). `input_means`: node → the tap means of its input
+    (`Calibration.input_means`); each node found there gets its bias corrected for its weights' rounding
+    (bias_correction.py)."""
     if flavour not in FLAVOURS:
         raise UserError(f"unknown flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
     levels = WEIGHT_LEVELS[weight_range or default_weight_range(this_cpu().int8_saturates)]
@@ -127,8 +138,10 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
             report.float_nodes[node.name] = "its input is not quantized"
             continue
         input_scale = input_parameters[0].const_value.numpy() if flavour == "ort" else None
-        stored, kept_float = _quantize_weights(graph, node, input_scale, levels)
+        means = (input_means or {}).get(node.name)
+        stored, kept_float, corrected = _quantize_weights(graph, node, input_scale, levels, means)
         report.weights += stored
+        report.bias_corrected += corrected
         if kept_float is not None:
             report.float_nodes[node.name] = kept_float
     return report
@@ -314,34 +327,47 @@ def per_channel_weights(weight: np.ndarray, axis: int, levels: int,
     return quantized, scale
 
 
-def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | None, levels: int
-                      ) -> tuple[int, str | None]:
+def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | None, levels: int,
+                      means: np.ndarray | None) -> tuple[int, str | None, bool]:
     """Store the node's constant weight as INT8, and with the scale of its quantized input (`ort`) its bias as INT32;
-    returns how many weights it stored, or (0, why) when the node must stay float: an INT32 bias b / (s_x · s_w) that
-    does not fit (ONNX Runtime would fuse the node anyway and wrap it)."""
+    with the tap means of its input (`means`), its bias corrected first (bias_correction.py). Returns how many
+    weights it stored, or (0, why) when the node must stay float: an INT32 bias b / (s_x · s_w) that does not fit
+    (ONNX Runtime would fuse the node anyway and wrap it); and whether it corrected the bias."""
     weight = constant(node.inputs[1])
     if weight is None or weight.dtype != np.float32 or weight.ndim < 2:
-        return 0, None
+        return 0, None, False
     axis = weight_axis(node, weight.ndim)
     bias_index, bias = 2, None
-    if input_scale is not None and node.op_type != "MatMul" and len(node.inputs) > bias_index:
-        found = constant(node.inputs[bias_index])
-        if (node.op_type != "Gemm" and found is not None and found.ndim == 1) or _plain_gemm(node, found):
-            bias = found.astype(np.float64)
+    has_bias = len(node.inputs) > bias_index and node.inputs[bias_index] is not None
+    found = constant(node.inputs[bias_index]) if has_bias else None
+    if input_scale is not None and node.op_type != "MatMul" and found is not None and (
+            (node.op_type != "Gemm" and found.ndim == 1) or _plain_gemm(node, found)):
+        bias = found.astype(np.float64)
     floor = None if bias is None else np.abs(bias) / (float(input_scale) * (INT32_MAX // 2))
     values, scale = per_channel_weights(weight, axis, levels, floor)
+    corrected = None
+    if means is not None and (found is not None or not has_bias):
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        error = values.astype(np.float64) * scale.reshape(shape) - weight
+        corrected = corrected_bias(node, error, means, found)
+        if input_scale is not None and (node.op_type == "Conv" or _plain_gemm(node, corrected)):
+            bias = corrected
     int32_bias = None
     if bias is not None:
         bias_scale = (input_scale * scale).astype(np.float32)
         steps = np.rint(bias / bias_scale.astype(np.float64))
         if np.abs(steps).max(initial=0) > INT32_MAX:  # cannot happen with the floor; kept as the guard it was
             return 0, (f"its INT32 bias b / (s_x · s_w) would reach {np.abs(steps).max():.3g} (s_x = "
-                       f"{input_scale:.3g}), beyond INT32")
+                       f"{input_scale:.3g}), beyond INT32"), False
         int32_bias = (steps.astype(np.int32), bias_scale)
+    if corrected is not None:
+        set_constant_input(graph, node, bias_index, corrected.astype(np.float32),
+                           node.inputs[bias_index].name if has_bias else f"{node.name}.bias")
     _dequantized_constant(graph, node, 1, values, scale, axis, "weight")
     if int32_bias is not None:
         _dequantized_constant(graph, node, bias_index, *int32_bias, 0, "bias")
-    return 1, None
+    return 1, None, corrected is not None
 
 
 def _plain_gemm(node: ir.Node, bias: np.ndarray | None) -> bool:
