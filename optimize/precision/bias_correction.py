@@ -11,10 +11,9 @@ every output position p (stride s, dilation d) and calibration sample: exact, bo
 expectation of a linear map is the map of the expectation. For Gemm, M[k] is the mean of input feature k, and
 y = α·A·W + β·C: the corrected bias input is C' = C − (α/β) · ΔW·M. It makes the mean of every output channel on the
 calibration data what the float layer computes (before its input is quantized too: this corrects the weights' error
-only). Rounding errors are zero-mean per weight but
-not per channel once multiplied by an input whose mean is not zero (post-ReLU activations), and depthwise layers,
-with 9–25 weights per channel, average nothing out: on the pretrained EfficientNet-Lite0 it halves the logits' error
-(docs/precision.md, "Bias correction"). The method of Nagel et al., "Data-Free Quantization" (2019) §4.2, in its
+only). Rounding errors are zero-mean per weight but not per channel once multiplied by an input whose mean is not
+zero (post-ReLU activations), and depthwise layers, with 9–25 weights per channel, average nothing out (what it buys
+on real networks: docs/precision.md). The method of Nagel et al., "Data-Free Quantization" (2019) §4.2, in its
 empirical form (as NNCF's FastBiasCorrection), with the means of the float model's own inputs.
 
 Tap means are statistics like min/max: collected while streaming the calibration data (a few numbers per input

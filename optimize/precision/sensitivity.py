@@ -5,8 +5,8 @@ budget holds.
 Error of a layer: relative L2 ‖y_q − y‖ / ‖y‖ of the model outputs when only that layer (its input Q/DQ and its
 weights) is quantized. Accuracy drop, in percentage points: the share of samples whose top-1 class changes
 (100 − top-1 agreement), labels or not. It bounds the drop in labelled accuracy from above, and it is the sharper
-measure on a calibration set: on EfficientNet-Lite0's 100 calibration images the INT8 file scored one image *more*
-than FP32 against the labels while changing the answer on two (docs/precision.md).
+measure on a small calibration set, where quantization can change answers without changing the labelled score
+(docs/parity.md).
 """
 
 from __future__ import annotations

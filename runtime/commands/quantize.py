@@ -74,8 +74,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "kernels fuse FP32 Q/DQ only)")
     parser.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=True,
                         help="int8: take each layer's mean weight-rounding error, measured on the calibration data, "
-                             "out of its bias (default on: it halves EfficientNet-Lite0's INT8 logits error, "
-                             "docs/precision.md)")
+                             "out of its bias (default on; docs/precision.md)")
     parser.add_argument("--exclude", default="", help="comma-separated node names to leave unquantized (int8)")
     parser.add_argument("--keep-fp32", default="", help="comma-separated node names to keep in FP32")
     parser.add_argument("--fp16-io", action="store_true",
