@@ -16,8 +16,9 @@ docs/architecture.md explains it):
 - `runtime.serve`     the KServe v2 / Triton server (HTTP, gRPC), dynamic batching, statistics and metrics, Triton
                       model repositories.
 - `runtime.commands`  the `onebyone` command line: the only layer that imports argparse, and the only one that may
-                      import every other.
-- `api`               the public `onebyone` package (runtime/api): a facade over sessions.
+                      import every other; a shell over the stages (options in, result printed).
+- `api`               the public `onebyone` package (runtime/api): `open()` over sessions, and the stages as Python
+                      functions (`onebyone.quantize`, runtime/api/stages.py) over export, optimize and sessions.
 """
 
 LAYERS: dict[str, tuple[str, ...]] = {
@@ -30,5 +31,5 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "runtime.serve": ("runtime.core", "runtime.bundle", "runtime.sessions"),
     "runtime.commands": ("runtime.core", "runtime.bundle", "runtime.parity", "export", "optimize", "runtime.sessions",
                          "runtime.serve", "api"),
-    "api": ("runtime.core", "runtime.bundle", "runtime.sessions"),
+    "api": ("runtime.core", "runtime.bundle", "runtime.parity", "export", "optimize", "runtime.sessions"),
 }

@@ -31,7 +31,8 @@ CALIB_FORMAT = "onebyone.calib/2"  # /2: input_means added
 @dataclasses.dataclass
 class Calibration:
     """Per-tensor statistics of one model over `samples` calibration samples, and the tap means of the input of
-    each layer bias correction applies to (node name → array, bias_correction.py)."""
+    each layer bias correction applies to (node name → float32 array, bias_correction.py; float32 so that
+    calib.json holds them exactly and a reused calibration writes the same file)."""
 
     model_sha256: str
     source: str
@@ -47,7 +48,8 @@ class Calibration:
             raise UserError(f"unknown calibration method {method!r}; valid: {', '.join(METHODS)}")
         key = (method, percentile)
         if key not in self._ranges:
-            self._ranges[key] = {name: amax(stats, method, percentile) for name, stats in self.statistics.items()}
+            self._ranges[key] = {name: float(amax(stats, method, percentile))  # one type, whatever `top` holds
+                                 for name, stats in self.statistics.items()}
         return self._ranges[key]
 
     def save(self, path: Path, method: str, percentile: float) -> None:
@@ -59,8 +61,9 @@ class Calibration:
         tensors = [f"    {json.dumps(name)}: " + json.dumps(
             {"min": stats.minimum, "max": stats.maximum, "amax": ranges[name], "top": stats.top,
              "histogram": stats.counts.tolist()}) for name, stats in self.statistics.items()]
+        # float32's shortest repr (str of a numpy float32) loads back bit-exact
         means = [f"    {json.dumps(name)}: " + json.dumps({"shape": list(values.shape), "values": [
-            float(f"{v:.7g}") for v in values.ravel()]}) for name, values in self.input_means.items()]
+            float(str(v)) for v in values.ravel()]}) for name, values in self.input_means.items()]
         with atomic_write(path) as tmp:
             tmp.write_text("{\n" + "\n".join(lines) + '\n  "tensors": {\n' + ",\n".join(tensors) + "\n  },\n"
                            '  "input_means": {\n' + ",\n".join(means) + "\n  }\n}\n")
@@ -76,7 +79,7 @@ class Calibration:
                           for name, entry in raw["tensors"].items()}
             if any(len(stats.counts) != BINS for stats in statistics.values()):
                 raise ValueError(f"histograms must have {BINS} bins")
-            means = {name: np.asarray(entry["values"], dtype=np.float64).reshape(entry["shape"])
+            means = {name: np.asarray(entry["values"], dtype=np.float32).reshape(entry["shape"])
                      for name, entry in raw["input_means"].items()}
             return cls(model_sha256=raw["model_sha256"], source=raw["source"], samples=int(raw["samples"]),
                        statistics=statistics, input_means=means)
@@ -120,4 +123,5 @@ def collect(model: ir.Model, model_sha256: str, data: DataSource, batch_size: in
             seen += len(batch)
             bar.update(task, advance=len(batch))
     return Calibration(model_sha256=model_sha256, source=data.description, samples=seen, statistics=statistics,
-                       input_means={node: means.means for node, (_, means) in layers.items() if means.count})
+                       input_means={node: means.means.astype(np.float32) for node, (_, means) in layers.items()
+                                    if means.count})

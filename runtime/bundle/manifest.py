@@ -15,6 +15,7 @@ from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write, sha256_file
 
+PRECISION_KEY = "onebyone.precision"  # ONNX metadata: a precision that is an engine's setting (bf16), not the graph's
 MANIFEST_NAME = "manifest.json"
 GOLDEN_NAME = "golden.npz"
 BUNDLE_FORMAT = "onebyone.bundle/1"

@@ -16,6 +16,7 @@ from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.errors import CheckFailed
 from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.parity.check import ArtifactCheck, check_artifact
+from onebyone.runtime.parity.kernel_check import KernelCheck
 from onebyone.runtime.sessions.locate import PLAN_KIND
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -65,10 +66,15 @@ def engines_pass(bundle: Path, name: str) -> bool:
 
     results = check_and_record(bundle, name)
     chosen = auto_backend(bundle / name)
+    print_engine_checks(results, chosen)
+    return results[chosen].ok
+
+
+def print_engine_checks(results: dict[str, KernelCheck], chosen: str | None) -> None:
+    """One line per engine's kernel check, naming the engine `auto` opens the file on."""
     for engine, check in results.items():
         role = "auto" if engine == chosen else ("not used by auto here" if not check.ok else "")
         stdout.print(f"{'':<30} {engine:<11} {check.describe()}" + (f"  ({role})" if role else ""))
-    return results[chosen].ok
 
 
 def tensorrt_missing() -> str | None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Sequence
 
+from onebyone.runtime.bundle.manifest import PRECISION_KEY
 from onebyone.runtime.core.cpu import Cpu, this_cpu
 from onebyone.runtime.core.errors import UserError
-from onebyone.runtime.sessions.locate import PRECISION_KEY, Target
+from onebyone.runtime.sessions.locate import Target
 
 ENGINES = ("onnxruntime", "openvino")
 FASTEST: dict[str, dict[str, str]] = {

@@ -11,14 +11,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-from onebyone.runtime.bundle.manifest import MANIFEST_NAME, ArtifactRecord, Manifest, read_manifest
+from onebyone.runtime.bundle.manifest import MANIFEST_NAME, PRECISION_KEY, ArtifactRecord, Manifest, read_manifest
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.core.errors import UserError
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
 PLAN_KIND = "tensorrt-plan"
-PRECISION_KEY = "onebyone.precision"  # ONNX metadata: a precision that is an engine's setting (bf16), not the graph's
 
 
 @dataclasses.dataclass(frozen=True)

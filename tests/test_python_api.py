@@ -1,0 +1,41 @@
+"""The stages from Python (runtime/api/stages.py): the same options give the same file, record and checks as the
+command line, and nothing is printed — the result object carries it."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+import onebyone
+from onebyone.runtime.bundle.manifest import read_manifest
+
+
+def test_quantize_from_python_writes_what_the_cli_writes(bundle_copy, cli, capsys):
+    bundle = bundle_copy("digits_resnet")
+    code, out, err = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",
+                         "--flavour", "ort", "-o", bundle / "cli.onnx")
+    assert code == 0, out + err
+    result = onebyone.quantize(bundle / "model.onnx", precision="int8", calib="digits", flavour="ort",
+                               output=bundle / "python.onnx")
+    assert capsys.readouterr().out == ""  # progress bars aside (stderr), a library prints nothing
+    assert result.output == bundle / "python.onnx" and result.in_bundle and result.precision == "int8"
+    cli_file, python_file = (onnx.load(str(bundle / name)) for name in ("cli.onnx", "python.onnx"))
+    assert cli_file.graph.SerializeToString() == python_file.graph.SerializeToString()
+    manifest = read_manifest(bundle)
+    assert result.record == manifest.artifacts["cli.onnx"].made_by == manifest.artifacts["python.onnx"].made_by
+    assert result.summary.split("  ", 1)[1] in out  # the same verdict line, the same figures
+    assert "calibration: " in result.messages[0]  # the CLI's run calibrated; this one reused its calib.json
+    assert all(message in out for message in result.messages[1:])
+    assert set(result.kernel_checks) == set(manifest.artifacts["python.onnx"].kernel_checks[
+        next(iter(manifest.artifacts["python.onnx"].kernel_checks))])
+    assert result.auto_engine in result.kernel_checks and result.kernel_checks[result.auto_engine].ok
+
+
+def test_options_are_checked_as_the_cli_checks_flags(exported):
+    source = exported("digits_resnet").onnx_path
+    with pytest.raises(onebyone.UserError, match="needs calibration data"):
+        onebyone.quantize(source, precision="int8")
+    with pytest.raises(onebyone.UserError, match="unknown flavour 'tensorrt'"):
+        onebyone.quantize(source, onebyone.QuantizeOptions(precision="int8", calib="digits", flavour="tensorrt"))
+    with pytest.raises(TypeError, match="not both"):
+        onebyone.quantize(source, onebyone.QuantizeOptions(precision="fp16"), precision="fp16")
