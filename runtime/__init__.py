@@ -18,7 +18,7 @@ docs/architecture.md explains it):
 - `runtime.commands`  the `onebyone` command line: the only layer that imports argparse, and the only one that may
                       import every other; a shell over the stages (options in, result printed).
 - `api`               the public `onebyone` package (runtime/api): `open()` over sessions, and the stages as Python
-                      functions (`onebyone.quantize`, runtime/api/stages.py) over export, optimize and sessions.
+                      functions (`onebyone.stages`, runtime/api/stages.py) over export, optimize and sessions.
 """
 
 LAYERS: dict[str, tuple[str, ...]] = {

@@ -7,6 +7,7 @@ import onnx
 import pytest
 
 import onebyone
+from onebyone import stages
 from onebyone.runtime.bundle.manifest import read_manifest
 
 
@@ -15,7 +16,7 @@ def test_quantize_from_python_writes_what_the_cli_writes(bundle_copy, cli, capsy
     code, out, err = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",
                          "--flavour", "ort", "-o", bundle / "cli.onnx")
     assert code == 0, out + err
-    result = onebyone.quantize(bundle / "model.onnx", precision="int8", calib="digits", flavour="ort",
+    result = stages.quantize(bundle / "model.onnx", precision="int8", calib="digits", flavour="ort",
                                output=bundle / "python.onnx")
     assert capsys.readouterr().out == ""  # progress bars aside (stderr), a library prints nothing
     assert result.output == bundle / "python.onnx" and result.in_bundle and result.precision == "int8"
@@ -34,8 +35,22 @@ def test_quantize_from_python_writes_what_the_cli_writes(bundle_copy, cli, capsy
 def test_options_are_checked_as_the_cli_checks_flags(exported):
     source = exported("digits_resnet").onnx_path
     with pytest.raises(onebyone.UserError, match="needs calibration data"):
-        onebyone.quantize(source, precision="int8")
+        stages.quantize(source, precision="int8")
     with pytest.raises(onebyone.UserError, match="unknown flavour 'tensorrt'"):
-        onebyone.quantize(source, onebyone.QuantizeOptions(precision="int8", calib="digits", flavour="tensorrt"))
+        stages.quantize(source, stages.QuantizeOptions(precision="int8", calib="digits", flavour="tensorrt"))
     with pytest.raises(TypeError, match="not both"):
-        onebyone.quantize(source, onebyone.QuantizeOptions(precision="fp16"), precision="fp16")
+        stages.quantize(source, stages.QuantizeOptions(precision="fp16"), precision="fp16")
+
+
+def test_optimize_from_python_writes_what_the_cli_writes(bundle_copy, cli, capsys):
+    bundle = bundle_copy("digits_resnet")
+    code, out, err = cli("optimize", bundle / "model.onnx", "--target", "trt", "-o", bundle / "cli.onnx")
+    assert code == 0, out + err
+    result = stages.optimize(bundle / "model.onnx", target="trt", verify=True, output=bundle / "python.onnx")
+    assert capsys.readouterr().out == ""
+    cli_file, python_file = (onnx.load(str(bundle / name)) for name in ("cli.onnx", "python.onnx"))
+    assert cli_file.graph.SerializeToString() == python_file.graph.SerializeToString()
+    assert result.record == read_manifest(bundle).artifacts["cli.onnx"].made_by
+    assert [report.name for report in result.passes] == result.record["passes"]
+    assert all(report.verification is not None for report in result.passes if report.changed)
+    assert result.summary.split("  ", 1)[1] in out

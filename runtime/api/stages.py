@@ -1,14 +1,20 @@
 """The pipeline's stages as Python functions: each takes a typed options object (its defaults are the CLI's), does
 what the `onebyone <stage>` command does, and returns a result object instead of printing. The CLI is a shell over
-these (runtime/commands/).
+these (runtime/commands/); docs/python-api.md shows the whole pipeline.
 
-Heavy modules (torch, onnxruntime, onnx) load when a stage runs, not when `onebyone` is imported.
+    from onebyone import stages
+    optimized = stages.optimize("build/digits_resnet/model.onnx", target="trt")
+    int8 = stages.quantize(optimized.output, stages.QuantizeOptions(precision="int8", calib="digits"))
+
+The functions live here, not at the top of `onebyone`, because `onebyone.export` and `onebyone.optimize` are the
+stages' packages. Heavy modules (torch, onnxruntime, onnx) load when a stage runs, not on import; so do the options
+and result classes (`stages.QuantizeOptions` loads its module when first named).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -16,7 +22,31 @@ if TYPE_CHECKING:
     import numpy as np
 
     from onebyone.optimize.precision.quantize import QuantizeOptions, QuantizeResult
+    from onebyone.optimize.stage import OptimizeOptions, OptimizeResult
     from onebyone.runtime.parity.check import Engine
+
+Options = TypeVar("Options")
+CLASSES = (dict.fromkeys(("QuantizeOptions", "QuantizeResult"), "onebyone.optimize.precision.quantize")
+           | dict.fromkeys(("OptimizeOptions", "OptimizeResult"), "onebyone.optimize.stage"))
+
+
+def __getattr__(name: str) -> object:
+    """The options and result classes, imported with their stage's module when first named."""
+    if name in CLASSES:
+        from importlib import import_module
+
+        return getattr(import_module(CLASSES[name]), name)
+    raise AttributeError(f"module 'onebyone.stages' has no attribute {name!r}")
+
+
+def optimize(source: str | Path, options: OptimizeOptions | None = None, **fields: object) -> OptimizeResult:
+    """Run the target's verified graph passes on `source` (an ONNX file): `optimize(path, target="trt")` or
+    `optimize(path, OptimizeOptions(...))`. Raises UserError for unknown targets/passes or a malformed file,
+    CheckFailed when the result fails its golden check or `verify` catches a pass changing the outputs."""
+    from onebyone.optimize.stage import OptimizeOptions
+    from onebyone.optimize.stage import optimize as write
+
+    return write(Path(source), _options(OptimizeOptions, options, fields))
 
 
 def quantize(source: str | Path, options: QuantizeOptions | None = None, **fields: object) -> QuantizeResult:
@@ -27,10 +57,7 @@ def quantize(source: str | Path, options: QuantizeOptions | None = None, **field
     from onebyone.optimize.precision.quantize import QuantizeOptions
     from onebyone.optimize.precision.quantize import quantize as write
 
-    if options is None:
-        options = QuantizeOptions(**fields)
-    elif fields:
-        raise TypeError("give options or keyword fields, not both")
+    options = _options(QuantizeOptions, options, fields)
     result = write(Path(source), options, _bf16_engine() if options.precision == "bf16" else None)
     if result.precision == "int8" and result.in_bundle:
         from onebyone.runtime.sessions.engine_checks import check_and_record
@@ -39,6 +66,13 @@ def quantize(source: str | Path, options: QuantizeOptions | None = None, **field
         result.kernel_checks = check_and_record(result.output.parent, result.output.name)
         result.auto_engine = auto_backend(result.output)
     return result
+
+
+def _options(kind: type[Options], options: Options | None, fields: dict[str, object]) -> Options:
+    """`options`, or the options object built from keyword fields (one or the other)."""
+    if options is not None and fields:
+        raise TypeError("give an options object or keyword fields, not both")
+    return options if options is not None else kind(**fields)
 
 
 def _bf16_engine() -> Engine:

@@ -1,5 +1,5 @@
 """`onebyone quantize IN.onnx -o OUT.onnx --precision fp16|int8|bf16`: the command line of the quantize stage
-(optimize/precision/quantize.py holds the stage; `onebyone.quantize` is the same from Python)."""
+(optimize/precision/quantize.py holds the stage; `onebyone.stages.quantize` is the same from Python)."""
 
 from __future__ import annotations
 
