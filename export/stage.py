@@ -4,6 +4,7 @@ manifest.json, verified against torch before anything is published."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,11 @@ import torch
 
 from onebyone.export.onnx_export import export_onnx
 from onebyone.export.options import ExportOptions
-from onebyone.export.weights import load_weights
-from onebyone.export.zoo import ModelSpec, instantiate
+from onebyone.export.weights import load_weights, pretrained_weights
+from onebyone.export.zoo import ModelSpec, instantiate, resolve
 from onebyone.runtime.bundle.golden import Golden
-from onebyone.runtime.bundle.labelled import LABELLED_NAME
-from onebyone.runtime.bundle.labels import check_labels
+from onebyone.runtime.bundle.labelled import LABELLED_NAME, LabelledSet
+from onebyone.runtime.bundle.labels import check_labels, read_labels
 from onebyone.runtime.bundle.manifest import (
     GOLDEN_NAME,
     MANIFEST_NAME,
@@ -29,6 +30,7 @@ from onebyone.runtime.bundle.manifest import (
     write_manifest,
 )
 from onebyone.runtime.bundle.onnx_file import external_data_files
+from onebyone.runtime.bundle.sources import open_source
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.files import publish, sha256_file, staging_dir
@@ -115,6 +117,34 @@ def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights
         write_manifest(bundle, manifest)
     return ExportResult(bundle=bundle, onnx_path=bundle / onnx_name, check=check, torch_accuracy=torch_accuracy,
                         removed_stale=removed)
+
+
+def export_model(model: str, options: ExportOptions) -> ExportResult:
+    """`model` (a zoo name or package.module:factory) with `options.weights`, labels and carried data → a bundle at
+    `options.output` (default build/MODEL): what `onebyone export` and `onebyone.stages.export` do."""
+    spec = resolve(model, options.input_shape)
+    if options.labels is not None:
+        spec = dataclasses.replace(spec, labels=read_labels(Path(options.labels)))
+    weights = options.weights
+    if weights is not None and str(weights) == "pretrained":
+        weights = pretrained_weights(spec)
+    elif weights is not None and not Path(weights).is_file():
+        raise UserError(f"weights file {weights} does not exist")
+    if options.data is not None:
+        spec = dataclasses.replace(spec, labelled_data=_carried(options.data, options.data_samples, spec,
+                                                                 options.input_name))
+    return export_bundle(spec, Path(options.output or Path("build") / spec.name), options,
+                         None if weights is None else Path(weights))
+
+
+def _carried(source: str, samples: int, spec: ModelSpec, input_name: str) -> Callable[[], LabelledSet]:
+    """The labelled set `data` names, read once with the model's preprocessing, as a ModelSpec's labelled data."""
+    data = open_source(source, spec.input_shape, spec.preprocess, samples, input_name)
+    if data.labels is None:
+        raise UserError(f"--data {source} has no labels; carry labelled data (a labels.tsv folder, class folders, "
+                        "a .npz with `labels`)")
+    labelled = LabelledSet(data.all(), data.labels, data.description)
+    return lambda: labelled
 
 
 def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, stage: Path, onnx_name: str,

@@ -54,3 +54,16 @@ def test_optimize_from_python_writes_what_the_cli_writes(bundle_copy, cli, capsy
     assert [report.name for report in result.passes] == result.record["passes"]
     assert all(report.verification is not None for report in result.passes if report.changed)
     assert result.summary.split("  ", 1)[1] in out
+
+
+def test_export_from_python_writes_what_the_cli_writes(tmp_path, cli, capsys):
+    code, out, err = cli("export", "digits_resnet", "-o", tmp_path / "cli")
+    assert code == 0, out + err
+    result = stages.export("digits_resnet", output=tmp_path / "python")
+    assert capsys.readouterr().out == ""
+    assert result.onnx_path == tmp_path / "python" / "model.onnx" and result.check.ok
+    cli_file, python_file = (onnx.load(str(tmp_path / folder / "model.onnx")) for folder in ("cli", "python"))
+    assert cli_file.graph.SerializeToString() == python_file.graph.SerializeToString()
+    assert f"ORT vs torch: {result.check.describe()}" in out
+    with pytest.raises(onebyone.UserError, match="does not exist"):
+        stages.export("digits_resnet", stages.ExportOptions(weights=tmp_path / "missing.pth"))

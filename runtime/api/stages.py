@@ -21,13 +21,16 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from onebyone.export.options import ExportOptions
+    from onebyone.export.stage import ExportResult
     from onebyone.optimize.precision.quantize import QuantizeOptions, QuantizeResult
     from onebyone.optimize.stage import OptimizeOptions, OptimizeResult
     from onebyone.runtime.parity.check import Engine
 
 Options = TypeVar("Options")
 CLASSES = (dict.fromkeys(("QuantizeOptions", "QuantizeResult"), "onebyone.optimize.precision.quantize")
-           | dict.fromkeys(("OptimizeOptions", "OptimizeResult"), "onebyone.optimize.stage"))
+           | dict.fromkeys(("OptimizeOptions", "OptimizeResult"), "onebyone.optimize.stage")
+           | {"ExportOptions": "onebyone.export.options", "ExportResult": "onebyone.export.stage"})
 
 
 def __getattr__(name: str) -> object:
@@ -37,6 +40,17 @@ def __getattr__(name: str) -> object:
 
         return getattr(import_module(CLASSES[name]), name)
     raise AttributeError(f"module 'onebyone.stages' has no attribute {name!r}")
+
+
+def export(model: str, options: ExportOptions | None = None, **fields: object) -> ExportResult:
+    """Export `model` (a zoo name or package.module:factory) to a bundle — model.onnx, golden samples, manifest —
+    checked against torch before anything is written: `export("efficientnet_lite0", weights="pretrained")` or
+    `export(name, ExportOptions(...))`. Raises UserError for an unknown model, missing weights or package, bad data;
+    CheckFailed when the ONNX file does not compute what torch does (nothing written)."""
+    from onebyone.export.options import ExportOptions
+    from onebyone.export.stage import export_model
+
+    return export_model(model, _options(ExportOptions, options, fields))
 
 
 def optimize(source: str | Path, options: OptimizeOptions | None = None, **fields: object) -> OptimizeResult:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.export.options import DEFAULT_OPSET, EXPORTERS, ExportOptions
-from onebyone.export.zoo import ZOO, ModelSpec, parse_input_shape, resolve
-from onebyone.runtime.bundle.labelled import LabelledSet
-from onebyone.runtime.bundle.labels import read_labels
-from onebyone.runtime.bundle.sources import SOURCES_HELP, open_source
+from onebyone.export.options import DATA_SAMPLES, DEFAULT_OPSET, EXPORTERS, ExportOptions
+from onebyone.export.zoo import ZOO, parse_input_shape
+from onebyone.runtime.bundle.sources import SOURCES_HELP
 from onebyone.runtime.commands.arguments import positive_int
-from onebyone.runtime.core.errors import UserError
 
 stdout = Console(highlight=False, soft_wrap=True)
-DATA_SAMPLES = 64  # labelled samples carried in a bundle from --data (golden samples are its first ones)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -49,36 +43,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def carried(source: str, samples: int, spec: ModelSpec, input_name: str) -> Callable[[], LabelledSet]:
-    """The labelled set `--data` names, read once with the model's preprocessing, as a ModelSpec's labelled data."""
-    data = open_source(source, spec.input_shape, spec.preprocess, samples, input_name)
-    if data.labels is None:
-        raise UserError(f"--data {source} has no labels; carry labelled data (a labels.tsv folder, class folders, "
-                        "a .npz with `labels`)")
-    labelled = LabelledSet(data.all(), data.labels, data.description)
-    return lambda: labelled
-
-
 def run(args: argparse.Namespace) -> int:
-    from onebyone.export.stage import export_bundle
+    from onebyone.stages import export
 
-    input_shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
-    spec = resolve(args.model, input_shape)
-    if args.labels is not None:
-        spec = dataclasses.replace(spec, labels=read_labels(args.labels))
-    weights = args.weights
-    if weights is not None and str(weights) == "pretrained":
-        from onebyone.export.weights import pretrained_weights
-
-        weights = pretrained_weights(spec)
-    elif weights is not None and not weights.is_file():
-        raise UserError(f"weights file {weights} does not exist")
-    if args.data is not None:
-        spec = dataclasses.replace(spec, labelled_data=carried(args.data, args.data_samples, spec, args.input_name))
-    output = args.output or Path("build") / spec.name
     options = ExportOptions(batch=args.batch, opset=args.opset, keep_batchnorm=args.keep_batchnorm,
-                            exporter=args.exporter, input_name=args.input_name)
-    result = export_bundle(spec, output, options, weights)
+                            exporter=args.exporter, input_name=args.input_name, output=args.output,
+                            weights=args.weights, labels=args.labels, data=args.data, data_samples=args.data_samples,
+                            input_shape=parse_input_shape(args.input_shape) if args.input_shape is not None else None)
+    result = export(args.model, options)
     for name in result.removed_stale:
         stdout.print(f"removed stale artifact {result.bundle / name} (derived from the previous export)")
     stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.check.describe()}")
