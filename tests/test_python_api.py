@@ -67,3 +67,18 @@ def test_export_from_python_writes_what_the_cli_writes(tmp_path, cli, capsys):
     assert f"ORT vs torch: {result.check.describe()}" in out
     with pytest.raises(onebyone.UserError, match="does not exist"):
         stages.export("digits_resnet", stages.ExportOptions(weights=tmp_path / "missing.pth"))
+
+
+def test_parity_from_python_reports_what_the_cli_prints(bundle_copy, cli, capsys):
+    bundle = bundle_copy("digits_resnet")
+    assert stages.quantize(bundle / "model.onnx", precision="fp16").output == bundle / "model.fp16.onnx"
+    code, out, err = cli("parity", bundle, bundle / "model.onnx", bundle / "model.fp16.onnx", "--data", "digits")
+    assert code == 0, out + err
+    result = stages.parity(bundle, [bundle / "model.onnx", bundle / "model.fp16.onnx"], data="digits")
+    assert capsys.readouterr().out == ""
+    assert not result.failed and [r["precision"] for r in result.candidates] == ["fp32", "fp16"]
+    assert f"reference accuracy: {result.reference_accuracy.describe()}" in out
+    for record in result.candidates:
+        assert f"top-1 {record['accuracy']['top1']:.2%}" in out and record["metrics"]["cosine"] > 0.999
+    strict = stages.parity(bundle, [bundle / "model.fp16.onnx"], data="digits", max_rel=1e-9, layers=False)
+    assert strict.failed == [strict.candidates[0]["artifact"]]  # out of bounds is a result, not an exception

@@ -26,11 +26,13 @@ if TYPE_CHECKING:
     from onebyone.optimize.precision.quantize import QuantizeOptions, QuantizeResult
     from onebyone.optimize.stage import OptimizeOptions, OptimizeResult
     from onebyone.runtime.parity.check import Engine
+    from onebyone.runtime.sessions.comparison import ParityOptions, ParityResult
 
 Options = TypeVar("Options")
 CLASSES = (dict.fromkeys(("QuantizeOptions", "QuantizeResult"), "onebyone.optimize.precision.quantize")
            | dict.fromkeys(("OptimizeOptions", "OptimizeResult"), "onebyone.optimize.stage")
-           | {"ExportOptions": "onebyone.export.options", "ExportResult": "onebyone.export.stage"})
+           | {"ExportOptions": "onebyone.export.options", "ExportResult": "onebyone.export.stage"}
+           | dict.fromkeys(("ParityOptions", "ParityResult"), "onebyone.runtime.sessions.comparison"))
 
 
 def __getattr__(name: str) -> object:
@@ -80,6 +82,17 @@ def quantize(source: str | Path, options: QuantizeOptions | None = None, **field
         result.kernel_checks = check_and_record(result.output.parent, result.output.name)
         result.auto_engine = auto_backend(result.output)
     return result
+
+
+def parity(reference: str | Path, candidates: list[str | Path], options: ParityOptions | None = None,
+           **fields: object) -> ParityResult:
+    """Every candidate (.onnx, .plan, bundle) against the reference (a zoo name, a bundle — its torch model — or an
+    FP32 .onnx) on the same data: `parity(bundle, [int8_file], data=FOLDER)`. A candidate out of bounds is in the
+    result's `failed` (nothing raised); UserError for targets or data that cannot be compared."""
+    from onebyone.runtime.sessions.comparison import ParityOptions
+    from onebyone.runtime.sessions.comparison import parity as compare_all
+
+    return compare_all(str(reference), [str(c) for c in candidates], _options(ParityOptions, options, fields))
 
 
 def _options(kind: type[Options], options: Options | None, fields: dict[str, object]) -> Options:

@@ -1,0 +1,187 @@
+"""Parity: every candidate against the reference on the same data — output metrics against per-precision bounds, and
+for ONNX candidates the per-layer error with the first layer that diverges. `onebyone parity` and
+`onebyone.stages.parity` are shells over `parity()` here.
+
+The reference is the torch model (a zoo name, package.module:factory, or a bundle directory: the model it was
+exported from) or an FP32 ONNX. INT8 ONNX candidates also get the kernel check (runtime/parity/kernel_check.py):
+the same outputs against the file's exact Q/DQ math.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onebyone.runtime.bundle.accuracy import Accuracy, score
+from onebyone.runtime.bundle.labelled import LABELLED_NAME, LabelledSet
+from onebyone.runtime.bundle.sources import DataSource, open_source
+from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
+from onebyone.runtime.core.cpu import this_cpu
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.parity.kernel_check import check_kernels
+from onebyone.runtime.parity.metrics import compare
+from onebyone.runtime.sessions.base import Session
+from onebyone.runtime.sessions.opening import open as open_session
+
+LAYER_SAMPLES = 32  # per-layer localisation runs on the first samples only
+RANDOM_SAMPLES = 16  # `random` data when `samples` is not given
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityOptions:
+    """What to compare on and against which bounds. The defaults are the CLI's (`onebyone parity --help`)."""
+
+    data: str | None = None  # a data source; plain `digits` is digits-test. Default: the bundle's labelled data
+    samples: int | None = None  # at most this many samples
+    json: Path | None = None  # write every metric and layer as JSON here
+    report: Path | None = None  # write a self-contained HTML report here
+    max_rel: float | None = None  # override max|diff|/max|ref| for every candidate
+    min_cosine: float | None = None  # override the cosine-similarity bound
+    min_top1: float | None = None  # override the top-1 agreement bound (0..1)
+    layers: bool = True  # per-layer localisation of ONNX candidates
+    backend: str = "auto"  # the engine that runs the candidates
+
+
+@dataclasses.dataclass
+class ParityResult:
+    """Every candidate's record (metrics, bounds, failures, accuracy, kernel check, layers) beside the reference's."""
+
+    reference: str  # what the reference session describes itself as
+    data: str
+    cpu: str
+    reference_accuracy: Accuracy | None  # against the data's labels, when it has them
+    candidates: list[dict[str, Any]]
+
+    @property
+    def failed(self) -> list[str]:
+        return [record["artifact"] for record in self.candidates if record["failures"]]
+
+
+def parity(reference_target: str, candidate_targets: list[str], options: ParityOptions) -> ParityResult:
+    with open_reference(reference_target) as reference:
+        data = _data(options, reference)
+        inputs = data.all()
+        reference_outputs = reference.run_batched({reference.inputs[0].name: inputs}, batch=32)
+        reference_accuracy = None
+        if data.labels is not None and (scores := next(iter(reference_outputs.values()))).ndim == 2:
+            reference_accuracy = score(scores, data.labels)
+        records, calibrations = [], []
+        for target in candidate_targets:
+            with open_session(target, options.backend, self_check=False) as candidate:
+                records.append(compare_candidate(reference, reference_outputs, candidate, inputs, data.labels,
+                                                 options))
+                calibration = _calibration_file(candidate)
+            if calibration is not None and calibration not in calibrations:
+                calibrations.append(calibration)
+        label, described = reference.target.label, reference.describe()
+    if options.json is not None:
+        report = {"reference": label, "data": data.description, "cpu": this_cpu().as_record(),
+                  "reference_accuracy": records[0].get("reference_accuracy") if records else None,
+                  "candidates": [{k: v for k, v in r.items() if k not in ("outputs", "reference_accuracy")}
+                                 for r in records]}
+        with atomic_write(options.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if options.report is not None:
+        from onebyone.runtime.parity.report import write_report
+
+        write_report(options.report, label, data.description, this_cpu().describe(), records, reference_outputs,
+                     calibrations)
+    return ParityResult(described, data.description, this_cpu().describe(), reference_accuracy, records)
+
+
+def open_reference(target: str) -> Session:
+    backend = "torch" if Path(target).is_dir() else "auto"
+    return open_session(target, backend, self_check=False)
+
+
+def _data(options: ParityOptions, reference: Session) -> DataSource:
+    """`data` (plain `digits`: the held-out test split), else the bundle's labelled data, else `random`."""
+    bundle = reference.target.bundle
+    if options.data is None and bundle is not None and (bundle / LABELLED_NAME).is_file():
+        labelled = LabelledSet.load(bundle / LABELLED_NAME)
+        count = options.samples or len(labelled.labels)
+        return DataSource.of_arrays(labelled.description, labelled.inputs[:count], labelled.labels[:count])
+    spec = reference.inputs[0]
+    return open_source(options.data or "random", tuple(None if d < 0 else d for d in spec.shape[1:]),
+                       reference.model.preprocess, options.samples, spec.name, digits="digits-test",
+                       random_samples=RANDOM_SAMPLES)
+
+
+def check_compatible(reference: Session, candidate: Session) -> None:
+    """Same input and output names, and the same non-batch dimensions."""
+    def signature(specs: list) -> list[tuple[str, tuple[int, ...]]]:
+        return [(s.name, tuple(s.shape[1:])) for s in specs]
+
+    for kind in ("inputs", "outputs"):
+        ref, got = signature(getattr(reference, kind)), signature(getattr(candidate, kind))
+        if ref != got:
+            raise UserError(f"{candidate.target.label} has {kind} {got}, the reference has {ref}; parity compares "
+                            "the same model in another form")
+
+
+def tolerance_for(precision: str, options: ParityOptions) -> Tolerance:
+    """The precision's row of the tolerance table, with the bounds the options give instead."""
+    given = {"max_rel": options.max_rel, "min_cosine": options.min_cosine, "min_top1": options.min_top1}
+    return dataclasses.replace(TOLERANCES.get(precision, TOLERANCES["fp32"]),
+                               **{name: value for name, value in given.items() if value is not None})
+
+
+def _precision(candidate: Session) -> str:
+    if candidate.model.precision is not None:
+        return candidate.model.precision
+    if candidate.target.kind == "onnx":
+        from onebyone.runtime.bundle.onnx_file import graph_precision, load_model
+
+        return graph_precision(load_model(candidate.target.path))
+    return "fp32"
+
+
+def _fp32_graph(reference: Session, candidate: Session) -> Path | None:
+    """The FP32 ONNX to localise against: the reference when it is ONNX, else the candidate's bundle export."""
+    if reference.target.kind == "onnx":
+        return reference.target.path
+    bundle = candidate.target.bundle
+    if bundle is not None:
+        primary = candidate.target.manifest.primary_onnx()
+        return bundle / primary if primary else None
+    return None
+
+
+def compare_candidate(reference: Session, reference_outputs: dict, candidate: Session, inputs: np.ndarray,
+                      labels: np.ndarray | None, options: ParityOptions) -> dict[str, Any]:
+    from onebyone.runtime.parity.layers import localise
+
+    check_compatible(reference, candidate)
+    outputs = candidate.run_batched({candidate.inputs[0].name: inputs}, batch=32)
+    precision = _precision(candidate)
+    parity = compare(reference_outputs, outputs, tolerance_for(precision, options), labels)
+    record: dict[str, Any] = {"artifact": candidate.target.label, "backend": candidate.backend,
+                              "precision": precision, "bounds": parity.tolerance.as_record(),
+                              "metrics": parity.metrics.as_record(), "failures": parity.failures, "outputs": outputs}
+    if (accuracies := parity.metrics.accuracies()) is not None:
+        reference_accuracy, accuracy = accuracies
+        share = accuracy.top1 / reference_accuracy.top1 if reference_accuracy.top1 else float("nan")
+        record["accuracy"] = accuracy.as_record() | {"share_of_reference": share}
+        record["reference_accuracy"] = reference_accuracy.as_record()
+    if precision == "int8" and candidate.target.kind == "onnx":
+        kernels = check_kernels(candidate.target.path, {candidate.inputs[0].name: inputs}, outputs)
+        record["kernel"] = kernels.as_record()
+        record["failures"] += [f"kernel check: {failure}" for failure in kernels.failures]
+    in_file = candidate.target.kind == "onnx" and precision != "bf16"  # bf16 is OpenVINO's, not the graph's
+    fp32 = _fp32_graph(reference, candidate) if options.layers and in_file else None
+    if fp32 is not None:
+        record["layers"] = localise(fp32, candidate.target.path, inputs[:LAYER_SAMPLES], precision).as_record()
+    return record
+
+
+def _calibration_file(candidate: Session) -> Path | None:
+    """The calib.json a bundle's quantized artifact was made with, when it is still there."""
+    record = candidate.target.record
+    name = (record.made_by.get("calibration") or {}).get("file") if record is not None else None
+    path = candidate.target.bundle / name if name else None
+    return path if path is not None and path.is_file() else None
