@@ -9,6 +9,8 @@ import pytest
 import onebyone
 from onebyone import stages
 from onebyone.runtime.bundle.manifest import read_manifest
+from onebyone.runtime.core.cache import cache_dir
+from tests.conftest import REPO
 
 
 def test_quantize_from_python_writes_what_the_cli_writes(bundle_copy, cli, capsys):
@@ -82,3 +84,15 @@ def test_parity_from_python_reports_what_the_cli_prints(bundle_copy, cli, capsys
         assert f"top-1 {record['accuracy']['top1']:.2%}" in out and record["metrics"]["cosine"] > 0.999
     strict = stages.parity(bundle, [bundle / "model.fp16.onnx"], data="digits", max_rel=1e-9, layers=False)
     assert strict.failed == [strict.candidates[0]["artifact"]]  # out of bounds is a result, not an exception
+
+
+def test_the_python_api_doc_runs_as_written(tmp_path, monkeypatch, capsys):
+    """docs/python-api.md's example, executed in a scratch folder (the trained-weights cache kept): no subprocess."""
+    text = (REPO / "docs" / "python-api.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("ONEBYONE_CACHE", str(cache_dir().resolve()))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/python-api.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.count("parity: ") == 2 and "open: " in printed and "(auto)" in printed
+    assert (tmp_path / "build" / "digits_resnet" / "model.opt.int8-ort.onnx").is_file()
