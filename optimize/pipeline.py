@@ -10,21 +10,11 @@ import onnx_ir as ir
 
 from onebyone.optimize.graph import op_counts
 from onebyone.optimize.passes.base import GraphPass, Refusal
-from onebyone.optimize.passes.cleanup import Cleanup
-from onebyone.optimize.passes.conv_as_gemm import ConvAsGemm
-from onebyone.optimize.passes.fold_affine import FoldAffine
-from onebyone.optimize.passes.fold_batchnorm import FoldBatchNorm
-from onebyone.optimize.passes.fuse_conv_activation import FuseConvActivation
-from onebyone.optimize.passes.gemm_as_conv import GemmAsConv
-from onebyone.optimize.passes.merge_conv_chain import MergeConvChain
-from onebyone.optimize.passes.merge_siblings import MergeSiblings
-from onebyone.optimize.targets import TARGETS
+from onebyone.optimize.targets import PASSES, TARGETS, pass_class
 from onebyone.optimize.verify import Verifier
 from onebyone.runtime.bundle.onnx_file import validity_problem
 from onebyone.runtime.core.errors import CheckFailed, UserError
 
-PASSES: dict[str, type[GraphPass]] = {cls.name: cls for cls in (
-    Cleanup, FoldBatchNorm, FoldAffine, MergeConvChain, MergeSiblings, GemmAsConv, ConvAsGemm, FuseConvActivation)}
 
 @dataclasses.dataclass
 class PassReport:
@@ -45,7 +35,7 @@ def select_passes(target: str, names: list[str] | None) -> list[GraphPass]:
     unknown = [name for name in chosen if name not in PASSES]
     if unknown or not chosen:
         raise UserError(f"unknown pass(es) {', '.join(unknown) or '(none given)'}; valid passes: {', '.join(PASSES)}")
-    return [PASSES[name]() for name in chosen]
+    return [pass_class(name)() for name in chosen]
 
 
 def run_passes(model: ir.Model, passes: list[GraphPass], verifier: Verifier | None = None) -> list[PassReport]:

@@ -11,10 +11,9 @@ from typing import Any
 
 from onebyone.optimize.artifact import write_artifact
 from onebyone.optimize.pipeline import PassReport, run_passes, select_passes
+from onebyone.optimize.targets import DEFAULT_TARGET
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.files import atomic_write
-
-DEFAULT_TARGET = "generic"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,7 @@ from torch import nn
 from onebyone.export.models.inception import Inception
 from onebyone.export.models.resnet import Bottleneck
 from onebyone.export.zoo import ZOO, instantiate
-from onebyone.optimize.pipeline import PASSES
-from onebyone.optimize.targets import PASS_NAMES, TARGETS
+from onebyone.optimize.targets import PASSES, TARGETS, pass_class
 from onebyone.runtime.bundle.manifest import read_manifest
 from tests.conftest import ZOO_PARAMS, files_under
 from tests.test_export import assert_matches_torch, count, op_counts
@@ -122,9 +121,10 @@ def test_unknown_pass_and_missing_file(tmp_path, exported, cli):
     assert files_under(tmp_path) == []
 
 
-def test_the_command_line_names_every_pass_and_nothing_else():
-    """optimize/targets.py lists the passes by name for `--help`; the pipeline maps names to classes."""
-    assert tuple(PASSES) == PASS_NAMES
+def test_the_one_list_of_passes_names_each_by_its_class():
+    """optimize/targets.py lists every pass by name and class; each class calls itself by that name, and every
+    target runs listed passes only."""
+    assert all(pass_class(name).name == name for name in PASSES)
     assert {name for passes in TARGETS.values() for name in passes} <= set(PASSES)
 
 

@@ -1,8 +1,11 @@
-"""The choices INT8 quantization offers, by name (optimize/precision/qdq.py says what each does): the flavour of the
-Q/DQ graph, the weight range (L in W_q = clip(round(W / s_c), −L, L)) and the float type of what stays unquantized."""
+"""The choices the quantize stage offers, by name (optimize/precision/qdq.py says what each INT8 one does): the
+precision, the flavour of the Q/DQ graph, the weight range (L in W_q = clip(round(W / s_c), −L, L)) and the float
+type of what stays unquantized. Names only: the command line lists them without loading the stage."""
 
 from __future__ import annotations
 
+PRECISIONS = ("fp16", "int8", "bf16")
+DEFAULT_BATCH_SIZE = 8  # calibration batch size
 FLAVOURS = ("trt", "ort")
 WEIGHT_LEVELS = {"safe": 64, "full": 127}  # L of each weight range
 FLOAT_DTYPES = ("fp16", "fp32")  # the type of the tensors outside Q/DQ (Relu, pooling, float layers, the scales)

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onebyone.optimize.artifact import Companion, write_artifact
 from onebyone.optimize.precision.flavours import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_FLOAT_DTYPE,
     FLAVOURS,
     FLOAT_DTYPES,
+    PRECISIONS,
     WEIGHT_LEVELS,
     default_weight_range,
 )
-from onebyone.optimize.precision.ranges import DEFAULT_METHOD, METHODS
-from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
+from onebyone.optimize.precision.ranges import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
+from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, installed_tensorrt, write_cache
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.bundle.tolerances import TOLERANCES
@@ -40,17 +41,7 @@ if TYPE_CHECKING:
     from onebyone.runtime.parity.check import Engine
     from onebyone.runtime.parity.kernel_check import KernelCheck
 
-PRECISIONS = ("fp16", "int8", "bf16")
 FALLBACK_SAMPLES = 256  # the accuracy fallback evaluates every candidate on at most this many calibration samples
-DEFAULT_PERCENTILE = 99.99
-DEFAULT_BATCH_SIZE = 8
-
-
-def installed_tensorrt() -> str | None:
-    try:
-        return version("tensorrt")
-    except PackageNotFoundError:
-        return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 INT8_LEVELS = 128  # levels of a symmetric INT8 magnitude: 0…127, and the sign
 METHODS = ("minmax", "percentile", "entropy")
-DEFAULT_METHOD = "percentile"  # at 99.99: measured on real ImageNet images, docs/precision.md says why
+DEFAULT_METHOD = "percentile"
+DEFAULT_PERCENTILE = 99.99  # at 99.99: measured on real ImageNet images, docs/precision.md says why
 
 
 def amax_minmax(stats: TensorStatistics) -> float:

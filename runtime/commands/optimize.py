@@ -7,20 +7,19 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.optimize.stage import DEFAULT_TARGET, OptimizeOptions
-from onebyone.optimize.targets import PASS_NAMES, TARGETS
+from onebyone.optimize.targets import DEFAULT_TARGET, PASSES, TARGETS
 
 stdout = Console(highlight=False, soft_wrap=True)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.description = f"Graph passes: {', '.join(PASS_NAMES)}."
+    parser.description = f"Graph passes: {', '.join(PASSES)}."
     parser.add_argument("input", type=Path, help="ONNX file (in a bundle, the manifest is updated)")
     parser.add_argument("-o", "--output", type=Path, help="output ONNX file (default: INPUT.opt.onnx)")
     parser.add_argument("--target", default=DEFAULT_TARGET, choices=TARGETS,
                         help=f"deployment target (default {DEFAULT_TARGET})")
     parser.add_argument("--passes",
-                        help=f"comma-separated passes to run instead of the target's ({', '.join(PASS_NAMES)})")
+                        help=f"comma-separated passes to run instead of the target's ({', '.join(PASSES)})")
     parser.add_argument("--verify", action="store_true",
                         help="run ONNX Runtime before/after every pass on fresh random inputs; fail on a mismatch")
     parser.add_argument("--report", type=Path, help="write the per-pass report as JSON")
@@ -28,6 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from onebyone.optimize.stage import OptimizeOptions
     from onebyone.stages import optimize
 
     options = OptimizeOptions(output=args.output, target=args.target, verify=args.verify, report=args.report,

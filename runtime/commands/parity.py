@@ -12,7 +12,6 @@ from rich.console import Console
 from onebyone.runtime.bundle.sources import SOURCES_HELP
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.core.errors import CheckFailed
-from onebyone.runtime.sessions.comparison import ParityOptions
 from onebyone.runtime.sessions.opening import BACKENDS
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -67,6 +66,7 @@ def describe(record: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from onebyone.runtime.sessions.comparison import ParityOptions
     from onebyone.stages import parity
 
     options = ParityOptions(data=args.data, samples=args.samples, json=args.json, report=args.report,

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from onebyone.optimize.precision.flavours import FLAVOURS, FLOAT_DTYPES, WEIGHT_LEVELS
-from onebyone.optimize.precision.quantize import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_PERCENTILE,
-    PRECISIONS,
-    QuantizeOptions,
-    installed_tensorrt,
-)
-from onebyone.optimize.precision.ranges import DEFAULT_METHOD, METHODS
-from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION
+from onebyone.optimize.precision.flavours import DEFAULT_BATCH_SIZE, FLAVOURS, FLOAT_DTYPES, PRECISIONS, WEIGHT_LEVELS
+from onebyone.optimize.precision.ranges import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
+from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, installed_tensorrt
 from onebyone.runtime.bundle.sources import SOURCES_HELP
 from onebyone.runtime.commands.arguments import positive_int
 from onebyone.runtime.commands.verify import print_engine_checks
+
+if TYPE_CHECKING:
+    from onebyone.optimize.precision.quantize import QuantizeOptions
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -80,6 +77,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def options_of(args: argparse.Namespace) -> QuantizeOptions:
+    from onebyone.optimize.precision.quantize import QuantizeOptions
+
     def names(text: str) -> tuple[str, ...]:
         return tuple(name.strip() for name in text.split(",") if name.strip())
 
