@@ -20,28 +20,18 @@ from onebyone.runtime.bundle.golden import reference_session, run_session
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.cpu import Cpu, this_cpu
 from onebyone.runtime.parity.check import run_in_batches
-from onebyone.runtime.parity.metrics import Metrics, Parity, compare
+from onebyone.runtime.parity.metrics import Parity, compare
 
 KERNEL_TOLERANCE = TOLERANCES["int8-kernel"]
 
 
 @dataclasses.dataclass(frozen=True)
-class KernelCheck:
-    parity: Parity  # the engine (candidate) against the exact Q/DQ math (reference)
+class KernelCheck(Parity):
+    """An engine's outputs (the candidate) against the file's exact Q/DQ math (the reference), on `samples` samples
+    run on `cpu`: a Parity held to the int8-kernel row of the tolerance table."""
+
     cpu: Cpu
     samples: int
-
-    @property
-    def metrics(self) -> Metrics:
-        return self.parity.metrics
-
-    @property
-    def failures(self) -> list[str]:
-        return self.parity.failures
-
-    @property
-    def ok(self) -> bool:
-        return self.parity.ok
 
     def describe(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
@@ -68,7 +58,7 @@ def check_kernels(onnx_path: Path, inputs: dict[str, np.ndarray],
                   engine_outputs: dict[str, np.ndarray]) -> KernelCheck:
     """Compare what an engine returned for `inputs` with the exact Q/DQ math of the file it ran."""
     parity = compare(exact_outputs(onnx_path, inputs), engine_outputs, KERNEL_TOLERANCE)
-    return KernelCheck(parity, this_cpu(), len(next(iter(inputs.values()))))
+    return KernelCheck(parity.metrics, parity.tolerance, this_cpu(), len(next(iter(inputs.values()))))
 
 
 def fresh_inputs(like: dict[str, np.ndarray], count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
