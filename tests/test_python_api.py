@@ -96,3 +96,19 @@ def test_the_python_api_doc_runs_as_written(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert printed.count("parity: ") == 2 and "open: " in printed and "(auto)" in printed
     assert (tmp_path / "build" / "digits_resnet" / "model.opt.int8-ort.onnx").is_file()
+
+
+def test_verify_from_python_reports_what_the_cli_prints(bundle_copy, cli, capsys):
+    bundle = bundle_copy("digits_resnet")
+    stages.quantize(bundle / "model.onnx", precision="int8", calib="digits", flavour="ort")
+    code, out, err = cli("verify", bundle)
+    assert code == 0, out + err
+    result = stages.verify(bundle)
+    assert capsys.readouterr().out == ""
+    assert [a.name for a in result.artifacts] == ["model.onnx", "model.int8-ort.onnx"] and not result.failed
+    for artifact in result.artifacts:
+        assert f"{artifact.name:<24} {artifact.precision:<5} {artifact.verdict}" in out
+    int8 = result.artifacts[1]
+    assert int8.auto_engine in int8.kernel_checks and f"{int8.auto_engine:<11} kernel check PASS" in out
+    (bundle / "model.onnx").write_bytes((bundle / "model.onnx").read_bytes() + b"\0")
+    assert stages.verify(bundle).failed == ["model.onnx"]  # modified since recorded: a result, not an exception

@@ -26,13 +26,15 @@ if TYPE_CHECKING:
     from onebyone.optimize.precision.quantize import QuantizeOptions, QuantizeResult
     from onebyone.optimize.stage import OptimizeOptions, OptimizeResult
     from onebyone.runtime.parity.check import Engine
+    from onebyone.runtime.sessions.bundle_check import VerifyResult
     from onebyone.runtime.sessions.comparison import ParityOptions, ParityResult
 
 Options = TypeVar("Options")
 CLASSES = (dict.fromkeys(("QuantizeOptions", "QuantizeResult"), "onebyone.optimize.precision.quantize")
            | dict.fromkeys(("OptimizeOptions", "OptimizeResult"), "onebyone.optimize.stage")
            | {"ExportOptions": "onebyone.export.options", "ExportResult": "onebyone.export.stage"}
-           | dict.fromkeys(("ParityOptions", "ParityResult"), "onebyone.runtime.sessions.comparison"))
+           | dict.fromkeys(("ParityOptions", "ParityResult"), "onebyone.runtime.sessions.comparison")
+           | {"VerifyResult": "onebyone.runtime.sessions.bundle_check"})
 
 
 def __getattr__(name: str) -> object:
@@ -76,12 +78,18 @@ def quantize(source: str | Path, options: QuantizeOptions | None = None, **field
     options = _options(QuantizeOptions, options, fields)
     result = write(Path(source), options, _bf16_engine() if options.precision == "bf16" else None)
     if result.precision == "int8" and result.in_bundle:
-        from onebyone.runtime.sessions.engine_checks import check_and_record
-        from onebyone.runtime.sessions.opening import auto_backend
+        from onebyone.runtime.sessions.bundle_check import engine_checks
 
-        result.kernel_checks = check_and_record(result.output.parent, result.output.name)
-        result.auto_engine = auto_backend(result.output)
+        result.kernel_checks, result.auto_engine = engine_checks(result.output.parent, result.output.name)
     return result
+
+
+def verify(bundle: str | Path) -> VerifyResult:
+    """Re-check every artifact of `bundle` against its golden torch outputs, and kernel-check each INT8 file on every
+    installed CPU engine (recorded for `auto`). Artifacts that fail are in the result's `failed`."""
+    from onebyone.runtime.sessions.bundle_check import verify as check_all
+
+    return check_all(Path(bundle))
 
 
 def parity(reference: str | Path, candidates: list[str | Path], options: ParityOptions | None = None,
