@@ -27,6 +27,9 @@ QLinearConv requires. The weight range sets L:
   math on every CPU. The same levels as ONNX Runtime's `reduce_range`.
 - `full`, L = 127: one more bit of weight resolution, for engines that accumulate in int32 (TensorRT on GPUs, VNNI
   and AMX CPUs); on other x86 CPUs the kernels may saturate.
+With the tap means of a layer's input (`input_means`, from calibration), its bias b becomes b − ΔW·M before it is
+stored (INT32 in `ort`; added when the layer has none): the mean output error of W_q·s − W on the calibration data
+taken out (bias_correction.py states the algebra).
 
 Degenerate ranges (both flavours): a tensor 0 on every calibration sample gets s = 1/127 (flavours.py) and a
 warning naming it; a tensor whose non-zero range r needs s = r / levels < MIN_SCALE keeps its readers float (each
