@@ -35,7 +35,7 @@ from onebyone.optimize.precision.calibrate import Calibration, collect
 from onebyone.optimize.precision.flavours import DEFAULT_FLOAT_DTYPE, WEIGHT_LEVELS
 from onebyone.optimize.precision.fp16 import convert_to_fp16
 from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
-from onebyone.optimize.precision.ranges import METHODS
+from onebyone.optimize.precision.ranges import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
 from onebyone.optimize.precision.sensitivity import fall_back
 from onebyone.runtime.bundle.accuracy import Accuracy, score
 from onebyone.runtime.bundle.onnx_file import save_model, with_types
@@ -91,7 +91,7 @@ def onebyone_int8(source: Path, output: Path, calibration: Calibration, flavour:
                   method: str, bias_correction: bool = True) -> None:
     """What `onebyone quantize --precision int8` writes for these options (its default float parts per flavour)."""
     model = with_types(ir.load(source))
-    amax = calibration.ranges(method, 99.99)
+    amax = calibration.ranges(method, DEFAULT_PERCENTILE)
     ranges = {name: TensorRange(amax[name], s.minimum, s.maximum) for name, s in calibration.statistics.items()}
     insert_qdq(model, ranges, flavour, set(), weight_range, calibration.input_means if bias_correction else None)
     if DEFAULT_FLOAT_DTYPE[flavour] == "fp16":
@@ -103,7 +103,7 @@ def fallback_int8(source: Path, output: Path, calibration: Calibration, images: 
     """`quantize --flavour ort --no-bias-correction --accuracy-budget FALLBACK_BUDGET` on `images`: the fallback's
     work on a file that misses 99% on Lite0 without bias correction. Returns how many layers it kept float."""
     model = with_types(ir.load(source))
-    amax = calibration.ranges("percentile", 99.99)
+    amax = calibration.ranges(DEFAULT_METHOD, DEFAULT_PERCENTILE)
     ranges = {name: TensorRange(amax[name], s.minimum, s.maximum) for name, s in calibration.statistics.items()}
     result = fall_back(model, ranges, "ort", set(), images, lambda _, drop: drop <= FALLBACK_BUDGET,
                        weight_range="full")
