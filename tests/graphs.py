@@ -1,6 +1,8 @@
-"""Building small ONNX test graphs, and checking a pass against ONNX Runtime before and after."""
+"""Building small ONNX test graphs (and a Q/DQ one), and checking a pass against ONNX Runtime before and after."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -8,6 +10,7 @@ import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
 
 from onebyone.optimize.passes.base import GraphPass
+from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
 from onebyone.optimize.verify import random_inputs, run_model
 
 REL_TOL = 1e-5  # FP32 rewrites: max|after − before| ≤ 1e-5 · max|before|
@@ -156,3 +159,18 @@ class Builder:
                        helper.make_node("Flatten", [pooled], [flat]),
                        helper.make_node("Gemm", [flat, f"{logits}.W", f"{logits}.B"], [logits], name=logits, transB=1)]
         self.current = logits
+
+
+CHANNELS_IN, CHANNELS_OUT, PIXELS = 16, 8, 10
+AMAX = 4.0  # the calibrated range of the Conv's input: [0, AMAX] → U8, zero point 0
+
+
+def pointwise_qdq(rng: np.random.Generator, weight_range: str, folder: Path) -> Path:
+    """A 1x1 Conv (no bias) quantized by onebyone's Q/DQ insertion (`ort` flavour: U8 input, S8 weights)."""
+    weight = rng.normal(0, 1, (CHANNELS_OUT, CHANNELS_IN, 1, 1))
+    graph = model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                  [tensor_input("x", ["N", CHANNELS_IN, 1, PIXELS])], ["y"], {"w": weight})
+    insert_qdq(graph, {"x": TensorRange(AMAX, 0.0, AMAX)}, "ort", set(), weight_range)
+    path = folder / f"pointwise-{weight_range}.onnx"
+    ir.save(graph, path)
+    return path

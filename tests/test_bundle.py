@@ -21,7 +21,7 @@ from onebyone.runtime.commands.main import main as cli_main
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.parity.check import check_artifact
 from onebyone.runtime.parity.metrics import compare
-from tests.conftest import files_under
+from tests.helpers import files_under
 
 
 @pytest.fixture

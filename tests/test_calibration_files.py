@@ -13,15 +13,9 @@ from onebyone.optimize.precision.trt_cache import cache_text, version_number
 from onebyone.runtime.bundle.preprocess import Preprocess, load_image
 from onebyone.runtime.bundle.sources import open_source
 from onebyone.runtime.core.errors import UserError
+from tests.formats import parse_cache
 
 GRAY = Preprocess(resize=8, crop=8, mean=(0.5,), std=(0.5,), mode="L")
-
-
-def parse_cache(text: str) -> tuple[str, dict[str, float]]:
-    """(header, scale per tensor) of a TensorRT calibration cache's text: the reader TensorRT has, for the tests."""
-    header, *lines = text.strip().splitlines()
-    return header, {name: struct.unpack(">f", bytes.fromhex(value))[0]
-                    for name, _, value in (line.rpartition(": ") for line in lines)}
 
 
 def test_version_numbers_follow_nvinferversion():

@@ -10,7 +10,7 @@ import pytest
 
 from onebyone.export.zoo import ZOO
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, MANIFEST_NAME
-from tests.conftest import REPO, files_under
+from tests.helpers import REPO, files_under
 
 
 def test_unknown_model_lists_the_valid_ones(tmp_path, cli):

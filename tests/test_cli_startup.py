@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from onebyone.runtime.commands.main import STAGES
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 HEAVY = ("torch", "onnxruntime", "onnx", "onnx_ir", "tensorrt", "sklearn", "aiohttp", "matplotlib")
 PROBE = """

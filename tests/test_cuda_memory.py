@@ -112,7 +112,7 @@ def test_each_tensorrt_extra_pins_one_cuda_major():
     """`tensorrt>=10` once resolved to the newest TensorRT for the newest CUDA, which needs the newest driver."""
     import tomllib
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extras["tensorrt"] == ["tensorrt-cu12>=10.3,<12", "cuda-bindings>=12.6,<13"]

@@ -18,9 +18,9 @@ import pytest
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.core.cpu import parse_cpuinfo
 from onebyone.runtime.parity.kernel_check import KERNEL_TOLERANCE, check_kernels, fresh_inputs
-from tests.conftest import REPO
+from tests.cpus import SAPPHIRE_RAPIDS
 from tests.emulated_avx2 import Refused, emulated_cpuinfo, interpreter_command
-from tests.test_int8_on_every_cpu import SAPPHIRE_RAPIDS
+from tests.helpers import REPO
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'onebyone[openvino]')")
 

@@ -19,16 +19,11 @@ from onebyone.export.models.mobilenet import InvertedResidual, MobileNetV2
 from onebyone.export.models.resnet import Bottleneck, ResNet
 from onebyone.export.models.squeezenet import Fire, SqueezeNet
 from onebyone.export.zoo import ZOO, instantiate
-from onebyone.runtime.bundle.golden import Golden, reference_session
+from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest
 from onebyone.runtime.core.files import sha256_file
-from tests.conftest import ZOO_PARAMS, files_under
-
-FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, over every output element
-
-
-def count(model: nn.Module, kind: type) -> int:
-    return sum(isinstance(m, kind) for m in model.modules())
+from tests.exports import assert_matches_torch, count, op_counts
+from tests.helpers import FP32_REL_TOL, ZOO_PARAMS, files_under
 
 
 def expected_ops(model: nn.Module, keep_batchnorm: bool = False, input_shape: tuple[int, ...] = (0,)) -> Counter:
@@ -71,23 +66,6 @@ def expected_ops(model: nn.Module, keep_batchnorm: bool = False, input_shape: tu
     if keep_batchnorm:
         ops["BatchNormalization"] = count(model, nn.BatchNorm2d)
     return +ops
-
-
-def op_counts(path) -> Counter:
-    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
-
-
-def assert_matches_torch(onnx_path, model: nn.Module, input_shape, rng, batches=(1, 3)) -> None:
-    session = reference_session(onnx_path)
-    for batch in batches:
-        x = rng.standard_normal((batch, *input_shape), dtype=np.float32)
-        got = session.run(None, {"input": x})[0]
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy()
-        assert got.shape == ref.shape, f"batch {batch}: ORT shape {got.shape} vs torch {ref.shape}"
-        assert np.isfinite(got).all(), f"batch {batch}: non-finite outputs"
-        error, scale = float(np.abs(got - ref).max()), float(np.abs(ref).max())
-        assert error <= FP32_REL_TOL * scale, f"batch {batch}: max|diff| {error} > {FP32_REL_TOL} x {scale}"
 
 
 @pytest.mark.parametrize("name", ZOO_PARAMS)

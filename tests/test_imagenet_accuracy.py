@@ -17,7 +17,7 @@ import pytest
 from onebyone.export.zoo import ZOO
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import open_source
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 DATA = REPO.parent / "shared" / "data" / "imagenet-1k-sample"
 EVALUATION = 300

@@ -17,7 +17,6 @@ from onnx import TensorProto, helper, numpy_helper
 import onebyone.runtime.sessions.choice as choice
 import onebyone.runtime.sessions.onnxruntime_backend as onnxruntime_backend
 from onebyone.optimize.precision.flavours import WEIGHT_LEVELS
-from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
 from onebyone.runtime.bundle.golden import reference_session, run_session
 from onebyone.runtime.bundle.int8_overflow import INT16_PAIR_LIMIT, overflow_prone, worst_pairs
 from onebyone.runtime.bundle.manifest import read_manifest
@@ -26,31 +25,9 @@ from onebyone.runtime.core.errors import Int8OverflowWarning
 from onebyone.runtime.parity.kernel_check import KERNEL_TOLERANCE, check_kernels
 from onebyone.runtime.sessions.opening import open as open_session
 from onebyone.runtime.sessions.self_check import SelfCheckFailed
-from tests.graphs import model, tensor_input
+from tests.cpus import EPYC, SAPPHIRE_RAPIDS
+from tests.graphs import AMAX, CHANNELS_IN, CHANNELS_OUT, PIXELS, pointwise_qdq
 
-EPYC = """processor\t: 0
-vendor_id\t: AuthenticAMD
-cpu family\t: 25
-model name\t: AMD EPYC 7B13
-flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht \
-syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl nonstop_tsc cpuid extd_apicid tsc_known_freq \
-pni pclmulqdq ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm \
-cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext ssbd ibrs ibpb stibp vmmcall fsgsbase \
-tsc_adjust bmi1 avx2 smep bmi2 erms invpcid rdseed adx smap clflushopt clwb sha_ni xsaveopt xsavec xgetbv1 clzero \
-xsaveerptr arat npt nrip_save umip vaes vpclmulqdq rdpid fsrm
-
-processor\t: 1
-vendor_id\t: AuthenticAMD
-model name\t: AMD EPYC 7B13
-flags\t\t: fpu avx2
-"""
-SAPPHIRE_RAPIDS = """processor\t: 0
-vendor_id\t: GenuineIntel
-model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
-flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 avx512f avx512dq avx512ifma avx512cd \
-avx512bw avx512vl avx512_bf16 avx512vbmi avx512_vbmi2 gfni vaes vpclmulqdq avx512_vnni avx512_bitalg avx_vnni \
-avx512_vpopcntdq amx_bf16 avx512_fp16 amx_tile amx_int8
-"""
 SKYLAKE = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz\nflags\t\t: sse avx avx2 avx512f " \
           "avx512dq avx512cd avx512bw avx512vl\n"
 ALDER_LAKE = "processor\t: 0\nmodel name\t: 12th Gen Intel(R) Core(TM) i7-12700\nflags\t\t: avx avx2 avx_vnni\n"
@@ -132,21 +109,6 @@ def test_the_overflow_rule_is_exact(rng, levels):
                 exact = inputs.astype(np.int64) @ channel[order].astype(np.int64)
                 np.testing.assert_array_equal(emulated_dot(inputs, channel[order][None])[:, 0], exact)
     assert levels > 64 or not (pairs > INT16_PAIR_LIMIT).any(), "weights in [-64, 64] are never overflow-prone"
-
-
-CHANNELS_IN, CHANNELS_OUT, PIXELS = 16, 8, 10
-AMAX = 4.0  # the calibrated range of the Conv's input: [0, AMAX] → U8, zero point 0
-
-
-def pointwise_qdq(rng: np.random.Generator, weight_range: str, folder: Path) -> Path:
-    """A 1x1 Conv (no bias) quantized by onebyone's Q/DQ insertion (`ort` flavour: U8 input, S8 weights)."""
-    weight = rng.normal(0, 1, (CHANNELS_OUT, CHANNELS_IN, 1, 1))
-    graph = model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
-                  [tensor_input("x", ["N", CHANNELS_IN, 1, PIXELS])], ["y"], {"w": weight})
-    insert_qdq(graph, {"x": TensorRange(AMAX, 0.0, AMAX)}, "ort", set(), weight_range)
-    path = folder / f"pointwise-{weight_range}.onnx"
-    ir.save(graph, path)
-    return path
 
 
 def emulated_conv(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:

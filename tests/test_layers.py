@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 import onebyone.runtime
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 FOLDERS = {"export": "onebyone.export", "optimize": "onebyone.optimize", "runtime": "onebyone.runtime"}
 API = REPO / "runtime" / "api"
@@ -108,3 +108,16 @@ def test_the_rule_sees_an_upward_import(tmp_path):
     assert upward_imports(modules) == [
         "onebyone.export.zoo (export) imports onebyone.optimize.graph (optimize)",
         "onebyone.runtime.bundle.golden (runtime.bundle) imports onebyone.runtime.sessions (runtime.sessions)"]
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in helper modules (tests/helpers.py, graphs.py, exports.py, formats.py, cpus.py, ...)
+    and fixtures, never in a test module or conftest.py, so running one test file never collects another."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tests."):
+                leaf = node.module.rpartition(".")[2]
+                if leaf.startswith("test_") or leaf == "conftest":
+                    found.append(f"{path.relative_to(REPO)} imports {node.module}")
+    assert found == []

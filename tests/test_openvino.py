@@ -26,8 +26,9 @@ from onebyone.runtime.parity.metrics import compare
 from onebyone.runtime.sessions import choice, openvino_backend
 from onebyone.runtime.sessions.choice import FASTEST, auto_engine
 from onebyone.runtime.sessions.openvino_backend import bf16_refusal, precision_hint
-from tests.conftest import REPO
-from tests.test_int8_on_every_cpu import EPYC, SAPPHIRE_RAPIDS, pointwise_qdq
+from tests.cpus import EPYC, SAPPHIRE_RAPIDS
+from tests.graphs import pointwise_qdq
+from tests.helpers import REPO
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'onebyone[openvino]')")
 
@@ -124,8 +125,10 @@ def test_bf16_artifact_runs_on_openvino_in_bf16(digits, cli, tmp_path, rng):
     assert parity.metrics.max_rel > TOLERANCES["fp32"].max_rel, "BF16 rounding was expected, FP32 was computed"
     code, out, err = cli("parity", digits, digits / "model.bf16.onnx", "--data", "digits")
     assert code == 0 and "bf16" in out, out + err
-    with pytest.raises(UserError, match=r"bf16 artifact.*--backend openvino"):
+    with pytest.raises(UserError, match=r"bf16 artifact.*backend=openvino"):  # Python's spelling of the option
         onebyone.open(digits / "model.bf16.onnx", "onnxruntime")
+    code, _, err = cli("infer", digits / "model.bf16.onnx", "--backend", "onnxruntime", "-i", digits / "golden.npz")
+    assert code == 2 and "open it with --backend openvino" in err, err  # the CLI's
 
 
 def test_bf16_is_refused_without_bf16_instructions(digits, cli, monkeypatch, tmp_path):
@@ -253,7 +256,7 @@ def test_without_openvino_the_message_names_the_extra(digits, cli, monkeypatch, 
 def test_triton_repo_for_the_openvino_backend(digits, cli, tmp_path):
     """triton-repo --backend openvino: ModelConfig with backend openvino, model.onnx as default_model_filename, the
     backend's string parameters, KIND_CPU; a GPU instance kind is refused."""
-    from tests.test_triton_repo import parse
+    from tests.formats import parse_config as parse
 
     code, out, err = cli("triton-repo", digits / "model.int8-trt.onnx", "--backend", "openvino", "-o",
                          tmp_path / "repo", "--performance-hint", "THROUGHPUT", "--instances", "2", "--threads", "2")

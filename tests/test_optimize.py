@@ -16,8 +16,8 @@ from onebyone.export.models.resnet import Bottleneck
 from onebyone.export.zoo import ZOO, instantiate
 from onebyone.optimize.targets import PASSES, TARGETS, pass_class
 from onebyone.runtime.bundle.manifest import read_manifest
-from tests.conftest import ZOO_PARAMS, files_under
-from tests.test_export import assert_matches_torch, count, op_counts
+from tests.exports import assert_matches_torch, count, op_counts
+from tests.helpers import ZOO_PARAMS, files_under
 
 
 @pytest.mark.parametrize("name", ZOO_PARAMS)

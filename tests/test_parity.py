@@ -13,8 +13,8 @@ import onnx_ir as ir
 import pytest
 
 from onebyone.runtime.bundle.tolerances import TOLERANCES
-from onebyone.runtime.parity.metrics import measure
-from tests.conftest import REPO
+from onebyone.runtime.parity.metrics import compare, measure
+from tests.helpers import REPO
 
 CORRUPTED = "/layer2/layer2.0/conv2/Conv"
 
@@ -40,6 +40,14 @@ def test_metrics_follow_their_definitions(rng):
     assert same.max_abs == 0 and same.cosine == pytest.approx(1.0) and same.failures(TOLERANCES["fp32"]) == []
     broken = measure({"y": reference}, {"y": np.where(candidate > 2, np.nan, candidate)}, None)
     assert "non-finite outputs" in broken.failures(TOLERANCES["int8"])
+
+
+def test_identical_all_zero_outputs_agree_and_one_zero_side_does_not():
+    """Found by tests/test_optimize_properties.py: a ReLU network whose every output is 0 failed its own kernel check,
+    cosine 0 < 0.998, because the cosine of two zero vectors was taken as 0."""
+    zeros = {"y": np.zeros((2, 3, 4, 4), np.float32)}
+    assert compare(zeros, zeros, TOLERANCES["int8-kernel"]).ok
+    assert compare(zeros, {"y": np.ones((2, 3, 4, 4), np.float32)}, TOLERANCES["int8-kernel"]).metrics.cosine == 0.0
 
 
 def test_a_corrupted_conv_is_named_as_the_first_divergence(exported, cli, tmp_path):

@@ -21,8 +21,8 @@ from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.metrics import compare
-from tests.conftest import ZOO_PARAMS, files_under
 from tests.graphs import model, tensor_input
+from tests.helpers import ZOO_PARAMS, files_under
 
 INT8_REL_TOL = 1e-5  # ORT's Q/DQ vs torch fake-quantization of the same scales: float rounding only
 

@@ -10,7 +10,7 @@ import onebyone
 from onebyone import stages
 from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.core.cache import cache_dir
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_quantize_from_python_writes_what_the_cli_writes(bundle_copy, cli, capsys):
@@ -34,10 +34,14 @@ def test_quantize_from_python_writes_what_the_cli_writes(bundle_copy, cli, capsy
     assert result.auto_engine in result.kernel_checks and result.kernel_checks[result.auto_engine].ok
 
 
-def test_options_are_checked_as_the_cli_checks_flags(exported):
+def test_options_are_checked_as_the_cli_checks_flags(exported, cli):
     source = exported("digits_resnet").onnx_path
-    with pytest.raises(onebyone.UserError, match="needs calibration data"):
-        stages.quantize(source, precision="int8")
+    with pytest.raises(onebyone.UserError, match=r"^precision=int8 needs calibration data: calib=DATA "):
+        stages.quantize(source, precision="int8")  # options named as a Python caller wrote them ...
+    code, _, err = cli("quantize", source, "--precision", "int8")
+    assert code == 2 and "error: --precision int8 needs calibration data: --calib DATA (" in err  # ... flags in the CLI
+    with pytest.raises(onebyone.UserError, match="1 <= min_batch=4 <= opt_batch=2 <= max_batch=8"):
+        stages.build(source, min_batch=4, opt_batch=2, max_batch=8)
     with pytest.raises(onebyone.UserError, match="unknown flavour 'tensorrt'"):
         stages.quantize(source, stages.QuantizeOptions(precision="int8", calib="digits", flavour="tensorrt"))
     with pytest.raises(TypeError, match="not both"):

@@ -28,8 +28,8 @@ from onebyone.runtime.commands.main import main
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.check import check_artifact
-from tests.conftest import files_under
-from tests.test_calibration_files import parse_cache
+from tests.formats import parse_cache
+from tests.helpers import files_under
 
 FP16_MAX_DROP = 0.0025  # accuracy points as fractions: 0.25 pt
 INT8_MAX_DROP = 0.005  # 0.5 pt, for the best method of each flavour
@@ -298,7 +298,7 @@ def test_exclude_keeps_a_node_float(digits_bundle, tmp_path):
     (["--precision", "int8"], "--precision int8 needs calibration data"),
     (["--precision", "int8", "--calib", "nowhere.npy"], "unknown data source 'nowhere.npy' (no such file or folder)"),
     (["--precision", "int8", "--calib", "random", "--exclude", "conv9000"], "no node named conv9000"),
-    (["--precision", "int8", "--calib", "random", "--percentile", "0"], "--percentile must be in"),
+    (["--precision", "int8", "--calib", "random", "--percentile", "0"], "--percentile 0.0 is outside (0, 100]"),
     (["--precision", "int8", "--calib", "random", "--flavour", "ort", "--float-dtype", "fp16"],
      "ONNX Runtime's CPU kernels fuse only FP32 Q/DQ"),
     (["--precision", "int8", "--calib", "random", "--float-dtype", "fp32", "--fp16-io"],

@@ -13,7 +13,7 @@ import onebyone.runtime.sessions.opening as sessions
 from onebyone.runtime.bundle.digits import PREPROCESS, digits_splits
 from onebyone.runtime.bundle.preprocess import load_image
 from onebyone.runtime.commands.samples import write_digit_images
-from tests.conftest import files_under
+from tests.helpers import files_under
 
 IMAGE_TOLERANCE = 1 / 510 / 0.5  # a PNG stores ink to 1/255 (±1/510), normalisation divides by std 0.5
 
@@ -124,7 +124,7 @@ def test_bench_runs_each_artifact_on_the_backend_named_for_it(bundle, cli, tmp_p
 
 
 @pytest.mark.parametrize(("backend", "message"), [
-    ("torch,onnxruntime", "--backend needs one backend, or 3, one per artifact"),
+    ("torch,onnxruntime", "--backend: give one backend, or 3, one per artifact"),
     ("torch,onnx,openvino", "unknown backend 'onnx'"),
 ])
 def test_bench_refuses_a_backend_list_that_does_not_fit(bundle, cli, backend, message):

@@ -23,9 +23,9 @@ import onebyone.runtime.sessions.opening as sessions
 from bench.serve import free_port
 from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.serve.server import create_app, load_models
-from tests.conftest import REPO
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input
+from tests.helpers import REPO
 from tests.serving import BackgroundServer
 
 LIMIT = 1 << 20

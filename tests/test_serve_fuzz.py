@@ -21,7 +21,7 @@ import tritonclient.http as triton_http
 
 import onebyone.runtime.sessions.opening as sessions
 from bench.serve import free_port
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 LIMIT_MB = 1
 RSS_GROWTH = 1.10  # resident memory after the fuzz ≤ 1.10 × after the warm-up

@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 import onebyone.runtime.sessions.opening as sessions
 from onebyone.runtime.serve.server import create_app, load_models
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.serving import BackgroundServer
 
 MAX_BATCH = 8

@@ -23,9 +23,7 @@ from onebyone.runtime.core.errors import CheckFailed, UserError
 from onebyone.runtime.core.ort_session import intra_op_threads
 from onebyone.runtime.sessions.onnxruntime_backend import choose_providers
 from onebyone.runtime.sessions.self_check import SelfCheckFailed
-from tests.conftest import REPO, ZOO_PARAMS
-
-FP32_REL_TOL = 1e-4  # max |ORT − torch| ≤ 1e-4 · max |torch|, every output element
+from tests.helpers import FP32_REL_TOL, REPO, ZOO_PARAMS
 
 
 @pytest.mark.parametrize("name", ZOO_PARAMS)

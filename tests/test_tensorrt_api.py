@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from onebyone.runtime.core.cache import cache_dir
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 BINDINGS = {"10": ("tensorrt-cu12-bindings", "10.16.1.11"), "11": ("tensorrt-cu13-bindings", "11.4.0.106")}
 STUB_SOURCE = """

@@ -31,7 +31,7 @@ from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.sessions.locate import PLAN_KIND
-from tests.conftest import files_under
+from tests.helpers import files_under
 
 DYNAMIC_INPUT = TensorSpec("input", np.dtype(np.float32), (-1, 3, 224, 224))
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -56,9 +56,9 @@ def test_a_fixed_batch_model_gets_its_batch_and_refuses_other_options():
 
 
 @pytest.mark.parametrize(("spec", "options", "message"), [
-    (DYNAMIC_INPUT, BuildOptions(min_batch=8, max_batch=4), r"1 <= --min-batch \(8\) <= --opt-batch \(8\) <= "),
-    (DYNAMIC_INPUT, BuildOptions(opt_batch=64), r"--opt-batch \(64\) <= --max-batch \(32\)"),
-    (DYNAMIC_INPUT, BuildOptions(opt_level=6), "--opt-level 6 is outside TensorRT's 0..5"),
+    (DYNAMIC_INPUT, BuildOptions(min_batch=8, max_batch=4), "1 <= min_batch=8 <= opt_batch=8 <= "),
+    (DYNAMIC_INPUT, BuildOptions(opt_batch=64), "opt_batch=64 <= max_batch=32"),
+    (DYNAMIC_INPUT, BuildOptions(opt_level=6), "opt_level=6 is outside TensorRT's 0..5"),
     (TensorSpec("input", np.dtype(np.float32), (-1, 3, -1, -1)), BuildOptions(), "dynamic axis besides the batch"),
 ])
 def test_bad_build_options_are_named(spec, options, message):
@@ -156,7 +156,7 @@ def test_build_without_gpu_exits_2_with_what_is_needed_and_writes_nothing(export
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--min-batch", "8", "--max-batch", "4"], "1 <= --min-batch (8) <= --opt-batch (8) <= --max-batch (4)"),
+    (["--min-batch", "8", "--max-batch", "4"], "1 <= --min-batch 8 <= --opt-batch 8 <= --max-batch 4"),
     (["-o", "/proc/no/such/dir/model.plan"], "cannot write to /proc/no/such/dir"),
 ])
 def test_build_checks_its_arguments_before_needing_a_gpu(exported, cli, args, message):
@@ -228,7 +228,7 @@ def test_engine_layers_are_read_with_their_precisions():
 def test_inspect_errors_exit_2(cli, tmp_path, name, message):
     if name.endswith(".plan") and HAS_TENSORRT:
         pytest.skip("TensorRT is installed: the no-GPU message does not apply")
-    from tests.test_triton_repo import write_plan
+    from tests.formats import write_plan
 
     target = write_plan(tmp_path) if name.endswith(".plan") else tmp_path / name
     code, _, err = cli("inspect", target)

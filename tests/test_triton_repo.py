@@ -4,33 +4,15 @@ and describes the model file it sits beside — the same tensors the thin server
 from __future__ import annotations
 
 import pytest
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from onebyone.export.options import ExportOptions
 from onebyone.export.stage import export_bundle
 from onebyone.export.zoo import resolve
-from onebyone.runtime.bundle.plan import PlanInfo, plan_info_path
 from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.serve.server import load_models
-from tests.conftest import files_under
-
-
-def parse(path) -> model_config_pb2.ModelConfig:
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-
-
-def write_plan(folder):
-    """A stand-in plan (its bytes are never run here) with the plan.json `onebyone build` writes."""
-    plan = folder / "model.plan"
-    plan.write_bytes(b"engine")
-    plan_info_path(plan).write_text(PlanInfo(
-        tensorrt="10.13.0.35", gpu="NVIDIA H200", compute_capability="9.0", onnx={"name": "model.onnx", "sha256": ""},
-        plan_sha256=sha256_file(plan), precision="fp16",
-        profiles={"input": {"min": [1, 1, 8, 8], "opt": [8, 1, 8, 8], "max": [32, 1, 8, 8]}}, build_seconds=1.0,
-        options={}, metadata={}, io={"inputs": [{"name": "input", "dtype": "float16", "shape": [-1, 1, 8, 8]}],
-                                     "outputs": [{"name": "logits", "dtype": "float16", "shape": [-1, 10]}]}).to_json())
-    return plan
+from tests.formats import parse_config, write_plan
+from tests.helpers import files_under
 
 
 def test_configs_parse_and_match_the_served_models(bundle_copy, cli, tmp_path):
@@ -48,7 +30,7 @@ def test_configs_parse_and_match_the_served_models(bundle_copy, cli, tmp_path):
     assert sorted(p.name for p in repository.iterdir()) == sorted(served) == ["digits_resnet",
                                                                               "digits_resnet.int8-ort"]
     for name, entry in served.items():
-        config = parse(repository / name / "config.pbtxt")
+        config = parse_config(repository / name / "config.pbtxt")
         expected = entry.config(500)
         assert config.name == name and config.backend == "onnxruntime" and config.max_batch_size == 16
         for kind in ("input", "output"):
@@ -68,7 +50,7 @@ def test_a_fixed_batch_model_has_max_batch_size_zero_and_full_dims(cli, tmp_path
     result = export_bundle(resolve("digits_resnet"), tmp_path / "fixed", ExportOptions(batch=4))
     code, _, err = cli("triton-repo", result.onnx_path, "-o", tmp_path / "repo", "--instance-kind", "cpu")
     assert code == 0, err
-    config = parse(tmp_path / "repo" / "fixed" / "config.pbtxt")
+    config = parse_config(tmp_path / "repo" / "fixed" / "config.pbtxt")
     assert config.max_batch_size == 0 and list(config.input[0].dims) == [4, 1, 8, 8]
     assert list(config.output[0].dims) == [4, 10] and not config.HasField("dynamic_batching")
     assert model_config_pb2.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind) == "KIND_CPU"
@@ -78,7 +60,7 @@ def test_a_plan_needs_no_gpu_to_be_described(cli, tmp_path):
     plan = write_plan(tmp_path)
     code, _, err = cli("triton-repo", plan, "-o", tmp_path / "repo", "--no-batching")
     assert code == 0, err
-    config = parse(tmp_path / "repo" / "model" / "config.pbtxt")
+    config = parse_config(tmp_path / "repo" / "model" / "config.pbtxt")
     assert config.backend == "tensorrt" and config.max_batch_size == 32
     assert [model_config_pb2.DataType.Name(t.data_type) for t in [*config.input, *config.output]] == ["TYPE_FP16"] * 2
     assert not config.HasField("dynamic_batching")
@@ -103,7 +85,7 @@ def test_rewriting_a_model_replaces_its_directory(cli, tmp_path):
     (tmp_path / "repo" / "model" / "1" / "stale.txt").write_text("from an older repository")
     assert cli("triton-repo", plan, "-o", tmp_path / "repo", "--max-batch", "8")[0] == 0
     assert files_under(tmp_path / "repo") == ["model/1/model.plan", "model/config.pbtxt"]
-    assert parse(tmp_path / "repo" / "model" / "config.pbtxt").max_batch_size == 8
+    assert parse_config(tmp_path / "repo" / "model" / "config.pbtxt").max_batch_size == 8
 
 
 def test_class_labels_become_triton_label_files(bundle_copy, cli, tmp_path):
@@ -112,9 +94,9 @@ def test_class_labels_become_triton_label_files(bundle_copy, cli, tmp_path):
     bundle = bundle_copy("digits_resnet")
     repository = tmp_path / "model_repository"
     assert cli("triton-repo", bundle, "-o", repository)[0] == 0
-    (output,) = parse(repository / "digits_resnet" / "config.pbtxt").output
+    (output,) = parse_config(repository / "digits_resnet" / "config.pbtxt").output
     assert output.label_filename == "labels.txt"
     assert (repository / "digits_resnet" / "labels.txt").read_text().splitlines() == [str(d) for d in range(10)]
     assert cli("triton-repo", bundle_copy("inception_block"), "-o", repository)[0] == 0
-    (features,) = parse(repository / "inception_block" / "config.pbtxt").output
+    (features,) = parse_config(repository / "inception_block" / "config.pbtxt").output
     assert features.label_filename == "" and not (repository / "inception_block" / "labels.txt").exists()

@@ -8,7 +8,7 @@ import torch
 from onebyone.export.models.digits import build_digits_resnet
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME
-from tests.conftest import files_under
+from tests.helpers import files_under
 
 
 def other_digits_weights() -> dict[str, torch.Tensor]:

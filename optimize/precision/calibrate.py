@@ -20,7 +20,7 @@ from onebyone.optimize.precision.histogram import BINS, TensorStatistics
 from onebyone.optimize.precision.ranges import METHODS, amax
 from onebyone.runtime.bundle.onnx_file import activation_names, exposing, with_types
 from onebyone.runtime.bundle.sources import DataSource
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import UserError, option
 from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.core.progress import progress
@@ -85,7 +85,7 @@ class Calibration:
                        statistics=statistics, input_means=means)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise UserError(f"{path} is not a onebyone calibration file ({err}); re-run calibration with "
-                            "--calib DATA") from None
+                            f"{option('calib', 'DATA')}") from None
 
 
 def collect(model: ir.Model, model_sha256: str, data: DataSource, batch_size: int) -> Calibration:

@@ -57,7 +57,7 @@ class TensorStatistics:
 
 def _bin_counts(magnitudes: torch.Tensor, top: float) -> np.ndarray:
     """torch.histc bins x at floor(x / top · BINS): top and BINS are powers of two, so both steps are exact in the
-    values' own precision, and it is ~4× faster than numpy's bincount. Its float32 counts are exact up to 2^24, so
+    values' own precision, and it is faster than numpy's bincount. Its float32 counts are exact up to 2^24, so
     it counts chunks of at most that many values."""
     counts = np.zeros(BINS, dtype=np.int64)
     for chunk in torch.split(magnitudes, HISTC_CHUNK):

@@ -37,7 +37,7 @@ named in the report with the reason: at the floor scale every one of its values 
 raises a weight channel's s_c to |b_c| / (s_x · (2³¹−1)/2) where its INT32 bias b_c / (s_x · s_c) would not fit
 (ONNX Runtime fuses the node regardless and a wrapped bias zeroes its output): such a channel's weights are ~0 beside
 its bias (a channel BatchNorm folding all but switched off), so a coarser step costs nothing there, where raising the
-shared s_x — the rule before — coarsened every channel (EfficientNet-Lite0's input: 7× coarser).
+shared s_x — the rule before — coarsened every channel (docs/precision.md).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ from onebyone.optimize.precision.flavours import (
 )
 from onebyone.runtime.bundle.onnx_file import weight_axis
 from onebyone.runtime.core.cpu import this_cpu
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import UserError, option
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 SHARES_INPUT_RANGE = frozenset({"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose"})
@@ -125,7 +125,7 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
     for value in _in_order(graph, sites):
         if value.name not in ranges:
             raise UserError(f"the calibration has no range for tensor {value.name!r}: it was made for another "
-                            "model; calibrate this one (--calib DATA)")
+                            f"model; calibrate this one ({option('calib', 'DATA')})")
         shared = _shared_parameters(value, dequantized) if flavour == "ort" else None
         rng = ranges[value.name]
         if shared is None and (note := scale_note(rng, flavour)[1]) is not None:

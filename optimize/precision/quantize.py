@@ -29,7 +29,7 @@ from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core import cpu
-from onebyone.runtime.core.errors import CheckFailed, UserError
+from onebyone.runtime.core.errors import CheckFailed, UserError, option
 from onebyone.runtime.core.files import sha256_file, staging_dir
 
 if TYPE_CHECKING:
@@ -77,19 +77,23 @@ class QuantizeOptions:
         if self.method not in METHODS:
             raise UserError(f"unknown calibration method {self.method!r}; valid: {', '.join(METHODS)}")
         if self.precision == "int8" and not self.calib:
-            raise UserError("--precision int8 needs calibration data: --calib DATA (" + SOURCES_HELP + ")")
+            raise UserError(f"{option('precision', 'int8')} needs calibration data: {option('calib', 'DATA')} "
+                            f"({SOURCES_HELP})")
         if not 0 < self.percentile <= 100:
-            raise UserError(f"--percentile must be in (0, 100], got {self.percentile}")
+            raise UserError(f"{option('percentile', self.percentile)} is outside (0, 100]")
         if self.wants_sensitivity and (self.precision != "int8" or Path(self.calib).suffix == ".json"):
-            raise UserError("--sensitivity/--accuracy-budget/--auto-exclude apply to --precision int8 with "
-                            "calibration data (--calib DATA, not a calib.json): they measure errors on that data")
+            raise UserError(f"{option('sensitivity')}, {option('accuracy_budget')} and {option('auto_exclude')} "
+                            f"apply to {option('precision', 'int8')} with calibration data ({option('calib', 'DATA')}, "
+                            "not a calib.json): they measure errors on that data")
         if self.accuracy_budget is not None and self.accuracy_budget < 0:
-            raise UserError(f"--accuracy-budget {self.accuracy_budget} is negative")
+            raise UserError(f"{option('accuracy_budget', self.accuracy_budget)} is negative")
         if self.accuracy_budget is not None and self.auto_exclude is not None:
-            raise UserError("--accuracy-budget and --auto-exclude are two ways to choose the float layers: give one")
+            raise UserError(f"{option('accuracy_budget')} and {option('auto_exclude')} are two ways to choose the "
+                            "float layers: give one")
         if self.precision != "int8":
             if self.float_dtype is not None:
-                raise UserError("--float-dtype applies to --precision int8 (an fp16 file is FP16 throughout)")
+                raise UserError(f"{option('float_dtype')} applies to {option('precision', 'int8')} (an fp16 file is "
+                                "FP16 throughout)")
             return dataclasses.replace(self, trt_version=self.trt_version or installed_tensorrt() or
                                        DEFAULT_TRT_VERSION)
         if self.float_dtype is not None and self.float_dtype not in FLOAT_DTYPES:
@@ -101,11 +105,12 @@ class QuantizeOptions:
             weight_range=self.weight_range or default_weight_range(cpu.this_cpu().int8_saturates),
             trt_version=self.trt_version or installed_tensorrt() or DEFAULT_TRT_VERSION)
         if settled.flavour == "ort" and settled.float_dtype == "fp16":
-            raise UserError("--flavour ort --float-dtype fp16: ONNX Runtime's CPU kernels fuse only FP32 Q/DQ, so the "
-                            "ort file would run unfused; use --float-dtype fp32, or --flavour trt for FP16 float "
-                            "parts")
+            raise UserError(f"{option('flavour', 'ort')} with {option('float_dtype', 'fp16')}: ONNX Runtime's CPU "
+                            f"kernels fuse only FP32 Q/DQ, so the ort file would run unfused; use "
+                            f"{option('float_dtype', 'fp32')}, or {option('flavour', 'trt')} for FP16 float parts")
         if settled.fp16_io and settled.float_dtype != "fp16":
-            raise UserError("--fp16-io needs FP16 float parts: --float-dtype fp16 (--flavour trt)")
+            raise UserError(f"{option('fp16_io')} needs FP16 float parts: {option('float_dtype', 'fp16')} "
+                            f"({option('flavour', 'trt')})")
         return settled
 
     @property
@@ -185,13 +190,16 @@ def _to_bf16(source: Path, output: Path, options: QuantizeOptions, engine: Engin
     from onebyone.runtime.bundle.onnx_file import graph_precision, load_model
 
     if engine is None:
-        raise UserError("--precision bf16 is checked on OpenVINO: use onebyone.quantize or the CLI, which open it")
+        raise UserError(f"{option('precision', 'bf16')} is checked on OpenVINO: use onebyone.stages.quantize or the "
+                        "CLI, which open it")
     if options.calib or options.exclude or options.keep_fp32 or options.fp16_io:
-        raise UserError("--precision bf16 takes no --calib/--exclude/--keep-fp32/--fp16-io: BF16 is OpenVINO's "
-                        "setting for the whole FP32 graph")
+        unused = ", ".join(option(name) for name in ("calib", "exclude", "keep_fp32", "fp16_io"))
+        raise UserError(f"{option('precision', 'bf16')} takes none of {unused}: BF16 is OpenVINO's setting for the "
+                        "whole FP32 graph")
     model = load_model(source)
     if (found := graph_precision(model)) != "fp32":
-        raise UserError(f"{source} is {found}; --precision bf16 takes an FP32 model (an export or optimize output)")
+        raise UserError(f"{source} is {found}; {option('precision', 'bf16')} takes an FP32 model (an export or "
+                        "optimize output)")
     model.metadata_props[PRECISION_KEY] = "bf16"
     made_by = {"stage": "quantize", "from": source.name, "precision": "bf16", "engine": "openvino",
                "inference_precision_hint": "bf16"}
@@ -217,7 +225,8 @@ def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output
         calibration = Calibration.load(calib_file)
         if calibration.model_sha256 != model_sha256:
             raise UserError(f"{calib_file} was made for another model (sha256 {calibration.model_sha256[:12]}…, "
-                            f"{source.name} is {model_sha256[:12]}…); calibrate this one with --calib DATA")
+                            f"{source.name} is {model_sha256[:12]}…); calibrate this one with "
+                            f"{option('calib', 'DATA')}")
         messages.append(f"calibration: {calib_file} ({calibration.samples} samples of {calibration.source})")
         return calibration, calib_file, [], None
     graph_input = model.graph.inputs[0]

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from onebyone.export.stage import ExportResult
     from onebyone.optimize.precision.quantize import QuantizeOptions, QuantizeResult
     from onebyone.optimize.stage import OptimizeOptions, OptimizeResult
+    from onebyone.runtime.bundle.plan import BuildOptions
     from onebyone.runtime.parity.check import Engine
+    from onebyone.runtime.sessions.benchmark import BenchOptions, BenchResult
+    from onebyone.runtime.sessions.build_stage import BuildResult
     from onebyone.runtime.sessions.bundle_check import VerifyResult
     from onebyone.runtime.sessions.comparison import ParityOptions, ParityResult
 
@@ -34,6 +37,8 @@ CLASSES = (dict.fromkeys(("QuantizeOptions", "QuantizeResult"), "onebyone.optimi
            | dict.fromkeys(("OptimizeOptions", "OptimizeResult"), "onebyone.optimize.stage")
            | {"ExportOptions": "onebyone.export.options", "ExportResult": "onebyone.export.stage"}
            | dict.fromkeys(("ParityOptions", "ParityResult"), "onebyone.runtime.sessions.comparison")
+           | dict.fromkeys(("BenchOptions", "BenchResult"), "onebyone.runtime.sessions.benchmark")
+           | {"BuildOptions": "onebyone.runtime.bundle.plan", "BuildResult": "onebyone.runtime.sessions.build_stage"}
            | {"VerifyResult": "onebyone.runtime.sessions.bundle_check"})
 
 
@@ -84,6 +89,17 @@ def quantize(source: str | Path, options: QuantizeOptions | None = None, **field
     return result
 
 
+def build(onnx: str | Path, options: BuildOptions | None = None, output: str | Path | None = None,
+          **fields: object) -> BuildResult:
+    """A TensorRT engine from `onnx` (NVIDIA GPU + TensorRT): `build(path, max_batch=32)`; in a bundle it must match the
+    golden torch outputs before it is written and recorded. UserError for options or inputs that cannot work and for
+    a machine without a GPU or TensorRT; CheckFailed when the engine does not match (nothing written)."""
+    from onebyone.runtime.bundle.plan import BuildOptions
+    from onebyone.runtime.sessions.build_stage import build as write
+
+    return write(Path(onnx), None if output is None else Path(output), _options(BuildOptions, options, fields))
+
+
 def verify(bundle: str | Path) -> VerifyResult:
     """Re-check every artifact of `bundle` against its golden torch outputs, and kernel-check each INT8 file on every
     installed CPU engine (recorded for `auto`). Artifacts that fail are in the result's `failed`."""
@@ -103,6 +119,15 @@ def parity(reference: str | Path, candidates: list[str | Path], options: ParityO
     return compare_all(str(reference), [str(c) for c in candidates], _options(ParityOptions, options, fields))
 
 
+def bench(artifacts: list[str | Path], options: BenchOptions | None = None, **fields: object) -> BenchResult:
+    """Latency and throughput of `artifacts` side by side, ratios against the first: `bench([fp32, int8],
+    batches=[1, 8], seconds=5)`. Each is opened self-checked; UserError for artifacts that cannot be fed one input."""
+    from onebyone.runtime.sessions.benchmark import BenchOptions
+    from onebyone.runtime.sessions.benchmark import bench as time_all
+
+    return time_all([str(a) for a in artifacts], _options(BenchOptions, options, fields))
+
+
 def _options(kind: type[Options], options: Options | None, fields: dict[str, object]) -> Options:
     """`options`, or the options object built from keyword fields (one or the other)."""
     if options is not None and fields:
@@ -115,14 +140,15 @@ def _bf16_engine() -> Engine:
     from onebyone.runtime.core.cpu import this_cpu
     from onebyone.runtime.core.errors import UserError
     from onebyone.runtime.parity.check import Engine
-    from onebyone.runtime.sessions.locate import Target
+    from onebyone.runtime.sessions.engines import OpenOptions
     from onebyone.runtime.sessions.openvino_backend import OpenVinoSession, bf16_refusal, import_openvino
+    from onebyone.runtime.sessions.target import Target
 
     import_openvino()
     if (refusal := bf16_refusal(this_cpu())) is not None:
         raise UserError(refusal)
 
     def open_openvino(path: Path) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-        return OpenVinoSession(Target("onnx", path, None, None, None, None, None)).run_batched
+        return OpenVinoSession(Target.file("onnx", path), OpenOptions()).run_batched
 
     return Engine("OpenVINO bf16", open_openvino)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import UserError, option
 from onebyone.runtime.core.files import sha256_file
 
 PLAN_FORMAT = "onebyone.plan/1"
@@ -44,10 +44,10 @@ class BuildOptions:
         opt = self.opt_batch if self.opt_batch is not None else max(self.min_batch, min(DEFAULT_OPT_BATCH,
                                                                                         self.max_batch))
         if not 1 <= self.min_batch <= opt <= self.max_batch:
-            raise UserError(f"batch sizes must satisfy 1 <= --min-batch ({self.min_batch}) <= --opt-batch ({opt}) "
-                            f"<= --max-batch ({self.max_batch})")
+            raise UserError(f"batch sizes must satisfy 1 <= {option('min_batch', self.min_batch)} <= "
+                            f"{option('opt_batch', opt)} <= {option('max_batch', self.max_batch)}")
         if not 0 <= self.opt_level <= 5:
-            raise UserError(f"--opt-level {self.opt_level} is outside TensorRT's 0..5")
+            raise UserError(f"{option('opt_level', self.opt_level)} is outside TensorRT's 0..5")
         return self.min_batch, opt, self.max_batch
 
 

@@ -9,8 +9,7 @@ from rich.console import Console
 
 from onebyone.export.options import DATA_SAMPLES, DEFAULT_OPSET, EXPORTERS, ExportOptions
 from onebyone.export.zoo import ZOO, parse_input_shape
-from onebyone.runtime.bundle.sources import SOURCES_HELP
-from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.commands.arguments import add_data_source, options_from, positive_int
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -33,12 +32,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, metavar="FILE",
                         help="class labels, one per line in class order (Triton's label file); served as "
                              "value:index:label by classification requests")
-    parser.add_argument("--data", metavar="SOURCE",
-                        help=f"labelled data to carry in the bundle ({SOURCES_HELP}): every later check — verify, "
-                             "the kernel check, the self-check's golden samples (its first ones) — then runs on "
-                             "real inputs and reports accuracy (default: the model's own, else random golden inputs)")
-    parser.add_argument("--data-samples", type=positive_int, default=DATA_SAMPLES,
-                        help=f"how many samples of --data to carry (default {DATA_SAMPLES})")
+    add_data_source(parser, "--data", "--data-samples",
+                    "labelled data to carry in the bundle ({sources}): every later check — verify, the kernel check, "
+                    "the self-check's golden samples (its first ones) — then runs on real inputs and reports "
+                    "accuracy (default: the model's own, else random golden inputs)",
+                    f"how many samples of --data to carry (default {DATA_SAMPLES})", DATA_SAMPLES)
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript", help="default torchscript")
     parser.set_defaults(run=run)
 
@@ -46,11 +44,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from onebyone.stages import export
 
-    options = ExportOptions(batch=args.batch, opset=args.opset, keep_batchnorm=args.keep_batchnorm,
-                            exporter=args.exporter, input_name=args.input_name, output=args.output,
-                            weights=args.weights, labels=args.labels, data=args.data, data_samples=args.data_samples,
-                            input_shape=parse_input_shape(args.input_shape) if args.input_shape is not None else None)
-    result = export(args.model, options)
+    shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
+    result = export(args.model, options_from(args, ExportOptions, input_shape=shape))
     for name in result.removed_stale:
         stdout.print(f"removed stale artifact {result.bundle / name} (derived from the previous export)")
     stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.check.describe()}")

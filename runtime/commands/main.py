@@ -52,7 +52,31 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         stage = stages.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
         if name == chosen:
             import_module(f"onebyone.runtime.commands.{module}").register(stage)
+            stage.set_defaults(flags=flags_of(stage))
     return parser
+
+
+def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's dest (the options-object field a library error names) → its flag, the positive spelling of a
+    --x/--no-x pair."""
+    flags = {}
+    for action in parser._actions:  # argparse keeps no public list of a parser's arguments
+        spellings = [s for s in action.option_strings if s.startswith("--")]
+        if spellings:
+            flags[action.dest] = next((s for s in spellings if not s.startswith("--no-")), spellings[0])
+    return flags
+
+
+def cli_spelling(flags: dict[str, str]) -> Callable[[str, str | None], str]:
+    """How the CLI writes an option a library error names: its flag, then the value (a positional: the value)."""
+
+    def spelled(name: str, value: str | None) -> str:
+        flag = flags.get(name)
+        if flag is None:
+            return value if value is not None else name.upper()
+        return flag if value is None else f"{flag} {value}"
+
+    return spelled
 
 
 def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
@@ -77,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _one_line_warnings(warnings.showwarning)
             return int(args.run(args) or 0)
     except UserError as err:
-        stderr.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(err.spelled(cli_spelling(args.flags)))}", soft_wrap=True)
         return 2
     except CheckFailed as err:
         stderr.print(f"[bold red]check failed:[/] {escape(str(err))}", soft_wrap=True)

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from onebyone.optimize.precision.flavours import DEFAULT_BATCH_SIZE, FLAVOURS, FLOAT_DTYPES, PRECISIONS, WEIGHT_LEVELS
 from onebyone.optimize.precision.ranges import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
 from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, installed_tensorrt
-from onebyone.runtime.bundle.sources import SOURCES_HELP
-from onebyone.runtime.commands.arguments import positive_int
+from onebyone.runtime.commands.arguments import add_data_source, names, options_from, positive_int
 from onebyone.runtime.commands.verify import print_engine_checks
-
-if TYPE_CHECKING:
-    from onebyone.optimize.precision.quantize import QuantizeOptions
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -31,10 +26,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", required=True, choices=PRECISIONS,
                         help="fp16: FP16 tensors; int8: calibrated Q/DQ; bf16: the FP32 graph run with OpenVINO's BF16 "
                              "inference hint (CPUs with AVX512-BF16 or AMX; needs onebyone[openvino])")
-    parser.add_argument("--calib", help=f"calibration data: {SOURCES_HELP}; plain `digits` is digits-calibration; or "
-                                        "a calib.json made for this model (required for int8; for fp16 it keeps "
-                                        "out-of-range layers FP32)")
-    parser.add_argument("--calib-samples", type=positive_int, help="use at most N samples (default: all; random: 64)")
+    add_data_source(parser, "--calib", "--calib-samples",
+                    "calibration data: {sources}; plain `digits` is digits-calibration; or a calib.json made for this "
+                    "model (required for int8; for fp16 it keeps out-of-range layers FP32)",
+                    "use at most N samples (default: all; random: 64)")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                         help=f"calibration batch size (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
@@ -56,8 +51,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=True,
                         help="int8: take each layer's mean weight-rounding error, measured on the calibration data, "
                              "out of its bias (default on; docs/precision.md)")
-    parser.add_argument("--exclude", default="", help="comma-separated node names to leave unquantized (int8)")
-    parser.add_argument("--keep-fp32", default="", help="comma-separated node names to keep in FP32")
+    parser.add_argument("--exclude", type=names, default=(), help="comma-separated node names to leave unquantized "
+                                                                  "(int8)")
+    parser.add_argument("--keep-fp32", type=names, default=(), help="comma-separated node names to keep in FP32")
     parser.add_argument("--fp16-io", action="store_true",
                         help="fp16, and int8 with fp16 float parts: FP16 graph inputs/outputs (default FP32)")
     fallback = parser.add_mutually_exclusive_group()
@@ -76,25 +72,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def options_of(args: argparse.Namespace) -> QuantizeOptions:
-    from onebyone.optimize.precision.quantize import QuantizeOptions
-
-    def names(text: str) -> tuple[str, ...]:
-        return tuple(name.strip() for name in text.split(",") if name.strip())
-
-    return QuantizeOptions(
-        precision=args.precision, output=args.output, calib=args.calib, calib_samples=args.calib_samples,
-        batch_size=args.batch_size, method=args.method, percentile=args.percentile, flavour=args.flavour,
-        weight_range=args.weight_range, float_dtype=args.float_dtype, bias_correction=args.bias_correction,
-        exclude=names(args.exclude), keep_fp32=names(args.keep_fp32), fp16_io=args.fp16_io,
-        accuracy_budget=args.accuracy_budget, auto_exclude=args.auto_exclude, sensitivity=args.sensitivity,
-        trt_version=args.trt_version)
-
-
 def run(args: argparse.Namespace) -> int:
+    from onebyone.optimize.precision.quantize import QuantizeOptions
     from onebyone.stages import quantize
 
-    result = quantize(args.input, options_of(args))
+    result = quantize(args.input, options_from(args, QuantizeOptions))
     for message in result.messages:
         if message.startswith("warning: "):
             stdout.print("[bold yellow]warning:[/] " + message.removeprefix("warning: "), markup=True)

@@ -8,8 +8,7 @@ import logging
 
 from rich.console import Console
 
-from onebyone.runtime.commands.arguments import non_negative_float, positive_int
-from onebyone.runtime.commands.infer import add_session_options
+from onebyone.runtime.commands.arguments import add_batching_options, add_session_options, max_delay_us, positive_int
 
 stdout = Console(highlight=False, soft_wrap=True)
 SHUTDOWN_SECONDS = 30  # how long a stopping server waits for in-flight requests
@@ -22,10 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc-port", type=int, default=8001,
                         help="gRPC port: Triton's GRPCInferenceService (default 8001)")
     parser.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
-    parser.add_argument("--max-batch", type=positive_int, default=32, help="largest batch formed (default 32)")
-    parser.add_argument("--max-delay-ms", type=non_negative_float, default=2.0,
-                        help="longest a request waits for others to batch with (default 2)")
-    parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
+    add_batching_options(parser)
     parser.add_argument("--max-request-mb", type=positive_int, default=64, help="request body limit (default 64)")
     parser.add_argument("--max-queue", type=positive_int, default=256,
                         help="requests a model holds waiting or running; more are refused with 503 / UNAVAILABLE "
@@ -40,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from onebyone.runtime.serve.server import create_app, load_models, serve_forever
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    max_delay = None if args.no_batching else args.max_delay_ms / 1000.0
+    delay_us = max_delay_us(args)
+    max_delay = None if delay_us is None else delay_us / 1e6
     entries = load_models(args.targets, args.backend, args.providers, args.max_batch, max_delay, args.max_queue)
     for entry in entries.values():
         state = "ready" if entry.ready else f"NOT READY: {entry.error}"
         detail = f"{entry.session.describe()}, max_batch_size {entry.max_batch_size}" if entry.session else ""
         stdout.print(f"model {entry.name!r}: {state}{'  ' + detail if detail else ''}")
-    app = create_app(entries, args.max_request_mb << 20, None if max_delay is None else round(max_delay * 1e6))
+    app = create_app(entries, args.max_request_mb << 20, delay_us)
     serve_forever(app, args.host, args.port, None if args.no_grpc else args.grpc_port, SHUTDOWN_SECONDS, stdout.print)
     return 0

@@ -3,9 +3,10 @@ tolerance (runtime/bundle/tolerances.py). Every check calls `compare` — export
 verification), quantize, build, verify, the self-check on open, the kernel check and parity.
 
 Over every element of every output (N samples): max |d| and max |d| / max |r| (d = candidate − reference),
-relative L2 ‖d‖ / ‖r‖, cosine similarity of the flattened outputs; for class scores (N × classes) also top-1
-agreement and top-5 overlap (|top5(c) ∩ top5(r)| / 5, averaged), and with labels the top-1 and top-5 accuracy of each
-(runtime/bundle/accuracy.py: with the 95% interval of top-1), whose ratio the tolerance may bound.
+relative L2 ‖d‖ / ‖r‖, cosine similarity of the flattened outputs (1 for two zero vectors); for class scores
+(N × classes) also top-1 agreement and top-5 overlap (|top5(c) ∩ top5(r)| / 5, averaged), and with labels the top-1
+and top-5 accuracy of each (runtime/bundle/accuracy.py: with the 95% interval of top-1), whose ratio the tolerance
+may bound.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def measure(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
     max_abs = float(np.abs(diff).max()) if finite else float("inf")
     scale = float(np.abs(ref).max()) or 1.0
     norm_ref, norm_got = float(np.linalg.norm(ref)), float(np.linalg.norm(got)) if finite else 0.0
-    cosine = float(ref @ got / (norm_ref * norm_got)) if finite and norm_ref and norm_got else 0.0
+    if finite and norm_ref and norm_got:
+        cosine = float(ref @ got / (norm_ref * norm_got))
+    else:  # two zero vectors are the same vector; one zero beside a non-zero one shares no direction with it
+        cosine = 1.0 if finite and not norm_ref and not norm_got else 0.0
     first = next(iter(reference))
     scores_ref, scores_got = reference[first], candidate[first]
     top1 = top5 = labelled = None

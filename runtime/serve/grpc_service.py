@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceServicer, add_GRPCInferenceServiceServicer_to_server
 
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import UserError, option
 from onebyone.runtime.core.version import __version__
 from onebyone.runtime.serve.batcher import QueueFull, Tensors
 from onebyone.runtime.serve.inference import TimedOut, answer
@@ -195,5 +195,6 @@ def grpc_server(entries: dict[str, ModelEntry], settings: dict[str, Any], addres
     add_GRPCInferenceServiceServicer_to_server(InferenceService(entries, settings), server)
     port = server.add_insecure_port(address)
     if port == 0:
-        raise UserError(f"cannot listen for gRPC on {address} (in use?); pick another --grpc-port or --no-grpc")
+        raise UserError(f"cannot listen for gRPC on {address} (in use?); pick another {option('grpc_port')} or "
+                        f"{option('no_grpc')}")
     return server, port

@@ -13,11 +13,10 @@ from onebyone.runtime.serve.batcher import DynamicBatcher, Runner, Tensors
 from onebyone.runtime.serve.protocol import datatype_of
 from onebyone.runtime.serve.statistics import ModelStatistics
 from onebyone.runtime.sessions.base import Session
-from onebyone.runtime.sessions.locate import Target
+from onebyone.runtime.sessions.engines import engine
+from onebyone.runtime.sessions.target import Target
 
 VERSION = "1"
-PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "tensorrt": "tensorrt_plan",
-             "torch": "pytorch_libtorch"}
 
 
 def model_name(target: Target) -> str:
@@ -58,7 +57,7 @@ class ModelEntry:
 
     def metadata(self) -> dict[str, Any]:
         session = self._session()
-        return {"name": self.name, "versions": [self.version], "platform": PLATFORMS[session.backend],
+        return {"name": self.name, "versions": [self.version], "platform": engine(session.backend).platform,
                 "inputs": self.specs(session.inputs), "outputs": self.specs(session.outputs)}
 
     def config(self, max_delay_us: int | None) -> dict[str, Any]:
@@ -73,7 +72,7 @@ class ModelEntry:
         outputs = tensors(session.outputs)
         if self.labels is not None:  # as `onebyone triton-repo` writes it: Triton then answers with the same labels
             outputs = [output | {"label_filename": LABEL_FILENAME} for output in outputs]
-        config: dict[str, Any] = {"name": self.name, "platform": PLATFORMS[session.backend],
+        config: dict[str, Any] = {"name": self.name, "platform": engine(session.backend).platform,
                                   "max_batch_size": self.max_batch_size, "input": tensors(session.inputs),
                                   "output": outputs}
         if max_delay_us is not None and self.max_batch_size:

@@ -23,10 +23,13 @@ from pathlib import Path
 from onebyone.runtime.bundle.labels import LABEL_FILENAME, label_file_text
 from onebyone.runtime.bundle.plan import read_plan_info
 from onebyone.runtime.bundle.tensors import TensorSpec, batchable, spec_from_record
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.errors import UserError, option
 from onebyone.runtime.core.files import ensure_writable_dir
 from onebyone.runtime.serve.protocol import datatype_of
-from onebyone.runtime.sessions.locate import ModelDescription, Target, describe_from_manifest, describe_from_metadata
+from onebyone.runtime.sessions import engines
+from onebyone.runtime.sessions.engines import Engine
+from onebyone.runtime.sessions.locate import locate
+from onebyone.runtime.sessions.target import ModelDescription, Target, describe_from_manifest, describe_from_metadata
 
 ACCELERATOR_PRECISIONS = ("fp32", "fp16")
 
@@ -36,9 +39,9 @@ class RepoOptions:
     max_batch: int = 32
     max_delay_us: int | None = 2000  # None: no dynamic_batching block
     instances: int = 1
-    kind: str = "gpu"  # instance_group kind: gpu or cpu
+    instance_kind: str = "gpu"  # instance_group kind: gpu or cpu
     trt_accelerator: str | None = None  # onnxruntime on GPU: TensorRT EP with this precision_mode
-    engine: str = "onnxruntime"  # for an ONNX file: onnxruntime or openvino
+    engine: str = "auto"  # the engine (registry name) whose Triton backend runs it; auto: the default for its format
     performance_hint: str = "LATENCY"  # openvino: LATENCY or THROUGHPUT
     threads: int | None = None  # openvino: INFERENCE_NUM_THREADS (None: the backend's default, every core)
 
@@ -73,23 +76,24 @@ def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, t
     label_filename names (None: the model has none)."""
     inputs, outputs, description = _described(target)
     batching = batchable(inputs)
-    backend = "tensorrt" if target.kind == "plan" else options.engine
-    if backend == "tensorrt" and options.kind != "gpu":
+    backend = triton_engine(target, options.engine).triton_backend
+    if backend == "tensorrt" and options.instance_kind != "gpu":
         raise UserError(f"{target.path} is a TensorRT plan: it runs on KIND_GPU instances only")
-    if backend == "openvino" and options.kind != "cpu":
+    if backend == "openvino" and options.instance_kind != "cpu":
         raise UserError(f"{target.path}: Triton's openvino backend runs on KIND_CPU instances only; "
-                        "use --instance-kind cpu")
+                        f"use {option('instance_kind', 'cpu')}")
     if description.precision == "bf16" and backend != "openvino":
         raise UserError(f"{target.path} is a bf16 artifact (OpenVINO's BF16 inference hint); write it with "
-                        "--backend openvino")
-    if options.trt_accelerator is not None and (backend != "onnxruntime" or options.kind != "gpu"):
-        raise UserError("--trt-accelerator applies to ONNX models on GPU instances")
+                        f"{option('engine', 'openvino')}")
+    if options.trt_accelerator is not None and (backend != "onnxruntime" or options.instance_kind != "gpu"):
+        raise UserError(f"{option('trt_accelerator')} applies to ONNX models on GPU instances")
     skip = 1 if batching else 0
     text = (f'name: "{name}"\nbackend: "{backend}"\nmax_batch_size: {options.max_batch if batching else 0}\n'
             + _tensors("input", inputs, skip) + _tensors("output", outputs, skip, description.labels is not None))
     if batching and options.max_delay_us is not None:
         text += f"dynamic_batching {{\n  max_queue_delay_microseconds: {options.max_delay_us}\n}}\n"
-    text += f"instance_group [\n  {{\n    count: {options.instances}\n    kind: KIND_{options.kind.upper()}\n  }}\n]\n"
+    text += (f"instance_group [\n  {{\n    count: {options.instances}\n"
+             f"    kind: KIND_{options.instance_kind.upper()}\n  }}\n]\n")
     if backend == "openvino":
         text += _openvino_parameters(description.precision, options)
     if options.trt_accelerator is not None:
@@ -98,6 +102,15 @@ def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, t
                  f'        parameters {{ key: "precision_mode" value: "{options.trt_accelerator.upper()}" }}\n'
                  "      }\n    ]\n  }\n}\n")
     return text, description.labels
+
+
+def triton_engine(target: Target, name: str) -> Engine:
+    """The engine `name` (auto: the first registered for the target's format), refused without a Triton backend."""
+    chosen = engines.opening(target.kind)[0] if name == "auto" else engines.engine(name)
+    if chosen.triton_backend is None:
+        writable = ", ".join(e.name for e in engines.engines() if e.triton_backend is not None)
+        raise UserError(f"{target.label}: the {chosen.name} engine has no Triton backend; choose one of {writable}")
+    return chosen
 
 
 def _openvino_parameters(precision: str | None, options: RepoOptions) -> str:
@@ -127,7 +140,7 @@ def write_model(repository: Path, name: str, target: Target, options: RepoOption
     try:
         version = staged / "1"
         version.mkdir()
-        shutil.copyfile(target.path, version / ("model.plan" if target.kind == "plan" else "model.onnx"))
+        shutil.copyfile(target.path, version / f"model{triton_engine(target, options.engine).suffixes[0]}")
         for data in external_data_files(target.path) if target.kind == "onnx" else []:
             shutil.copyfile(data, version / data.name)  # the ONNX refers to it by this name
         (staged / "config.pbtxt").write_text(config)
@@ -145,3 +158,27 @@ def write_model(repository: Path, name: str, target: Target, options: RepoOption
         return destination
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenModel:
+    path: Path  # the model's directory in the repository
+    source: Path  # the artifact copied into it
+    backend: str  # its Triton backend
+
+
+def write_repository(targets: list[str], repository: Path, options: RepoOptions) -> list[WrittenModel]:
+    """One model per target (a bundle directory, an .onnx or .plan file) in `repository`, named as the server names
+    it (runtime/serve/models.py)."""
+    from onebyone.runtime.serve.models import model_name
+
+    if options.engine != "openvino" and (options.threads is not None or options.performance_hint != "LATENCY"):
+        raise UserError(f"{option('threads')} and {option('performance_hint')} apply to "
+                        f"{option('engine', 'openvino')}")
+    located = [locate(target, options.engine) for target in targets]
+    names = [model_name(target) for target in located]
+    if len(set(names)) != len(names):
+        raise UserError(f"two targets give the same model name ({', '.join(names)}); list each once")
+    return [WrittenModel(write_model(repository, name, target, options), target.path,
+                         triton_engine(target, options.engine).triton_backend or "")
+            for name, target in zip(names, located, strict=True)]

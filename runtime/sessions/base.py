@@ -10,7 +10,7 @@ import numpy as np
 
 from onebyone.runtime.bundle.tensors import BatchRange, TensorSpec, prepare_inputs, select_outputs
 from onebyone.runtime.parity.metrics import Parity
-from onebyone.runtime.sessions.locate import ModelDescription, Target
+from onebyone.runtime.sessions.target import ModelDescription, Target
 
 
 class Session(abc.ABC):

@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 
 from onebyone.runtime.bundle.manifest import PRECISION_KEY
 from onebyone.runtime.core.cpu import Cpu, this_cpu
-from onebyone.runtime.core.errors import UserError
-from onebyone.runtime.sessions.locate import Target
+from onebyone.runtime.core.errors import UserError, option
+from onebyone.runtime.sessions import engines
+from onebyone.runtime.sessions.target import Target
 
-ENGINES = ("onnxruntime", "openvino")
 FASTEST: dict[str, dict[str, str]] = {
-    # bench/openvino-x86-vnni.md (AMD EPYC, AVX-512 VNNI + BF16, no AMX): the trt file ran ~6× faster on OpenVINO
-    # than on ONNX Runtime; FP32 and the ort file ran faster on ONNX Runtime.
+    # bench/openvino-x86-vnni.md (AMD EPYC, AVX-512 VNNI + BF16, no AMX): the trt file ran faster on OpenVINO than on
+    # ONNX Runtime; FP32 and the ort file ran faster on ONNX Runtime.
     "x86 VNNI": {"int8-trt": "openvino"},
     # bench/openvino-x86-amx-vnni.md (Intel Xeon, AVX-512 VNNI + AMX): both INT8 files ran faster on OpenVINO (AMX
     # int8 tiles); FP32 ran faster on ONNX Runtime.
@@ -50,8 +50,8 @@ def auto_engine(kind: str | None, cpu: Cpu, gpu: bool, openvino_installed: bool,
     """The engine `auto` picks for an artifact of `kind` on `cpu` (module docstring). `passed(engine)`: whether the
     INT8 artifact passed the kernel check on `engine` on this CPU class (None: never checked here); an INT8 file
     leaves ONNX Runtime only for an engine that passed it."""
-    if kind == "bf16":
-        return "openvino"
+    if kind is not None and len(runners := [e.name for e in engines.opening("onnx") if kind in e.kinds]) == 1:
+        return runners[0]  # bf16: openvino, the only engine that runs it
     if gpu or not openvino_installed or kind is None:
         return "onnxruntime"
     fastest = FASTEST.get(cpu.cpu_class, {}).get(kind, "onnxruntime")
@@ -61,12 +61,12 @@ def auto_engine(kind: str | None, cpu: Cpu, gpu: bool, openvino_installed: bool,
 
 
 def onnx_engine(target: Target, backend: str, providers: Sequence[str] | None) -> str:
-    """The engine that opens an ONNX target for `backend` ("auto", "onnxruntime" or "openvino")."""
+    """The engine that opens an ONNX target for `backend` ("auto" or an engine that opens ONNX files)."""
     kind = artifact_kind(target)
     if backend == "onnxruntime" and kind == "bf16":
         raise UserError(f"{target.label} is a bf16 artifact: an FP32 file run with OpenVINO's BF16 inference hint; "
-                        "open it with --backend openvino (ONNX Runtime would run it in FP32)")
-    if backend in ENGINES:
+                        f"open it with {option('backend', 'openvino')} (ONNX Runtime would run it in FP32)")
+    if backend != "auto":
         return backend
     if providers is not None and kind != "bf16":
         return "onnxruntime"

@@ -61,6 +61,13 @@ class ParityResult:
     def failed(self) -> list[str]:
         return [record["artifact"] for record in self.candidates if record["failures"]]
 
+    def describe(self) -> str:
+        """The reference, the data, the CPU, then a paragraph per candidate (`onebyone parity` prints it)."""
+        lines = [f"reference: {self.reference}", f"data: {self.data}", f"cpu: {self.cpu}"]
+        if self.reference_accuracy is not None:
+            lines.append(f"reference accuracy: {self.reference_accuracy.describe()}")
+        return "\n".join(lines + [describe_candidate(record) for record in self.candidates])
+
 
 def parity(reference_target: str, candidate_targets: list[str], options: ParityOptions) -> ParityResult:
     with open_reference(reference_target) as reference:
@@ -185,3 +192,34 @@ def _calibration_file(candidate: Session) -> Path | None:
     name = (record.made_by.get("calibration") or {}).get("file") if record is not None else None
     path = candidate.target.bundle / name if name else None
     return path if path is not None and path.is_file() else None
+
+
+def describe_candidate(record: dict[str, Any]) -> str:
+    """One candidate's verdict, metrics, accuracy, kernel check, failures and first diverging layers."""
+    m = record["metrics"]
+    verdict = "FAIL" if record["failures"] else "PASS"
+    parts = [f"{record['artifact']}  {record['precision']}  {verdict}", f"max|diff|/max|ref| {m['max_rel']:.2e}",
+             f"rel-L2 {m['rel_l2']:.2e}", f"cosine {m['cosine']:.6f}"]
+    if m["top1_agreement"] is not None:
+        parts.append(f"top-1 agree {m['top1_agreement']:.2%}  top-5 overlap {m['top5_overlap']:.2%}")
+    if record.get("accuracy"):
+        accuracy = record["accuracy"]
+        low, high = accuracy["top1_interval"]
+        parts.append(f"top-1 {accuracy['top1']:.2%} (95% {low:.1%}–{high:.1%}) top-5 {accuracy['top5']:.2%}, "
+                     f"{accuracy['share_of_reference']:.2%} of the reference's {m['accuracy_reference']:.2%}")
+    text = "  ".join(parts)
+    kernel = record.get("kernel")
+    if kernel:
+        text += (f"\n    kernel check {'PASS' if kernel['ok'] else 'FAIL'}: rel-L2 {kernel['metrics']['rel_l2']:.2e} "
+                 "from the file's exact Q/DQ math")
+    if record["failures"]:
+        text += "\n    out of bounds: " + "; ".join(record["failures"])
+    layers = record.get("layers")
+    if layers and layers["first_divergence"]:
+        first = layers["first_divergence"]
+        text += (f"\n    first layer above rel-L2 {layers['bound']:g}: {first['node']} ({first['op']}) "
+                 f"rel-L2 {first['rel_l2']:.2e}")
+    if layers and layers["largest_jump"]:
+        jump = layers["largest_jump"]
+        text += f"\n    largest jump: {jump['node']} ({jump['op']}) rel-L2 {jump['rel_l2']:.2e}"
+    return text

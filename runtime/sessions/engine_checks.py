@@ -8,7 +8,6 @@ Concat with the `trt` flavour), so the record, not a table, decides.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,14 @@ from onebyone.runtime.bundle.tensors import DYNAMIC
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.parity.check import MAX_BATCH
 from onebyone.runtime.parity.kernel_check import KernelCheck, check_kernels, fresh_inputs
+from onebyone.runtime.sessions import engines
 
-CPU_ENGINES = ("onnxruntime", "openvino")
 FRESH_SAMPLES = 16  # new random samples per kernel check, beside the golden and labelled inputs
 
 
 def installed_engines() -> list[str]:
-    """The CPU engines this machine can run ONNX files on."""
-    return ["onnxruntime", *(["openvino"] if importlib.util.find_spec("openvino") is not None else [])]
+    """The CPU engines (of the registry) this machine can run INT8 ONNX files on."""
+    return [e.name for e in engines.opening("onnx") if "cpu" in e.devices and "int8-ort" in e.kinds and e.available()]
 
 
 def kernel_check(path: Path, engine: str, golden: Golden, labelled: LabelledSet | None) -> KernelCheck:

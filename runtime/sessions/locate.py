@@ -1,5 +1,5 @@
-"""What `onebyone.open` was pointed at: an ONNX file, a TensorRT plan, a bundle directory or a torch model, and what
-is known about the model behind it (preprocessing, task, precision, the bundle record it can be checked against).
+"""Resolving what `onebyone.open` was pointed at — an ONNX file, a TensorRT plan, a bundle directory, a torch model
+or a registered engine's file — into a Target (runtime/sessions/target.py).
 
 Nothing here imports torch, onnxruntime or TensorRT; a zoo name is only resolved (which imports torch) when the
 target is not a path.
@@ -7,51 +7,14 @@ target is not a path.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
-from onebyone.runtime.bundle.manifest import MANIFEST_NAME, PRECISION_KEY, ArtifactRecord, Manifest, read_manifest
-from onebyone.runtime.bundle.preprocess import Preprocess
-from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.bundle.manifest import MANIFEST_NAME, Manifest, read_manifest
+from onebyone.runtime.core.errors import UserError, option
+from onebyone.runtime.sessions import engines
+from onebyone.runtime.sessions.target import Target
 
-ONNX_SUFFIXES = (".onnx",)
-PLAN_SUFFIXES = (".plan", ".engine")
 PLAN_KIND = "tensorrt-plan"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelDescription:
-    """How to feed a model and read its outputs."""
-
-    name: str
-    task: str  # "classification", "features" or "unknown"
-    preprocess: Preprocess | None
-    precision: str | None  # fp32 / fp16 / int8 where known
-    labels: tuple[str, ...] | None = None  # class names in class order, where the model has them
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """A resolved `open` target. `kind` is "onnx", "plan" or "torch"."""
-
-    kind: str
-    path: Path | None  # the file (onnx/plan); None for torch
-    model: str | None  # torch: zoo name or package.module:factory
-    weights: Path | None  # torch: state_dict to load
-    bundle: Path | None  # the bundle the artifact belongs to, when its manifest lists it
-    manifest: Manifest | None
-    record_name: str | None  # the artifact's file name in the manifest
-
-    @property
-    def record(self) -> ArtifactRecord | None:
-        if self.manifest is None or self.record_name is None:
-            return None
-        return self.manifest.artifacts.get(self.record_name)
-
-    @property
-    def label(self) -> str:
-        return str(self.path) if self.path is not None else f"{self.model} (torch)"
 
 
 def _bundle_of(path: Path) -> tuple[Path | None, Manifest | None, str | None]:
@@ -92,7 +55,8 @@ def _torch_target_of_bundle(bundle: Path, manifest: Manifest) -> Target:
 
 
 def locate(target: str | Path, backend: str, weights: Path | None = None) -> Target:
-    """Resolve what the user named. `backend` is "auto", "torch", "onnxruntime", "openvino" or "tensorrt"."""
+    """Resolve what the user named. `backend` is "auto" or an engine's name; a file's format comes from its suffix
+    (the engine registry)."""
     path = Path(target)
     if not path.exists():
         text = str(target)
@@ -105,51 +69,28 @@ def locate(target: str | Path, backend: str, weights: Path | None = None) -> Tar
         return _bundle_target(path, backend)
     bundle, manifest, record_name = _bundle_of(path)
     suffix = path.suffix.lower()
-    if suffix in ONNX_SUFFIXES:
+    file_format = engines.format_of(suffix)
+    if file_format == "onnx":
         if backend == "tensorrt":
             raise UserError(f"{path} is ONNX; build a TensorRT plan from it with `onebyone build {path}` and open "
-                            "that, or use --backend onnxruntime (its TensorRT execution provider) or openvino")
+                            f"that, or use {option('backend', 'onnxruntime')} (its TensorRT execution provider) or "
+                            "openvino")
         if backend == "torch":
             if manifest is None:
                 raise UserError(f"{path} is not part of a bundle, so its torch model is unknown; open the model by "
                                 "zoo name or package.module:factory")
             return _torch_target_of_bundle(path.parent, manifest)
-        return Target("onnx", path, None, None, bundle, manifest, record_name)
-    if suffix in PLAN_SUFFIXES:
-        if backend not in ("auto", "tensorrt"):
-            raise UserError(f"{path} is a TensorRT plan; it runs only with --backend tensorrt")
-        return Target("plan", path, None, None, bundle, manifest, record_name)
-    raise UserError(f"{path}: unknown artifact type {suffix or '(no suffix)'}; expected .onnx, .plan or a bundle "
-                    "directory")
+    if file_format is None:
+        known = sorted({s for engine in engines.engines() for s in engine.suffixes})
+        raise UserError(f"{path}: unknown artifact type {suffix or '(no suffix)'}; expected {', '.join(known)} or a "
+                        "bundle directory")
+    if backend != "auto" and engines.engine(backend).opens != file_format:
+        runners = ", ".join(e.name for e in engines.opening(file_format))
+        raise UserError(f"{path} is a {file_format} file; backend {backend} does not run it (use {runners} or auto)")
+    return Target(file_format, path, None, None, bundle, manifest, record_name)
 
 
 def _is_zoo_name(name: str) -> bool:
     from onebyone.export.zoo import ZOO
 
     return name.removeprefix("zoo:") in ZOO
-
-
-def describe_from_manifest(manifest: Manifest, record: ArtifactRecord | None) -> ModelDescription:
-    model = manifest.model
-    return ModelDescription(name=model.name, task=model.task,
-                            preprocess=Preprocess.from_dict(model.preprocess) if model.preprocess else None,
-                            precision=record.precision if record is not None else "fp32",
-                            labels=tuple(model.labels) if model.labels is not None else None)
-
-
-def describe_from_metadata(name: str, metadata: dict[str, str], precision: str | None) -> ModelDescription:
-    """From the `onebyone.*` metadata `export` writes into the ONNX file (and `build` copies into plan.json)."""
-    preprocess, labels = None, None
-    if "onebyone.preprocess" in metadata:
-        try:
-            preprocess = Preprocess.from_dict(json.loads(metadata["onebyone.preprocess"]))
-        except (ValueError, KeyError, TypeError):
-            preprocess = None
-    if "onebyone.labels" in metadata:
-        try:
-            found = json.loads(metadata["onebyone.labels"])
-            labels = tuple(found) if isinstance(found, list) and all(isinstance(v, str) for v in found) else None
-        except ValueError:
-            labels = None
-    return ModelDescription(name=metadata.get("onebyone.model", name), task=metadata.get("onebyone.task", "unknown"),
-                            preprocess=preprocess, precision=precision or metadata.get(PRECISION_KEY), labels=labels)

@@ -19,7 +19,8 @@ from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.sessions.base import Session
-from onebyone.runtime.sessions.locate import Target, describe_from_manifest, describe_from_metadata
+from onebyone.runtime.sessions.engines import OpenOptions
+from onebyone.runtime.sessions.target import Target, describe_from_manifest, describe_from_metadata
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -87,9 +88,10 @@ class OnnxRuntimeSession(Session):
 
     backend = "onnxruntime"
 
-    def __init__(self, target: Target, providers: Sequence[str] | None) -> None:
+    def __init__(self, target: Target, options: OpenOptions) -> None:
         import onnxruntime as ort
 
+        providers = options.providers
         path = target.path
         chosen = choose_providers(providers, ort.get_available_providers(), nvidia_driver_present(),
                                   _loadable("libnvinfer.so.10", "libnvinfer.so.11"))

@@ -30,7 +30,8 @@ from onebyone.runtime.core.cpu import Cpu, this_cpu
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.ort_session import affinity_threads
 from onebyone.runtime.sessions.base import Session
-from onebyone.runtime.sessions.locate import Target, describe_from_manifest, describe_from_metadata
+from onebyone.runtime.sessions.engines import OpenOptions
+from onebyone.runtime.sessions.target import Target, describe_from_manifest, describe_from_metadata
 
 INSTALL_HINT = "install it with: pip install 'onebyone[openvino]'"
 BF16_FEATURES = frozenset({"avx512_bf16", "amx_bf16"})
@@ -96,7 +97,7 @@ class OpenVinoSession(Session):
 
     backend = "openvino"
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, options: OpenOptions) -> None:
         openvino = import_openvino()
         path = target.path
         core = openvino.Core()

@@ -12,7 +12,7 @@ from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.parity.kernel_check import check_kernels
 from onebyone.runtime.parity.metrics import check_golden
 from onebyone.runtime.sessions.base import Session
-from onebyone.runtime.sessions.locate import Target
+from onebyone.runtime.sessions.target import Target
 
 
 class SelfCheckFailed(CheckFailed):

@@ -24,7 +24,8 @@ from onebyone.runtime.bundle.tensors import BatchRange, TensorSpec, is_torch_ten
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.cuda_memory import NEEDS_GPU, CudaDevice
-from onebyone.runtime.sessions.locate import Target, describe_from_manifest, describe_from_metadata
+from onebyone.runtime.sessions.engines import OpenOptions
+from onebyone.runtime.sessions.target import Target, describe_from_manifest, describe_from_metadata
 
 TENSORRT_ALIGNMENT = 256  # bytes: TensorRT requires tensor addresses aligned to this
 
@@ -75,7 +76,7 @@ class TensorRTSession(Session):
 
     backend = "tensorrt"
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, options: OpenOptions) -> None:
         plan = target.path
         info = read_plan_info(plan)
         trt = import_tensorrt()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from onebyone.runtime.bundle.plan import BuildOptions, Profile
-from onebyone.runtime.core.errors import OnebyoneWarning, UserError
+from onebyone.runtime.core.errors import OnebyoneWarning, UserError, option
 from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.core.progress import progress
 from onebyone.runtime.sessions.cuda_memory import CudaDevice
@@ -75,7 +75,7 @@ def build_plan(onnx_path: Path, staged_plan: Path, profiles: dict[str, Profile],
             seconds = time.perf_counter() - started
             if serialized is None:
                 raise UserError(f"TensorRT could not build an engine from {onnx_path} (its log above says why); "
-                                "try a larger --workspace or a lower --opt-level")
+                                f"try a larger {option('workspace')} or a lower {option('opt_level')}")
             with staged_plan.open("wb") as stream:
                 stream.write(serialized)
             if cache_path is not None:

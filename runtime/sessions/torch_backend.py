@@ -12,7 +12,8 @@ from onebyone.export.zoo import instantiate, resolve
 from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.sessions.base import Session
-from onebyone.runtime.sessions.locate import ModelDescription, Target
+from onebyone.runtime.sessions.engines import OpenOptions
+from onebyone.runtime.sessions.target import ModelDescription, Target
 
 INPUT_NAME = "input"  # the graph input name `onebyone export` gives by default
 
@@ -22,8 +23,8 @@ class TorchSession(Session):
 
     backend = "torch"
 
-    def __init__(self, target: Target, input_shape: tuple[int, int, int] | None) -> None:
-        manifest = target.manifest
+    def __init__(self, target: Target, options: OpenOptions) -> None:
+        manifest, input_shape = target.manifest, options.input_shape
         if input_shape is None and manifest is not None:
             input_shape = tuple(manifest.model.input_shape)  # type: ignore[assignment]
         spec = resolve(target.model or "", input_shape)

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import onebyone.runtime.sessions.opening as sessions
+from onebyone import stages
 from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.bundle.plan import plan_info_path
 from onebyone.runtime.bundle.tolerances import TOLERANCES
-from onebyone.runtime.commands.bench import bench
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.sessions.cuda_memory import driver_installed
 from onebyone.runtime.sessions.onnxruntime_backend import nvidia_driver_present
@@ -164,12 +164,8 @@ def test_reduced_precision_engines_are_faster_than_fp32(built):
     bundle = built("resnet50")
     plans = {precision: bundle / Path(onnx_name).with_suffix(".plan").name
              for precision, onnx_name in ARTIFACTS.items()}
-    opened = {precision: sessions.open(plan) for precision, plan in plans.items()}
-    try:
-        rows = bench(opened, [MAX_BATCH], seconds=3.0)
-    finally:
-        for session in opened.values():
-            session.close()
-    speedups = {row["artifact"]: row["vs_first"] for row in rows}
+    result = stages.bench([str(plan) for plan in plans.values()], batches=[MAX_BATCH], seconds=3.0,
+                          labels=list(plans))
+    speedups = {row["artifact"]: row["vs_first"] for row in result.rows}
     print("TensorRT throughput vs FP32, ResNet-50 batch 8:", speedups)
     assert speedups["fp16"] > 1.0 and speedups["int8"] > 1.0

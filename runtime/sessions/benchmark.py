@@ -1,0 +1,167 @@
+"""Latency and throughput of any artifacts side by side (`onebyone bench`, `onebyone.stages.bench`).
+
+All artifacts are opened as sessions (self-checked) and fed the same input per batch size: the first artifact's
+golden inputs repeated to the batch when it belongs to a bundle, else fixed-seed N(0, 1). After a warm-up they are
+timed interleaved round by round (runtime/core/timing.py), so drift in the machine affects all alike. Per artifact
+and batch: median/p90/p99 latency, throughput, the ratio to the first artifact (median of per-round pairs), and how
+far its outputs are from the first artifact's on that input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME
+from onebyone.runtime.bundle.tensors import DYNAMIC
+from onebyone.runtime.core.cpu import this_cpu
+from onebyone.runtime.core.errors import UserError, option
+from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.core.timing import machine, time_interleaved
+from onebyone.runtime.parity.metrics import measure
+from onebyone.runtime.sessions.base import Session
+from onebyone.runtime.sessions.opening import open as open_session
+
+MIN_ROUNDS = 5
+INPUT_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchOptions:
+    """How to time. The defaults are the CLI's (`onebyone bench --help`)."""
+
+    batches: Sequence[int] = (1, 8)  # batch sizes
+    seconds: float = 10.0  # timing budget per artifact and batch size (at least MIN_ROUNDS rounds)
+    labels: Sequence[str] | None = None  # names for the artifacts, in order (default: as given)
+    backends: Sequence[str] = ("auto",)  # one backend for all artifacts, or one per artifact
+    providers: Sequence[str] | None = None  # onnxruntime execution providers
+    self_check: bool = True  # check bundle artifacts against their golden outputs when opening them
+    json: Path | None = None  # write the result as JSON here
+    markdown: Path | None = None  # write the table as a Markdown section here
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """The machine, each artifact as opened (label, target, backend, device, precision, self-check) and a row per
+    artifact and batch: timings, the ratio to the first, the difference from the first's outputs — or `skipped`."""
+
+    machine: dict[str, Any]
+    seconds: float
+    artifacts: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+
+    def backend_of(self, label: str) -> str:
+        return next(a["backend"] for a in self.artifacts if a["label"] == label)
+
+    def as_record(self) -> dict[str, Any]:
+        return {"machine": self.machine, "seconds": self.seconds, "artifacts": self.artifacts, "results": self.rows}
+
+    def markdown(self) -> str:
+        lines = ["## Runtime sessions (`onebyone bench`)", "",
+                 f"Throughput ratios are relative to the first artifact, each the median of per-round pairs. "
+                 f"CPU: {this_cpu().describe()}.", "",
+                 "| artifact | backend | batch | median ms | p90 ms | p99 ms | samples/s | × first "
+                 "| rel. diff vs first |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in self.rows:
+            if "skipped" not in row:
+                lines.append(f"| {row['artifact']} | {self.backend_of(row['artifact'])} | {row['batch']} | "
+                             f"{row['median_ms']:.2f} | {row['p90_ms']:.2f} | {row['p99_ms']:.2f} | "
+                             f"{row['throughput']:.1f} | {row['vs_first']:.2f}× | {row['max_rel_diff_vs_first']:.1e} |")
+        return "\n".join(lines) + "\n"
+
+
+def bench(artifacts: Sequence[str], options: BenchOptions) -> BenchResult:
+    """Open every artifact and time them side by side; write the JSON/Markdown files `options` names."""
+    labels = list(options.labels or artifacts)
+    if len(labels) != len(artifacts) or len(set(labels)) != len(labels):
+        raise UserError(f"{option('labels')}: give {len(artifacts)} distinct names, one per artifact")
+    backends = list(options.backends) * len(artifacts) if len(options.backends) == 1 else list(options.backends)
+    if len(backends) != len(artifacts):
+        raise UserError(f"{option('backends')}: give one backend, or {len(artifacts)}, one per artifact")
+    sessions: dict[str, Session] = {}
+    try:
+        for label, artifact, backend in zip(labels, artifacts, backends, strict=True):
+            sessions[label] = open_session(artifact, backend, providers=options.providers,
+                                           self_check=options.self_check)
+        names = {tuple((s.name, s.shape[1:]) for s in session.inputs) for session in sessions.values()}
+        if len(names) > 1:
+            raise UserError("the artifacts take different inputs, so they cannot be fed the same batch: "
+                            + "; ".join(f"{k}: {[s.describe() for s in v.inputs]}" for k, v in sessions.items()))
+        result = BenchResult(machine(), options.seconds, [
+            {"label": label, "target": str(artifact), "backend": s.backend, "device": s.device,
+             "precision": s.model.precision, "described": s.describe(), "self_check": s.self_check_note}
+            for (label, s), artifact in zip(sessions.items(), artifacts, strict=True)],
+            _time(sessions, options.batches, options.seconds))
+    finally:
+        for session in sessions.values():
+            session.close()
+    if options.json is not None:
+        with atomic_write(options.json) as tmp:
+            tmp.write_text(json.dumps(result.as_record(), indent=2) + "\n")
+    if options.markdown is not None:
+        with atomic_write(options.markdown) as tmp:
+            tmp.write_text(result.markdown())
+    return result
+
+
+def _feed(session: Session, batch: int) -> dict[str, np.ndarray]:
+    """The bundle's golden inputs repeated to `batch` (real data where the model has some, e.g. digits), else
+    standard-normal inputs from a fixed seed."""
+    golden_path = session.target.bundle / GOLDEN_NAME if session.target.bundle is not None else None
+    if golden_path is not None and golden_path.is_file():
+        golden = Golden.load(golden_path).inputs
+        return {name: np.resize(value, (batch, *value.shape[1:])) for name, value in golden.items()}
+    rng = np.random.default_rng(INPUT_SEED + batch)
+    feed = {}
+    for spec in session.inputs:
+        shape = [batch if axis == 0 and size == DYNAMIC else size for axis, size in enumerate(spec.shape)]
+        feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+    return feed
+
+
+def _accepts(session: Session, feed: dict[str, np.ndarray]) -> bool:
+    batch = len(next(iter(feed.values())))
+    fixed = {spec.shape[0] for spec in session.inputs if spec.shape and spec.shape[0] != DYNAMIC}
+    upper = session.batch_range.maximum
+    return (not fixed or fixed == {batch}) and session.batch_range.minimum <= batch and (upper is None
+                                                                                          or batch <= upper)
+
+
+def _difference(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """Max |diff| relative to max |reference| over all outputs, and top-1 agreement of class scores."""
+    metrics = measure(reference, outputs, None)
+    return {"max_rel_diff_vs_first": metrics.max_rel, "top1_agreement_vs_first": metrics.top1_agreement}
+
+
+def _time(sessions: dict[str, Session], batches: Sequence[int], seconds: float) -> list[dict[str, Any]]:
+    """Per batch size: every session that accepts it, timed interleaved against the first (module docstring)."""
+    rows: list[dict[str, Any]] = []
+    first_label, first = next(iter(sessions.items()))
+    for batch in batches:
+        feed = _feed(first, batch)
+        runnable = {label: s for label, s in sessions.items() if _accepts(s, feed)}
+        rows.extend({"artifact": label, "batch": batch, "skipped": "batch outside what the artifact accepts"}
+                    for label in sessions if label not in runnable)
+        if first_label not in runnable:
+            continue
+        outputs, probe = {}, 0.0
+        for label, session in runnable.items():  # one untimed run each: warm-up, cost probe, outputs to compare
+            started = time.perf_counter()
+            outputs[label] = session.run(feed)
+            probe += time.perf_counter() - started
+        rounds = max(MIN_ROUNDS, math.ceil(seconds * len(runnable) / probe))
+        timings = time_interleaved({label: (lambda s=s, f=feed: s.run(f)) for label, s in runnable.items()}, batch,
+                                   rounds, warmup=1, label="bench")
+        for label, timing in timings.items():
+            rows.append({"artifact": label, **timing.as_record(), "vs_first": timing.speedup_over(timings[first_label]),
+                         **_difference(outputs[first_label], outputs[label])})
+    return rows

@@ -1,0 +1,101 @@
+"""The build stage (`onebyone build`, `onebyone.stages.build`): a TensorRT engine and its `MODEL.plan.json` (GPU only).
+
+Everything that needs no GPU — reading the ONNX, the batch options, the output location — is checked first, so a
+mistake is reported as such on any machine; then TensorRT builds, and in a bundle the plan must reproduce the golden
+torch outputs within its precision's tolerance before plan, plan.json and the manifest entry are published.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, ArtifactRecord, write_manifest
+from onebyone.runtime.bundle.plan import BuildOptions, PlanInfo, plan_info_path, profile_shapes, profiles_record
+from onebyone.runtime.bundle.tensors import spec_records
+from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
+from onebyone.runtime.core.errors import CheckFailed
+from onebyone.runtime.core.files import ensure_writable_dir, publish, sha256_file, staging_dir
+from onebyone.runtime.parity.metrics import Parity, check_golden
+from onebyone.runtime.sessions.locate import PLAN_KIND, locate
+from onebyone.runtime.sessions.target import Target
+
+
+@dataclasses.dataclass
+class BuildResult:
+    """The plan written, what plan.json records of it, and (in a bundle) its golden check."""
+
+    output: Path
+    info: PlanInfo
+    parity: Parity | None  # the plan against the bundle's golden torch outputs; None outside a bundle
+    recorded: bool  # listed in the bundle's manifest (the plan was written into its bundle)
+
+    def describe(self) -> str:
+        info = self.info
+        text = (f"built {self.output} in {info.build_seconds:.1f} s: TensorRT {info.tensorrt}, {info.gpu} "
+                f"(compute {info.compute_capability}), {info.precision}, batch {info.options['min_batch']}.."
+                f"{info.options['max_batch']}")
+        if self.parity is not None:
+            text += f"\n{self.output.name}  {info.precision}  TensorRT vs torch: {self.parity.describe()}"
+        return text
+
+
+def build(onnx: Path, output: Path | None, options: BuildOptions) -> BuildResult:
+    """Build `onnx` into `output` (default: beside it, suffix .plan). Raises UserError for what can be fixed before
+    building (options, inputs, the output folder, a missing GPU or TensorRT), CheckFailed when the engine does not
+    reproduce the bundle's golden outputs (nothing written)."""
+    from onebyone.runtime.bundle.onnx_file import graph_precision, io_specs, load_model
+    from onebyone.runtime.sessions.tensorrt_build import build_plan
+
+    model = load_model(onnx)
+    inputs, outputs = io_specs(model)
+    profiles = profile_shapes(inputs, options)
+    output = output or onnx.with_suffix(".plan")
+    ensure_writable_dir(output.parent)
+    source = locate(onnx, "onnxruntime")
+    record = source.record
+    precision = record.precision if record is not None and record.precision else graph_precision(model)
+    tolerance = record.tolerance if record is not None and record.tolerance else TOLERANCES[precision]
+    golden = Golden.load(source.bundle / GOLDEN_NAME) if source.bundle is not None else None
+    with staging_dir(output.parent) as stage:
+        staged = stage / output.name
+        built = build_plan(onnx, staged, profiles, options)
+        info = PlanInfo(onnx={"name": str(onnx), "sha256": sha256_file(onnx)},
+                        plan_sha256=sha256_file(staged), precision=precision, profiles=profiles_record(profiles),
+                        options={k: str(v) if isinstance(v, Path) else v
+                                 for k, v in dataclasses.asdict(options).items()},
+                        metadata=dict(model.metadata_props),
+                        io={"inputs": spec_records(inputs), "outputs": spec_records(outputs)}, **built)
+        plan_info_path(staged).write_text(info.to_json())
+        parity = _golden_parity(staged, golden, tolerance) if golden is not None else None
+        if parity is not None and not parity.ok:
+            raise CheckFailed(f"the engine does not match torch: {parity.describe()}; nothing was written")
+        publish(staged, output)
+        publish(plan_info_path(staged), plan_info_path(output))
+        recorded = parity is not None and output.parent.resolve() == source.bundle.resolve()
+        if recorded:
+            _record(source, output, info, parity)
+    return BuildResult(output, info, parity, recorded)
+
+
+def _golden_parity(staged: Path, golden: Golden, tolerance: Tolerance) -> Parity:
+    """Run the bundle's golden inputs through the staged plan (the plan.json beside it) and compare."""
+    from onebyone.runtime.sessions.engines import OpenOptions
+    from onebyone.runtime.sessions.tensorrt_backend import TensorRTSession
+
+    with TensorRTSession(Target.file("plan", staged), OpenOptions()) as session:
+        return check_golden(golden, session.run_batched(golden.inputs), tolerance)
+
+
+def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> None:
+    """Add the plan and its plan.json to the bundle manifest (so a re-export removes them as stale)."""
+    manifest = source.manifest
+    made_by = {"stage": "build", "onnx": source.path.name, "tensorrt": info.tensorrt, "gpu": info.gpu,
+               "compute_capability": info.compute_capability, "options": info.options}
+    manifest.artifacts[output.name] = ArtifactRecord.for_file(
+        output, kind=PLAN_KIND, made_by=made_by, precision=info.precision, tolerance=parity.tolerance,
+        parity=parity.as_record())
+    manifest.artifacts[plan_info_path(output).name] = ArtifactRecord.for_file(
+        plan_info_path(output), kind="tensorrt-plan-info", made_by={"stage": "build", "belongs_to": output.name})
+    write_manifest(source.bundle, manifest)

@@ -1,0 +1,68 @@
+"""Sessions fed from files and outputs kept in files: images (preprocessed as the model records) and model-ready
+.npy arrays stacked into one batch, outputs saved as .npy/.npz, class scores turned into top-k with softmax
+probabilities (`onebyone infer`)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from onebyone.runtime.bundle.labelled import top_k
+from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, load_image
+from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.sessions.base import Session
+
+
+def load_inputs(paths: list[Path], session: Session) -> tuple[np.ndarray, list[str]]:
+    """One batch from image and .npy files, and a label per sample."""
+    arrays: list[np.ndarray] = []
+    labels: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"input {path} does not exist")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            if session.model.preprocess is None:
+                raise UserError(f"{session.target.label} records no preprocessing, so images cannot be fed to it; "
+                                "pass a model-ready .npy instead")
+            arrays.append(load_image(path, session.model.preprocess)[None])
+            labels.append(path.name)
+        elif path.suffix.lower() == ".npy":
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as err:
+                raise UserError(f"cannot read {path}: {err}") from None
+            rank = len(session.inputs[0].shape)
+            array = array[None] if array.ndim == rank - 1 else array
+            arrays.append(array)
+            labels.extend([path.name] if len(array) == 1 else [f"{path.name}[{i}]" for i in range(len(array))])
+        else:
+            raise UserError(f"input {path}: expected {', '.join(IMAGE_SUFFIXES)} or .npy")
+    shapes = {a.shape[1:] for a in arrays}
+    if len(shapes) > 1:
+        raise UserError(f"the inputs have different sample shapes {sorted(shapes)}; they cannot form one batch")
+    return np.concatenate(arrays), labels
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def top_classes(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """Per row: (class, softmax probability) for the k highest scores, best first."""
+    probabilities = softmax(scores.astype(np.float64))
+    return [[(int(c), float(probabilities[row, c])) for c in classes]
+            for row, classes in enumerate(top_k(scores, k))]
+
+
+def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    if len(outputs) == 1:
+        np.save(buffer, next(iter(outputs.values())))
+    else:
+        np.savez(buffer, **outputs)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
