@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -450,3 +451,84 @@ def test_a_compressed_bomb_is_held_to_the_body_limit(server):
     status, headers, body = post(server[0], "/v2/models/digits_resnet/infer", bomb, {"Content-Encoding": "gzip"})
     assert status == 413 and headers["Content-Type"].startswith("application/json") and "error" in json.loads(body)
     assert infer_json(server[0], digits_request())[0] == 200
+
+
+def failures(url: str) -> int:
+    return triton.InferenceServerClient(url).get_inference_statistics("digits_resnet")["model_stats"][0][
+        "inference_stats"]["fail"]["count"]
+
+
+@pytest.mark.parametrize("length", ["١٢".encode(), "²".encode(), b"1" * 5000, b"+12", b"1_2", b"0x10"])
+def test_a_header_length_that_is_no_ascii_integer_is_a_400(server, length):
+    """int() takes other scripts' digits, signs and underscores, and refuses more than 4,300 digits: each was a 500
+    outside the error handling."""
+    before = failures(server[0])
+    status, _, body = post(server[0], "/v2/models/digits_resnet/infer", json.dumps(digits_request()).encode(),
+                           {"Inference-Header-Content-Length": length})  # type: ignore[dict-item]
+    assert status == 400 and "Inference-Header-Content-Length" in json.loads(body)["error"]
+    assert failures(server[0]) == before + 1
+
+
+@pytest.mark.parametrize("timeout", [10**400, 2**63])
+def test_a_timeout_beyond_int64_is_a_400_and_counted_as_a_failure(server, timeout):
+    """10**400 µs overflowed the deadline arithmetic: a 500, missing from the statistics."""
+    before = failures(server[0])
+    status, body = infer_json(server[0], digits_request() | {"parameters": {"timeout": timeout}})
+    assert status == 400 and "timeout must be" in body["error"]
+    assert failures(server[0]) == before + 1
+    assert infer_json(server[0], digits_request() | {"parameters": {"timeout": 2**63 - 1}})[0] == 200
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "gzip, deflate"])
+def test_a_body_that_does_not_decompress_is_a_400_on_a_connection_kept_open(server, encoding):
+    host, port = server[0].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    for body in (b"this is not compressed at all", gzip.compress(json.dumps(digits_request()).encode())[:-9]):
+        connection.request("POST", "/v2/models/digits_resnet/infer", body=body, headers={"Content-Encoding": encoding})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 400 and ("decompress" in answer["error"] or "truncated" in answer["error"]), answer
+    connection.request("POST", "/v2/models/digits_resnet/infer", body=gzip.compress(json.dumps(digits_request())
+                                                                                    .encode()),
+                       headers={"Content-Encoding": "gzip"})  # the same connection still serves
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["outputs"][0]["name"] == "logits"
+    connection.close()
+
+
+def test_an_unknown_encoding_is_a_415(server):
+    status, _, body = post(server[0], "/v2/models/digits_resnet/infer", b"{}", {"Content-Encoding": "zstd"})
+    assert status == 415 and "zstd" in json.loads(body)["error"]
+
+
+def test_liveness_holds_while_a_large_bomb_is_refused(server):
+    """A 512 MB gzip bomb (about 0.5 MB on the wire) is refused at the body limit, off the event loop: liveness keeps
+    answering within 1 s (it stalled 6–8 s while a 1 GB bomb was inflated on the loop)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    bomb = b"".join(deflate.compress(zeros) for _ in range(512)) + deflate.flush()
+    assert len(bomb) < LIMIT
+    answers: list[int] = []
+    sender = threading.Thread(target=lambda: answers.append(
+        post(server[0], "/v2/models/digits_resnet/infer", bomb, {"Content-Encoding": "gzip"})[0]))
+    slowest = 0.0
+    sender.start()
+    while sender.is_alive():
+        started = time.perf_counter()
+        assert post(server[0], "/v2/health/live", b"")[0] in (200, 405)
+        slowest = max(slowest, time.perf_counter() - started)
+    sender.join()
+    assert answers == [413] and slowest < 1.0, (answers, slowest)
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time(bundle_copy):
+    entries = load_models([bundle_copy("digits_resnet")], "auto", None, 8, None)
+    with BackgroundServer(create_app(entries, LIMIT, None, keepalive_s=1.0)) as background:
+        host, port = background.url.split(":")
+        connection = socket.create_connection((host, int(port)), timeout=10)
+        connection.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert connection.recv(4096) == b""  # closed by the server
+        assert 0.5 < time.monotonic() - started < 5
+        connection.close()

@@ -120,3 +120,31 @@ def test_the_docs_grpc_snippet_works_against_the_server(served, capsys):
     with sessions.open(served[1]) as session:
         expected = session.run(np.zeros((2, 1, 8, 8), np.float32))["logits"].argmax(axis=1)
     assert capsys.readouterr().out.strip() == str(expected)
+
+
+def raw_model_infer(served, body: bytes) -> grpc.RpcError:
+    """Send `body` as the ModelInfer request's bytes, as a client with another protobuf library might."""
+    with grpc.insecure_channel(served[0].grpc_url) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as error:
+            call(body, timeout=30)
+    return error.value
+
+
+@pytest.mark.parametrize(("datatype", "field", "value"), [
+    ("INT8", "int_contents", 300), ("INT8", "int_contents", -200), ("UINT8", "uint_contents", 300),
+    ("INT16", "int_contents", 40000), ("UINT16", "uint_contents", 70000),
+])
+def test_typed_contents_out_of_their_datatype_are_invalid_arguments(served, datatype, field, value):
+    request = triton_grpc.service_pb2.ModelInferRequest(model_name="digits_resnet")
+    tensor = request.inputs.add(name="input", datatype=datatype, shape=[1])
+    getattr(tensor.contents, field).append(value)
+    error = raw_model_infer(served, request.SerializeToString())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and f"out of {datatype}'s range" in error.details()
+
+
+@pytest.mark.parametrize("body", [b"\xff\xff\xff", b"\x0a\x05abc", bytes(range(256))])
+def test_a_request_that_is_not_protobuf_is_an_invalid_argument(served, client, body):
+    error = raw_model_infer(served, body)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a ModelInferRequest" in error.details()
+    assert client.is_server_live()

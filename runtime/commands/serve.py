@@ -8,10 +8,16 @@ import logging
 
 from rich.console import Console
 
-from onebyone.runtime.commands.arguments import add_batching_options, add_session_options, max_delay_us, positive_int
+from onebyone.runtime.commands.arguments import (
+    add_batching_options,
+    add_session_options,
+    max_delay_us,
+    positive_float,
+    positive_int,
+)
+from onebyone.runtime.serve import KEEPALIVE_S, SHUTDOWN_SECONDS
 
 stdout = Console(highlight=False, soft_wrap=True)
-SHUTDOWN_SECONDS = 30  # how long a stopping server waits for in-flight requests
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +28,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="gRPC port: Triton's GRPCInferenceService (default 8001)")
     parser.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
     add_batching_options(parser)
-    parser.add_argument("--max-request-mb", type=positive_int, default=64, help="request body limit (default 64)")
+    parser.add_argument("--max-request-mb", type=positive_int, default=64,
+                        help="request body limit, after decompression (default 64)")
+    parser.add_argument("--keepalive-s", type=positive_float, default=KEEPALIVE_S,
+                        help=f"close a connection (HTTP or gRPC) idle this long (default {KEEPALIVE_S:g})")
     parser.add_argument("--max-queue", type=positive_int, default=256,
                         help="requests a model holds waiting or running; more are refused with 503 / UNAVAILABLE "
                              "and a retry hint (default 256)")
@@ -43,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
         state = "ready" if entry.ready else f"NOT READY: {entry.error}"
         detail = f"{entry.session.describe()}, max_batch_size {entry.max_batch_size}" if entry.session else ""
         stdout.print(f"model {entry.name!r}: {state}{'  ' + detail if detail else ''}")
-    app = create_app(entries, args.max_request_mb << 20, delay_us)
+    app = create_app(entries, args.max_request_mb << 20, delay_us, args.keepalive_s)
     serve_forever(app, args.host, args.port, None if args.no_grpc else args.grpc_port, SHUTDOWN_SECONDS, stdout.print)
     return 0

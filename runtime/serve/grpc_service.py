@@ -11,13 +11,16 @@ UNAVAILABLE for a model that is not ready.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceServicer, add_GRPCInferenceServiceServicer_to_server
 
@@ -39,6 +42,7 @@ from onebyone.runtime.serve.protocol import (
     reshaped,
 )
 
+SERVICE = "inference.GRPCInferenceService"
 TYPED_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
                   "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
                   "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
@@ -72,7 +76,7 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
             field = TYPED_CONTENTS.get(tensor.datatype)
             if field is None:
                 raise ProtocolError(f"input {name!r}: {tensor.datatype} travels as raw_input_contents only")
-            array = np.asarray(getattr(tensor.contents, field), dtype=dtype)
+            array = _typed(name, tensor.datatype, getattr(tensor.contents, field), dtype)
             if array.size != count:
                 raise ProtocolError(f"input {name!r}: {array.size} values for shape {list(shape)} ({count} expected)")
         if name in inputs:
@@ -91,6 +95,19 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
     timeout_us = checked_timeout(timeout.int64_param if timeout.WhichOneof("parameter_choice") == "int64_param"
                                  else None) if timeout is not None else 0
     return InferRequest(request.id or None, inputs, outputs or None, True, timeout_us)
+
+
+def _typed(name: str, datatype: str, values: Any, dtype: np.dtype) -> np.ndarray:
+    """Typed contents as `dtype`. The protobuf field is wider than the narrow integer types (int_contents is int32
+    for INT8 and INT16), so a value outside the datatype's range is refused rather than wrapped."""
+    if dtype.kind in "iu" and len(values):
+        bounds = np.iinfo(dtype)
+        low, high = min(values), max(values)
+        if low < bounds.min or high > bounds.max:
+            wrong = low if low < bounds.min else high
+            raise ProtocolError(f"input {name!r}: value {wrong} is out of {datatype}'s range "
+                                f"[{bounds.min}, {bounds.max}]")
+    return np.asarray(values, dtype=dtype)
 
 
 def encode_response(entry: ModelEntry, request: InferRequest, outputs: Tensors) -> pb.ModelInferResponse:
@@ -118,8 +135,10 @@ class InferenceService(GRPCInferenceServiceServicer):
             raise _Refused(grpc.StatusCode.UNAVAILABLE, f"model {name!r} is not ready: {entry.error}")
         return entry
 
-    async def _call(self, context: grpc.aio.ServicerContext, respond: Any) -> Any:
+    async def _call(self, context: grpc.aio.ServicerContext, respond: Any, request: object = None) -> Any:
         try:
+            if isinstance(request, Undecodable):
+                raise ProtocolError(f"the request is not a {request.message} (protobuf): {request.error}")
             return await respond()
         except _Refused as err:
             await context.abort(err.code, str(err))
@@ -145,7 +164,7 @@ class InferenceService(GRPCInferenceServiceServicer):
         async def respond() -> pb.ModelReadyResponse:
             return pb.ModelReadyResponse(ready=self._entry(request.name, request.version, need_ready=False).ready)
 
-        return await self._call(context, respond)
+        return await self._call(context, respond, request)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest,
                             context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
@@ -153,7 +172,7 @@ class InferenceService(GRPCInferenceServiceServicer):
             metadata = self._entry(request.name, request.version).metadata()
             return json_format.ParseDict(metadata, pb.ModelMetadataResponse())
 
-        return await self._call(context, respond)
+        return await self._call(context, respond, request)
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
                           ) -> pb.ModelConfigResponse:
@@ -161,7 +180,7 @@ class InferenceService(GRPCInferenceServiceServicer):
             config = self._entry(request.name, request.version).config(self._settings["max_delay_us"])
             return json_format.ParseDict({"config": config}, pb.ModelConfigResponse())
 
-        return await self._call(context, respond)
+        return await self._call(context, respond, request)
 
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest,
                               context: grpc.aio.ServicerContext) -> pb.ModelStatisticsResponse:
@@ -171,7 +190,7 @@ class InferenceService(GRPCInferenceServiceServicer):
             stats = [entry.statistics.as_triton(entry.name, entry.version) for entry in entries]
             return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
 
-        return await self._call(context, respond)
+        return await self._call(context, respond, request)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
                          ) -> pb.ModelInferResponse:
@@ -184,15 +203,55 @@ class InferenceService(GRPCInferenceServiceServicer):
 
             return await answer(entry, received, parse, lambda parsed, outputs: encode_response(entry, parsed, outputs))
 
-        return await self._call(context, respond)
+        return await self._call(context, respond, request)
+
+
+@dataclasses.dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes are not the method's protobuf message: answered INVALID_ARGUMENT, as Triton does
+    (grpc's own deserialization failure would be UNKNOWN)."""
+
+    message: str  # the message type expected
+    error: str
+
+
+def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parsed(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as err:
+            return Undecodable(deserialize.__self__.__name__, str(err))  # type: ignore[attr-defined]
+
+    return parsed
+
+
+class _Handlers:
+    """Stands in for the server while the generated `add_GRPCInferenceServiceServicer_to_server` registers the
+    service, to take its method table."""
+
+    def __init__(self) -> None:
+        self.table: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass  # the same table arrives below
+
+    def add_registered_method_handlers(self, service: str, table: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.table = table
 
 
 def grpc_server(entries: dict[str, ModelEntry], settings: dict[str, Any], address: str,
                 max_message_bytes: int) -> tuple[grpc.aio.Server, int]:
-    """A grpc.aio server (not started) for `entries` on `address` ("host:port", port 0: any); and its port."""
+    """A grpc.aio server (not started) for `entries` on `address` ("host:port", port 0: any); and its port. Every
+    method's request deserializer is tolerant (`Undecodable`); connections idle for the keep-alive time close."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
-                                      ("grpc.max_send_message_length", -1)])
-    add_GRPCInferenceServiceServicer_to_server(InferenceService(entries, settings), server)
+                                      ("grpc.max_send_message_length", -1),
+                                      ("grpc.max_connection_idle_ms", round(settings["keepalive_s"] * 1000))])
+    captured = _Handlers()
+    add_GRPCInferenceServiceServicer_to_server(InferenceService(entries, settings), captured)
+    table = {name: handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+             for name, handler in captured.table.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, table),))
+    server.add_registered_method_handlers(SERVICE, table)
     port = server.add_insecure_port(address)
     if port == 0:
         raise UserError(f"cannot listen for gRPC on {address} (in use?); pick another {option('grpc_port')} or "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ DATATYPES: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in {
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]  # Triton's names
 MAX_RANK = 32  # numpy's limit is 64; no model here takes more than a handful
+MAX_TIMEOUT_US = 2**63 - 1
+HEADER_LENGTH_DIGITS = re.compile("[0-9]{1,18}")
 MAX_ELEMENTS = 1 << 40  # the product of a shape's non-zero dimensions (a zero beside huge dims is still nonsense)
 
 
@@ -61,9 +64,22 @@ class InferRequest:
 
 
 def checked_timeout(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ProtocolError(f"timeout must be a non-negative integer of microseconds, got {value!r}")
+    """Triton's `timeout` parameter: microseconds, an int64 (what its gRPC parameter holds)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIMEOUT_US:
+        shown = repr(value) if not isinstance(value, int) or value.bit_length() < 128 else "a larger number"
+        raise ProtocolError(f"timeout must be an integer of microseconds from 0 to 2^63 − 1, got {shown}")
     return value
+
+
+def header_length_of(text: str | None) -> int | None:
+    """The `Inference-Header-Content-Length` header as a byte count: ASCII digits only (int() would also take other
+    scripts' digits, signs and spaces, and refuses more than 4,300 digits)."""
+    if text is None:
+        return None
+    if not HEADER_LENGTH_DIGITS.fullmatch(text):
+        shown = text if len(text) <= 40 else f"{text[:40]}… ({len(text)} characters)"
+        raise ProtocolError(f"{HEADER_LENGTH} {shown!r} is not a byte count (ASCII digits)")
+    return int(text)
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -72,14 +88,11 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+def _split_body(body: bytes, header_length: int | None) -> tuple[dict[str, Any], memoryview]:
     if header_length is None:
         size = len(body)
     else:
-        try:
-            size = int(header_length)
-        except ValueError:
-            raise ProtocolError(f"{HEADER_LENGTH} {header_length!r} is not an integer") from None
+        size = header_length
         if not 0 < size <= len(body):
             raise ProtocolError(f"{HEADER_LENGTH} {size} is outside the body's {len(body)} bytes")
     try:
@@ -175,7 +188,8 @@ def _requested_outputs(header: dict[str, Any], binary_default: bool) -> dict[str
     return requested or None
 
 
-def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
+def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
+    """The request in `body`, whose first `header_length` bytes are its JSON header (None: all of it)."""
     header, binary = _split_body(body, header_length)
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):

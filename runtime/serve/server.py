@@ -25,7 +25,9 @@ from aiohttp.web_protocol import RequestHandler
 from onebyone.runtime.bundle.tensors import batchable
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.version import __version__
+from onebyone.runtime.serve import KEEPALIVE_S
 from onebyone.runtime.serve.batcher import QueueFull
+from onebyone.runtime.serve.encodings import decoded
 from onebyone.runtime.serve.inference import TimedOut, answer
 from onebyone.runtime.serve.metrics import exposition
 from onebyone.runtime.serve.models import ModelEntry, make_runner, model_name
@@ -35,6 +37,7 @@ from onebyone.runtime.serve.protocol import (
     InferRequest,
     ProtocolError,
     encode_infer_response,
+    header_length_of,
     parse_infer_request,
 )
 from onebyone.runtime.serve.statistics import ModelStatistics
@@ -141,7 +144,12 @@ class _JsonErrorServer(web.Server):
 
 
 class ServerRunner(web.AppRunner):
-    """An AppRunner whose connections answer HTTP-level errors as JSON (`_JsonErrorHandler`)."""
+    """An AppRunner whose connections answer HTTP-level errors as JSON (`_JsonErrorHandler`), close after the app's
+    keep-alive time idle, and hand request bodies over as sent (the infer route decompresses them, bounded, off the
+    event loop: runtime/serve/encodings.py)."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(app, keepalive_timeout=app[SETTINGS]["keepalive_s"], auto_decompress=False, **kwargs)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -246,11 +254,12 @@ def _json_parser(app: web.Application) -> concurrent.futures.ProcessPoolExecutor
     return workers[0]
 
 
-async def _parsed(app: web.Application, body: bytes, header_length: str | None) -> InferRequest:
+async def _parsed(app: web.Application, body: bytes, header: str | None) -> InferRequest:
     """The request, parsed on the event loop when its JSON is small; otherwise in a worker process: json.loads holds
     the GIL for the whole document, which would stall every other request and the health probes (a thread would
     not help; tests/test_serve_edges.py measures the probes during a 60 MB request)."""
-    json_bytes = int(header_length) if header_length is not None and header_length.isdigit() else len(body)
+    header_length = header_length_of(header)
+    json_bytes = header_length if header_length is not None else len(body)
     if json_bytes <= JSON_ON_LOOP_BYTES:
         return parse_infer_request(body, header_length)
     return await asyncio.get_running_loop().run_in_executor(_json_parser(app), parse_infer_request, body,
@@ -260,7 +269,8 @@ async def _parsed(app: web.Application, body: bytes, header_length: str | None) 
 async def infer(request: web.Request) -> web.Response:
     entry = _entry(request)
     received = time.perf_counter_ns()
-    body = await request.read()
+    body = await decoded(await request.read(), request.headers.get("Content-Encoding", ""),
+                         request.app[SETTINGS]["max_request_bytes"])
     content, header_length = await answer(
         entry, received, lambda: _parsed(request.app, body, request.headers.get(HEADER_LENGTH)),
         lambda parsed, outputs: encode_infer_response(entry.name, entry.version, parsed, outputs,
@@ -283,11 +293,14 @@ async def close_models(app: web.Application) -> None:
             entry.session.close()
 
 
-def create_app(entries: dict[str, ModelEntry], max_request_bytes: int, max_delay_us: int | None) -> web.Application:
+def create_app(entries: dict[str, ModelEntry], max_request_bytes: int, max_delay_us: int | None,
+               keepalive_s: float = KEEPALIVE_S) -> web.Application:
+    """The app serving `entries`: bodies (decompressed) up to `max_request_bytes`, the batching delay its configs
+    report, and connections (HTTP and gRPC) closed after `keepalive_s` idle."""
     app = web.Application(client_max_size=max_request_bytes, middlewares=[json_errors])
     app[ENTRIES] = entries
     app[JSON_WORKERS] = []
-    app[SETTINGS] = {"max_delay_us": max_delay_us, "max_request_bytes": max_request_bytes}
+    app[SETTINGS] = {"max_delay_us": max_delay_us, "max_request_bytes": max_request_bytes, "keepalive_s": keepalive_s}
     model = "/v2/models/{model}"
     versioned = "/v2/models/{model}/versions/{version}"
     app.router.add_get("/v2", server_metadata)
