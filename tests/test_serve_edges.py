@@ -208,8 +208,9 @@ def test_classification_returns_triton_top_k_strings(server, rng):
 
 # --- Triton's statistics and Prometheus metrics ----------------------------------------------------------------
 
-def scrape(url: str) -> dict[tuple[str, str], float]:
-    """/metrics parsed by prometheus_client's own parser: (metric, model) → value."""
+def scrape(url: str) -> dict[tuple[str, ...], float]:
+    """/metrics parsed by prometheus_client's own parser: (metric, model) → value, summed over a failure's reasons,
+    and (metric, model, reason) → value for each reason."""
     from prometheus_client.parser import text_string_to_metric_families
 
     host, port = url.split(":")
@@ -220,10 +221,15 @@ def scrape(url: str) -> dict[tuple[str, str], float]:
     text = response.read().decode()
     assert "# TYPE nv_inference_count counter\n" in text and "_total" not in text  # Triton's names, as Triton has them
     values = {}
+    gauges = {"nv_inference_pending_request_count"}
     for family in text_string_to_metric_families(text):
-        assert family.type == "counter"
+        assert family.type == ("gauge" if family.name in gauges else "counter"), family.name
         for sample in family.samples:
-            values[(family.name, sample.labels["model"])] = sample.value
+            key = (family.name, sample.labels["model"])
+            values[key] = values.get(key, 0.0) + sample.value
+            if "reason" in sample.labels:
+                values[(*key, sample.labels["reason"])] = sample.value
+    assert gauges <= {name for name, *_ in values}
     return values
 
 
@@ -251,6 +257,11 @@ def test_statistics_follow_tritons_schema_and_metrics_move_by_exactly_what_was_s
         return after[(metric, "digits_resnet")] - before[(metric, "digits_resnet")]
 
     assert moved("nv_inference_request_success") == good and moved("nv_inference_request_failure") == bad
+    reasons = {reason: after[("nv_inference_request_failure", "digits_resnet", reason)]
+               - before[("nv_inference_request_failure", "digits_resnet", reason)]
+               for reason in ("REJECTED", "CANCELED", "BACKEND", "OTHER")}
+    assert reasons == {"REJECTED": 0, "CANCELED": 0, "BACKEND": 0, "OTHER": bad}  # malformed: refused before a run
+    assert after[("nv_inference_pending_request_count", "digits_resnet")] == 0
     assert moved("nv_inference_count") == good and moved("nv_inference_exec_count") == good
     assert moved("nv_inference_request_duration_us") > 0 and moved("nv_inference_compute_infer_duration_us") > 0
     phases = stats["inference_stats"]
@@ -393,8 +404,34 @@ def test_a_full_queue_answers_503_with_a_retry_hint_and_recovers(bundle_copy):
         assert "StatusCode.UNAVAILABLE" in outcomes and "ok" in outcomes, outcomes
         assert post(background.url, "/v2/models/digits_resnet/infer", body)[0] == 200
         stats = triton.InferenceServerClient(background.url).get_inference_statistics("digits_resnet")
-        assert stats["model_stats"][0]["inference_stats"]["fail"]["count"] == statuses.count(503) + \
-            outcomes.count("StatusCode.UNAVAILABLE")
+        refused_count = statuses.count(503) + outcomes.count("StatusCode.UNAVAILABLE")
+        assert stats["model_stats"][0]["inference_stats"]["fail"]["count"] == refused_count
+        assert scrape(background.url)[("nv_inference_request_failure", "digits_resnet", "REJECTED")] == refused_count
+
+
+def test_the_pending_gauge_counts_requests_admitted_and_not_yet_answered(bundle_copy):
+    import concurrent.futures
+
+    entries = load_models([bundle_copy("digits_resnet")], "auto", None, 8, None)
+    session = entries["digits_resnet"].session
+    fast_run, release = session.run, threading.Event()
+
+    def held(inputs: dict, outputs: list | None = None) -> dict:
+        release.wait(30)
+        return fast_run(inputs, outputs)
+
+    session.run = held
+    body = json.dumps(digits_request()).encode()
+    with BackgroundServer(create_app(entries, LIMIT, None)) as background, \
+            concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = [pool.submit(post, background.url, "/v2/models/digits_resnet/infer", body) for _ in range(3)]
+        deadline = time.monotonic() + 30
+        while scrape(background.url)[("nv_inference_pending_request_count", "digits_resnet")] < 3:
+            assert time.monotonic() < deadline, "the gauge never showed the 3 held requests"
+            time.sleep(0.05)
+        release.set()
+        assert [answer.result()[0] for answer in answers] == [200] * 3
+        assert scrape(background.url)[("nv_inference_pending_request_count", "digits_resnet")] == 0
 
 
 def _grpc_outcome(client: object, tensor: object, error_type: type) -> str:
@@ -532,3 +569,66 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time(bundl
         assert connection.recv(4096) == b""  # closed by the server
         assert 0.5 < time.monotonic() - started < 5
         connection.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", range(3))
+def test_sigterm_under_keep_alive_load_answers_every_request_sent_before_it(bundle_copy, run):
+    """16 clients on keep-alive connections, as tritonclient keeps them: every request whose bytes were sent before
+    SIGTERM is answered (1 run in 3 left 3 of 16 unanswered), later ones are answered or refused by a closed
+    connection, and the process exits within the documented 30 s."""
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "onebyone", "serve", str(bundle_copy("digits_resnet")),
+                                "--port", str(port), "--no-grpc"], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    body = json.dumps(digits_request()).encode()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if post(f"127.0.0.1:{port}", "/v2/models/digits_resnet/infer", body)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        signalled = [float("inf")]
+        unanswered: list[str] = []
+        statuses: list[int] = []
+
+        def client() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            while True:
+                try:
+                    connection.request("POST", "/v2/models/digits_resnet/infer", body=body)
+                except OSError:
+                    return  # refused: the server stopped listening
+                sent = time.monotonic()
+                try:
+                    response = connection.getresponse()
+                    statuses.append(response.status)
+                    response.read()
+                except (OSError, http.client.HTTPException) as err:
+                    if sent < signalled[0]:
+                        unanswered.append(f"{type(err).__name__} {sent - signalled[0]:+.3f} s")
+                    return
+                if response.getheader("Connection", "").lower() == "close":
+                    return
+
+        clients = [threading.Thread(target=client) for _ in range(16)]
+        for thread in clients:
+            thread.start()
+        time.sleep(1.0)
+        signalled[0] = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        for thread in clients:
+            thread.join(60)
+        process.wait(60)
+        elapsed = time.monotonic() - signalled[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert unanswered == [] and set(statuses) == {200}, (unanswered, set(statuses))
+    assert elapsed < 30, f"exited {elapsed:.1f} s after SIGTERM"

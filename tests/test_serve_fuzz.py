@@ -1,16 +1,21 @@
-"""A bounded, loopback-only fuzz of `onebyone serve` in its own process: 2,100 malformed HTTP requests and 500
-malformed gRPC messages across the ways a body can be wrong (nesting depth, rank over 64, huge and zero dims, wrong
-field types, non-finite values, oversized and truncated bodies, bad lengths). Every answer is a JSON 4xx (HTTP) or
-INVALID_ARGUMENT (gRPC), never a 5xx; liveness holds throughout; afterwards the server's resident memory is back
-within 10% of where it started and a valid request on each transport equals the in-process session."""
+"""A bounded, seeded (`ONEBYONE_TEST_SEED`), loopback-only fuzz of `onebyone serve` in its own process: 2,100
+malformed HTTP requests, 500 malformed gRPC messages and 100 byte strings that are no protobuf, across the ways a
+request can be wrong (nesting depth, rank over 64, huge and zero dims, wrong field types, non-finite values,
+oversized and truncated bodies, bad lengths, header lengths in other scripts' digits or over 4,300 digits, timeouts
+beyond int64, bodies that do not decompress or name an unknown encoding, typed contents out of their datatype's
+range). Every answer is a JSON 4xx (HTTP) or INVALID_ARGUMENT (gRPC; NOT_FOUND for junk that happens to parse),
+never a 5xx, UNKNOWN or INTERNAL; liveness holds throughout; afterwards the server's resident memory is back within
+10% of where it started and a valid request on each transport equals the in-process session."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import grpc
@@ -42,7 +47,8 @@ def malformed_requests(rng: np.random.Generator, count: int, limit: int) -> list
 
     def binary(header: dict, data: bytes = payload, length: str | None = None) -> tuple[bytes, dict[str, str]]:
         text = json.dumps(header).encode()
-        return text + data, {"Inference-Header-Content-Length": length if length is not None else str(len(text))}
+        value = length if length is not None else str(len(text))
+        return text + data, {"Inference-Header-Content-Length": value.encode()}  # bytes: any script's digits
 
     def mutate_header() -> dict:
         header = _valid_header()
@@ -96,12 +102,21 @@ def malformed_requests(rng: np.random.Generator, count: int, limit: int) -> list
         lambda: (json.dumps(_valid_header() | {"outputs": [{"name": "logits", "parameters": {
             pick(["binary_data", "classification"]): pick(["yes", -1, 0, 1.5, None])}}]}).encode(),
                  {}),  # wrong output parameters
+        lambda: binary(_valid_header(), length=pick(["١٢", "²", "1" * int(rng.integers(20, 6000)), "+99", "1_0",
+                                                     "0x10", "٣٤٥"])),  # header lengths int() reads, HTTP must not
+        lambda: binary(_valid_header() | {"parameters": {"timeout": pick([10**400, 2**63, -1, "soon", 1.5, True,
+                                                                           [1], {"us": 1}])}}),  # bad timeouts
+        lambda: (pick([bytes(rng.integers(0, 256, int(rng.integers(1, 300)), dtype=np.uint8)),
+                       gzip.compress(json.dumps(_valid_header()).encode())[:-int(rng.integers(1, 12))],
+                       zlib.compress(b"{}") + b"trailing"]),
+                 {"Content-Encoding": pick(["gzip", "deflate", "br", "gzip, deflate", "br, gzip", "x-gzip"])}),
+        lambda: (b"{}", {"Content-Encoding": pick(["zstd", "compress", "gzip;q=1", "\u00e9"])}),  # unknown ones
     ]
     return [kinds[i % len(kinds)]() for i in range(count)]
 
 
 def malformed_messages(rng: np.random.Generator, count: int) -> list:
-    """`count` ModelInferRequest protobufs a client library would never send, cycling through ten ways."""
+    """`count` ModelInferRequest protobufs a client library would never send, cycling through twelve ways."""
     from tritonclient.grpc import service_pb2 as pb
 
     payload = np.zeros((1, 1, 8, 8), np.float32).tobytes()
@@ -109,7 +124,7 @@ def malformed_messages(rng: np.random.Generator, count: int) -> list:
     for index in range(count):
         request = pb.ModelInferRequest(model_name="digits_resnet")
         tensor = request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 8, 8])
-        choice = index % 10
+        choice = index % 12
         if choice == 0:
             tensor.ClearField("shape")
             tensor.shape.extend([1] * int(rng.integers(33, 70)))
@@ -130,9 +145,15 @@ def malformed_messages(rng: np.random.Generator, count: int) -> list:
             request.ClearField("inputs")
         elif choice == 8:
             request.outputs.add(name="logits").parameters["classification"].string_param = "three"
-        else:
+        elif choice == 9:
             tensor.name = "image"
             request.raw_input_contents.append(payload)
+        else:  # typed contents outside a narrow integer type, which its wider protobuf field holds
+            tensor.datatype, bound = str(rng.choice(["INT8", "UINT8", "INT16", "UINT16"])), 70_000
+            field = tensor.contents.uint_contents if tensor.datatype.startswith("U") else tensor.contents.int_contents
+            field.extend([int(rng.integers(0, bound)) * (1 if choice == 10 else -1 if tensor.datatype[0] == "I"
+                                                         else 1) for _ in range(64)])
+            field[0] = bound  # at least one value is out of range
         cases.append(request)
     return cases
 
@@ -219,8 +240,15 @@ def test_fuzzed_requests_get_4xx_memory_returns_and_the_server_still_answers(ser
         with pytest.raises(grpc.RpcError) as error:
             stub.ModelInfer(request, timeout=30)
         codes.add(error.value.code())
+    call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes as sent, no protobuf
+    for length in rng.integers(1, 400, 100):
+        junk = bytes(rng.integers(0, 256, int(length), dtype=np.uint8))
+        try:
+            call(junk, timeout=30)  # the odd random string is a valid (empty-model) request: NOT_FOUND
+        except grpc.RpcError as error:
+            codes.add(error.code())
     channel.close()
-    assert codes == {grpc.StatusCode.INVALID_ARGUMENT}
+    assert codes <= {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}, codes
 
     end_kib = resident_kib(process.pid)
     assert end_kib <= RSS_GROWTH * start_kib, f"resident memory {start_kib} KiB → {end_kib} KiB"

@@ -47,7 +47,7 @@ async def answer(entry: ModelEntry, received: int, parse: Callable[[], Awaitable
     try:
         entry.runner.admit()
     except QueueFull:
-        entry.statistics.record_failure(time.perf_counter_ns() - received)
+        entry.statistics.record_failure(time.perf_counter_ns() - received, "REJECTED")
         raise
     try:
         request = await parse()
@@ -56,8 +56,12 @@ async def answer(entry: ModelEntry, received: int, parse: Callable[[], Awaitable
         ran = await _within(entry.runner.infer(inputs), request.timeout_us)
         answered = time.perf_counter_ns()
         result = encode(request, ran.outputs)
-    except (ProtocolError, UserError, TimedOut):
-        entry.statistics.record_failure(time.perf_counter_ns() - received)
+    except (ProtocolError, UserError, TimedOut) as err:
+        entry.statistics.record_failure(time.perf_counter_ns() - received,
+                                        "REJECTED" if isinstance(err, TimedOut) else "OTHER")
+        raise
+    except Exception:
+        entry.statistics.record_failure(time.perf_counter_ns() - received, "BACKEND")
         raise
     finally:
         entry.runner.release()

@@ -47,6 +47,7 @@ log = logging.getLogger("onebyone.serve")
 access = logging.getLogger("onebyone.serve.access")  # one JSON line per HTTP request, at INFO
 ENTRIES = web.AppKey("entries", dict)
 JSON_WORKERS = web.AppKey("json_workers", list)
+CLOSE_SECONDS = 3.0  # of the shutdown bound, kept for closing the models after the drain
 JSON_ON_LOOP_BYTES = 1 << 20  # JSON headers up to this size are parsed on the event loop (a few ms)
 SETTINGS = web.AppKey("settings", dict)
 
@@ -160,10 +161,12 @@ class ServerRunner(web.AppRunner):
 def serve_forever(app: web.Application, host: str, port: int, grpc_port: int | None, shutdown_seconds: float,
                   announce: Callable[[str], None]) -> None:
     """Serve HTTP (and gRPC unless `grpc_port` is None) until SIGINT or SIGTERM, then stop accepting, drain
-    in-flight requests for up to `shutdown_seconds` and close the models."""
+    in-flight requests and close the models, all within `shutdown_seconds` (the last CLOSE_SECONDS of them kept for
+    closing the models)."""
+    drain = max(shutdown_seconds - CLOSE_SECONDS, shutdown_seconds / 2)
 
     async def main() -> None:
-        runner = ServerRunner(app, access_log=None, shutdown_timeout=shutdown_seconds)
+        runner = ServerRunner(app, access_log=None, shutdown_timeout=drain)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         grpc = grpc_for(app, f"{host}:{grpc_port}") if grpc_port is not None else None
@@ -176,9 +179,13 @@ def serve_forever(app: web.Application, host: str, port: int, grpc_port: int | N
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         try:
             await stop.wait()
-        finally:  # both transports stop accepting and drain at once, so the whole stop takes ≤ shutdown_seconds
-            await asyncio.gather(runner.cleanup(), *([grpc[0].stop(shutdown_seconds)] if grpc else []))
-            await close_models(app)
+        finally:  # both transports stop accepting and drain at once; closing the models gets what remains
+            deadline = asyncio.get_running_loop().time() + shutdown_seconds
+            await asyncio.gather(runner.cleanup(), *([grpc[0].stop(drain)] if grpc else []))
+            try:
+                await asyncio.wait_for(close_models(app), max(deadline - asyncio.get_running_loop().time(), 0.1))
+            except TimeoutError:
+                log.warning("the models did not close within the %g s shutdown bound; exiting", shutdown_seconds)
 
     asyncio.run(main())
 

@@ -6,6 +6,12 @@ Per request (`inference_stats`): `success`/`fail` count requests and their whole
 `compute_infer` the model run it was part of; `compute_output` encoding the response. Per model run
 (`batch_stats`, by batch size): `compute_infer`, the run itself. `inference_count` counts samples of successful
 requests, `execution_count` model runs; `last_inference` is the end of the last success, in ms since the epoch.
+
+Failures are also counted by Triton's reasons (`nv_inference_request_failure{reason=...}`): REJECTED — refused by
+the queue bound or given up by the request's timeout; BACKEND — the model run raised; OTHER — a request refused
+before any run (malformed, or not matching the model). CANCELED (a client cancelling a request in flight) never
+happens here: a request whose client went away still runs and is counted as answered. Triton does not count a
+request its core refuses before scheduling; onebyone counts it under OTHER, so failures here are a superset.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 from typing import Any
 
 BATCH_PHASES = ("compute_input", "compute_infer", "compute_output")
+FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")  # Triton's `reason` label values
 
 
 @dataclasses.dataclass
@@ -50,6 +57,7 @@ class ModelStatistics:
     execution_count: int = 0
     last_inference_ms: int = 0
     runs: dict[int, dict[str, Duration]] = dataclasses.field(default_factory=dict)  # batch size → phase → Duration
+    failures: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(FAILURE_REASONS, 0))
 
     def record_run(self, batch_size: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
         """A model run of `batch_size` samples: forming the batch, the run, splitting its outputs."""
@@ -67,8 +75,10 @@ class ModelStatistics:
         self.inference_count += samples
         self.last_inference_ms = time.time_ns() // 1_000_000
 
-    def record_failure(self, ns: int) -> None:
+    def record_failure(self, ns: int, reason: str) -> None:
+        """A failed request that took `ns`, for one of FAILURE_REASONS."""
         self.fail.add(ns)
+        self.failures[reason] += 1
 
     def as_triton(self, name: str, version: str) -> dict[str, Any]:
         """One entry of `model_stats`, field for field as Triton's `ModelStatistics` message (JSON form)."""
