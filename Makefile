@@ -17,7 +17,7 @@ BUNDLE := build/$(MODEL)
 STAMP  := $(VENV)/.installed
 SOURCES := $(shell find export optimize runtime -name '*.py' 2>/dev/null)
 
-.PHONY: setup export optimize quantize samples demo serve bench test test-fast lint clean
+.PHONY: setup export optimize quantize samples demo serve tritonserver bench test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -75,6 +75,11 @@ demo: $(QUANTIZED)
 	@$(CLI) parity $(BUNDLE) $(BUNDLE)/model.onnx $(BUNDLE)/model.opt.onnx $(QUANTIZED) \
 		$(if $(EVAL),--data $(EVAL) --samples $(EVAL_SAMPLES)) --json $(BUNDLE)/parity.json --report $(BUNDLE)/parity.html
 
+# A real tritonserver (2.51, CPU, Python backend) from the PyPI wheel nvidia-pytriton==0.7.0, fetched once into the
+# cache and used as a binary; tests/test_real_triton.py and bench/serve_triton.py run it (bench/tritonserver.py).
+tritonserver: $(STAMP)
+	$(PY) -c "from bench.tritonserver import home; print(home() / 'bin' / 'tritonserver')"
+
 # Side by side in one run: optimize targets vs the raw export, precision (FP16/INT8) vs ORT's quantize_static, and
 # ResNet-50 sessions (torch eager vs ORT FP32 vs ORT INT8) through `onebyone bench`, OpenVINO beside ORT and torch
 # (bench/openvino-<cpu class>.*), and the thin server vs the in-process session through tritonclient. Each part writes bench/<part>.{json,md};
@@ -95,6 +100,7 @@ bench: $(BENCH_EXPORTS)
 		--json bench/runtime.json --markdown bench/runtime.md
 	$(PY) -m bench.openvino --build build/bench --out bench
 	$(PY) -m bench.serve --build build/bench --out bench
+	$(PY) -m bench.serve_triton --build build/bench --out bench
 	$(PY) -m bench.accuracy --build build/bench --out bench
 	$(PY) -m bench.kernels --build build/bench/kernels --out bench
 	$(PY) -m bench.report bench

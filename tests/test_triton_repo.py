@@ -100,3 +100,18 @@ def test_class_labels_become_triton_label_files(bundle_copy, cli, tmp_path):
     assert cli("triton-repo", bundle_copy("inception_block"), "-o", repository)[0] == 0
     (features,) = parse_config(repository / "inception_block" / "config.pbtxt").output
     assert features.label_filename == "" and not (repository / "inception_block" / "labels.txt").exists()
+
+
+def test_a_python_backend_model_carries_the_artifact_its_bundle_checks_and_model_py(bundle_copy, cli, tmp_path):
+    bundle = bundle_copy("digits_resnet")
+    code, _, err = cli("triton-repo", bundle / "model.onnx", "-o", tmp_path, "--backend", "python",
+                       "--python-engine", "onnxruntime")
+    assert code == 0, err
+    model = tmp_path / "digits_resnet"
+    config = parse_config(model / "config.pbtxt")
+    assert config.backend == "python" and config.instance_group[0].kind == config.instance_group[0].KIND_CPU
+    assert {key: value.string_value for key, value in config.parameters.items()} == {
+        "onebyone_artifact": "model.onnx", "onebyone_engine": "onnxruntime"}
+    assert sorted(p.name for p in (model / "1").iterdir()) == ["golden.npz", "manifest.json", "model.onnx", "model.py"]
+    assert cli("triton-repo", bundle, "-o", tmp_path / "x", "--python-engine", "openvino")[2].count(
+        "--python-engine applies to --backend python") == 1

@@ -21,17 +21,20 @@ import tempfile
 from pathlib import Path
 
 from onebyone.runtime.bundle.labels import LABEL_FILENAME, label_file_text
+from onebyone.runtime.bundle.manifest import GOLDEN_NAME, MANIFEST_NAME
 from onebyone.runtime.bundle.plan import read_plan_info
 from onebyone.runtime.bundle.tensors import TensorSpec, batchable, spec_from_record
 from onebyone.runtime.core.errors import UserError, option
 from onebyone.runtime.core.files import ensure_writable_dir
 from onebyone.runtime.serve.protocol import datatype_of
+from onebyone.runtime.serve.triton_python import ARTIFACT_PARAMETER, ENGINE_PARAMETER, MODEL_FILENAME, MODEL_PY
 from onebyone.runtime.sessions import engines
 from onebyone.runtime.sessions.engines import Engine
 from onebyone.runtime.sessions.locate import locate
 from onebyone.runtime.sessions.target import ModelDescription, Target, describe_from_manifest, describe_from_metadata
 
 ACCELERATOR_PRECISIONS = ("fp32", "fp16")
+PYTHON = "python"  # `triton-repo --backend python`: Triton's Python backend runs the artifact with onebyone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +44,9 @@ class RepoOptions:
     instances: int = 1
     instance_kind: str = "gpu"  # instance_group kind: gpu or cpu
     trt_accelerator: str | None = None  # onnxruntime on GPU: TensorRT EP with this precision_mode
-    engine: str = "auto"  # the engine (registry name) whose Triton backend runs it; auto: the default for its format
+    engine: str = "auto"  # the engine (registry name) whose Triton backend runs it; auto: the default for its format;
+    # PYTHON: Triton's Python backend running onebyone (runtime/serve/triton_python.py)
+    python_engine: str = "auto"  # with PYTHON: the onebyone engine that runs the artifact inside Triton
     performance_hint: str = "LATENCY"  # openvino: LATENCY or THROUGHPUT
     threads: int | None = None  # openvino: INFERENCE_NUM_THREADS (None: the backend's default, every core)
 
@@ -76,13 +81,13 @@ def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, t
     label_filename names (None: the model has none)."""
     inputs, outputs, description = _described(target)
     batching = batchable(inputs)
-    backend = triton_engine(target, options.engine).triton_backend
+    backend = triton_backend(target, options)
     if backend == "tensorrt" and options.instance_kind != "gpu":
         raise UserError(f"{target.path} is a TensorRT plan: it runs on KIND_GPU instances only")
     if backend == "openvino" and options.instance_kind != "cpu":
         raise UserError(f"{target.path}: Triton's openvino backend runs on KIND_CPU instances only; "
                         f"use {option('instance_kind', 'cpu')}")
-    if description.precision == "bf16" and backend != "openvino":
+    if description.precision == "bf16" and backend not in ("openvino", PYTHON):
         raise UserError(f"{target.path} is a bf16 artifact (OpenVINO's BF16 inference hint); write it with "
                         f"{option('engine', 'openvino')}")
     if options.trt_accelerator is not None and (backend != "onnxruntime" or options.instance_kind != "gpu"):
@@ -96,12 +101,19 @@ def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, t
              f"    kind: KIND_{options.instance_kind.upper()}\n  }}\n]\n")
     if backend == "openvino":
         text += _openvino_parameters(description.precision, options)
+    if backend == PYTHON:
+        text += _parameters({ARTIFACT_PARAMETER: target.path.name, ENGINE_PARAMETER: options.python_engine})
     if options.trt_accelerator is not None:
         text += ("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n      {\n"
                  '        name: "tensorrt"\n'
                  f'        parameters {{ key: "precision_mode" value: "{options.trt_accelerator.upper()}" }}\n'
                  "      }\n    ]\n  }\n}\n")
     return text, description.labels
+
+
+def triton_backend(target: Target, options: RepoOptions) -> str:
+    """The Triton backend of the model written for `target`."""
+    return PYTHON if options.engine == PYTHON else triton_engine(target, options.engine).triton_backend or ""
 
 
 def triton_engine(target: Target, name: str) -> Engine:
@@ -124,14 +136,20 @@ def _openvino_parameters(precision: str | None, options: RepoOptions) -> str:
         values["HINT_BF16"] = "YES"
     note = ("" if precision == "bf16" else
             "# OpenVINO computes this file in BF16 on AMX CPUs (its default; the backend has no f32 hint)\n")
+    return f'default_model_filename: "model.onnx"\n{note}' + _parameters(values)
+
+
+def _parameters(values: dict[str, str]) -> str:
+    """A config's string `parameters`."""
     entries = ",\n".join(f'  {{\n    key: "{key}"\n    value: {{ string_value: "{value}" }}\n  }}'
                          for key, value in values.items())
-    return f'default_model_filename: "model.onnx"\n{note}parameters [\n{entries}\n]\n'
+    return f"parameters [\n{entries}\n]\n"
 
 
 def write_model(repository: Path, name: str, target: Target, options: RepoOptions) -> Path:
     """Write `repository/name/` (config.pbtxt, labels.txt where the model has class labels, 1/model.onnx or
-    1/model.plan, external weights beside the ONNX)."""
+    1/model.plan, external weights beside the ONNX; for the Python backend 1/model.py beside the artifact under its
+    own name, with its bundle's manifest and golden samples)."""
     from onebyone.runtime.bundle.onnx_file import external_data_files
 
     config, labels = config_text(name, target, options)
@@ -140,9 +158,15 @@ def write_model(repository: Path, name: str, target: Target, options: RepoOption
     try:
         version = staged / "1"
         version.mkdir()
-        shutil.copyfile(target.path, version / f"model{triton_engine(target, options.engine).suffixes[0]}")
+        python = options.engine == PYTHON
+        shutil.copyfile(target.path, version / (target.path.name if python else
+                                                f"model{triton_engine(target, options.engine).suffixes[0]}"))
         for data in external_data_files(target.path) if target.kind == "onnx" else []:
             shutil.copyfile(data, version / data.name)  # the ONNX refers to it by this name
+        if python:  # the model, and what its self-check and `auto` read when the artifact belongs to a bundle
+            (version / MODEL_FILENAME).write_text(MODEL_PY)
+            for name_in_bundle in (MANIFEST_NAME, GOLDEN_NAME) if target.bundle is not None else ():
+                shutil.copyfile(target.bundle / name_in_bundle, version / name_in_bundle)
         (staged / "config.pbtxt").write_text(config)
         if labels is not None:
             (staged / LABEL_FILENAME).write_text(label_file_text(labels))
@@ -175,10 +199,11 @@ def write_repository(targets: list[str], repository: Path, options: RepoOptions)
     if options.engine != "openvino" and (options.threads is not None or options.performance_hint != "LATENCY"):
         raise UserError(f"{option('threads')} and {option('performance_hint')} apply to "
                         f"{option('engine', 'openvino')}")
-    located = [locate(target, options.engine) for target in targets]
+    if options.engine != PYTHON and options.python_engine != "auto":
+        raise UserError(f"{option('python_engine')} applies to {option('engine', PYTHON)}")
+    located = [locate(target, "auto" if options.engine == PYTHON else options.engine) for target in targets]
     names = [model_name(target) for target in located]
     if len(set(names)) != len(names):
         raise UserError(f"two targets give the same model name ({', '.join(names)}); list each once")
-    return [WrittenModel(write_model(repository, name, target, options), target.path,
-                         triton_engine(target, options.engine).triton_backend or "")
+    return [WrittenModel(write_model(repository, name, target, options), target.path, triton_backend(target, options))
             for name, target in zip(names, located, strict=True)]
