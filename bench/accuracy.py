@@ -17,7 +17,6 @@ Writes `bench/accuracy.json` and `bench/accuracy.md`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from onnxconverter_common import float16
 from rich.console import Console
 
 from bench.precision import ArrayReader, onebyone
-from bench.report import write_part
+from bench.report import part_arguments, write_part
 from onebyone.export.zoo import ZOO
 from onebyone.optimize.precision.calibrate import Calibration, collect
 from onebyone.optimize.precision.flavours import DEFAULT_FLOAT_DTYPE, WEIGHT_LEVELS
@@ -194,9 +193,7 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build", type=Path, default=Path("build/bench"))
-    parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser = part_arguments(__doc__)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--eval", type=int, help="evaluation images (default: all 900)")
     args = parser.parse_args(argv)

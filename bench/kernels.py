@@ -11,7 +11,6 @@ the engine `auto` then opens the file on here. Writes `bench/kernels.json` and `
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.precision import onebyone
-from bench.report import write_part
+from bench.report import part_arguments, write_part
 from onebyone.export.zoo import ZOO
 from onebyone.runtime.core.timing import machine
 from onebyone.runtime.sessions.engine_checks import check_and_record
@@ -72,9 +71,7 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build", type=Path, default=Path("build/bench/kernels"))
-    parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser = part_arguments(__doc__, "build/bench/kernels")
     parser.add_argument("--models", default=",".join(name for name in ZOO if benchable(name)))
     args = parser.parse_args(argv)
     started = time.perf_counter()

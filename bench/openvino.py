@@ -19,7 +19,6 @@ its own instead of overwriting this one's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -31,6 +30,7 @@ from rich.console import Console
 import onebyone
 from bench.precision import calibration_images
 from bench.precision import onebyone as run_onebyone
+from bench.report import part_arguments
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.core.cpu import this_cpu
@@ -171,9 +171,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--build", type=Path, default=Path("build/bench"))
-    parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser = part_arguments(__doc__)
     parser.add_argument("--rounds", type=int, default=12, help="timed rounds per batch size (default 12)")
     args = parser.parse_args(argv)
     openvino = import_openvino()

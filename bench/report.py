@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,15 @@ from pathlib import Path
 from onebyone.runtime.core.files import atomic_write
 
 MERGED = "results.json"
+
+
+def part_arguments(doc: str, build: str = "build/bench") -> argparse.ArgumentParser:
+    """The arguments every `make bench` part takes: --build (its working folder) and --out (where its results go);
+    the description is the first paragraph of the part's docstring."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--build", type=Path, default=Path(build))
+    parser.add_argument("--out", type=Path, default=Path("bench"))
+    return parser
 
 
 def write_part(folder: Path, part: str, record: dict, markdown: str) -> None:

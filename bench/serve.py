@@ -21,7 +21,6 @@ Writes bench/serve.json and bench/serve.md.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import part_arguments
 from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.core.progress import progress
 from onebyone.runtime.core.timing import machine
@@ -256,9 +256,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--build", type=Path, default=Path("build/bench"))
-    parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser = part_arguments(__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     cpus = layouts()

@@ -12,14 +12,13 @@ shares every CPU. Writes bench/serve-triton.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.report import write_part
+from bench.report import part_arguments, write_part
 from bench.serve import MAX_DELAY_MS, TOP, TRANSPORTS, ServerProcess, drive, free_port
 from bench.tritonserver import TritonServer
 from onebyone import stages
@@ -71,9 +70,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--build", type=Path, default=Path("build/bench"))
-    parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser = part_arguments(__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     work = args.build / "serve-triton"
