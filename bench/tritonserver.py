@@ -29,8 +29,22 @@ STAND_INS = ("onnxruntime", "openvino")
 READY_SECONDS = 180
 
 
+GLIBC = (2, 35)  # the wheel is manylinux_2_35
+
+
 class FetchFailed(Exception):
     """The wheel could not be downloaded (no network to PyPI)."""
+
+
+def unsupported_here() -> str | None:
+    """Why this machine cannot run the wheel's tritonserver, or None."""
+    glibc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    version = tuple(int(part) for part in glibc.removeprefix("glibc ").split(".")[:2] if part.isdigit())
+    if not glibc.startswith("glibc ") or version < GLIBC:
+        return f"the tritonserver wheel needs glibc {GLIBC[0]}.{GLIBC[1]} or newer; this machine has {glibc or 'none'}"
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return "this Python has no libpython shared library, which Triton's Python backend stub loads"
+    return None
 
 
 def home() -> Path:

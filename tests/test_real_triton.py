@@ -16,7 +16,7 @@ import tritonclient.http as triton_http
 
 import onebyone
 from bench.serve import free_port
-from bench.tritonserver import FetchFailed, TritonServer, home
+from bench.tritonserver import FetchFailed, TritonServer, home, unsupported_here
 
 MAX_BATCH, DELAY_US = 8, 2000
 
@@ -26,6 +26,8 @@ def served(bundle_copy, tmp_path_factory):
     """tritonserver with three repositories of digits_resnet; yields (server, {model: (artifact, engine)})."""
     from onebyone.runtime.commands.main import main
 
+    if (reason := unsupported_here()) is not None:
+        pytest.skip(reason)
     try:
         home()
     except FetchFailed as err:
