@@ -7,6 +7,7 @@ results, and the missing-package message."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import sys
 import warnings
@@ -248,7 +249,7 @@ def test_without_openvino_the_message_names_the_extra(digits, cli, monkeypatch, 
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.float32))
     code, _, err = cli("infer", digits / "model.onnx", "--input", tmp_path / "x.npy", "--backend", "openvino")
     assert code == 2 and "pip install 'onebyone[openvino]'" in err and "Traceback" not in err
-    monkeypatch.setattr(choice.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # the registry finds no openvino
     with onebyone.open(digits / "model.int8-ort.onnx") as session:
         assert session.backend == "onnxruntime"
 

@@ -80,11 +80,10 @@ def engine_checks(bundle: Path, name: str) -> tuple[dict[str, KernelCheck], str]
 
 def tensorrt_missing() -> str | None:
     """Why TensorRT plans cannot be checked on this machine, or None when they can."""
-    from importlib.util import find_spec
-
+    from onebyone.runtime.sessions import engines
     from onebyone.runtime.sessions.cuda_memory import driver_installed
 
-    if find_spec("tensorrt") is None or not driver_installed():
+    if not engines.engine("tensorrt").available() or not driver_installed():
         return ("checking a TensorRT plan needs an NVIDIA GPU, TensorRT and cuda-python or pycuda "
                 "(pip install 'onebyone[tensorrt]')")
     return None

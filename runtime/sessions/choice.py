@@ -13,7 +13,6 @@ only: it is an FP32 file whose precision is OpenVINO's BF16 inference hint.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 
 from onebyone.runtime.bundle.manifest import PRECISION_KEY
@@ -73,5 +72,5 @@ def onnx_engine(target: Target, backend: str, providers: Sequence[str] | None) -
     from onebyone.runtime.sessions.onnxruntime_backend import nvidia_driver_present
 
     cpu, record = this_cpu(), target.record
-    return auto_engine(kind, cpu, nvidia_driver_present(), importlib.util.find_spec("openvino") is not None,
+    return auto_engine(kind, cpu, nvidia_driver_present(), engines.engine("openvino").available(),
                        lambda engine: None if record is None else record.kernel_check_passed(cpu.cpu_class, engine))
