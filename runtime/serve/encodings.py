@@ -79,9 +79,13 @@ def _brotli_module() -> Any:
     return brotli
 
 
+def _gzip(body: bytes, limit: int) -> bytes:
+    return _zlib(body, limit, 16 + zlib.MAX_WBITS)
+
+
 DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
-    "gzip": lambda body, limit: _zlib(body, limit, 16 + zlib.MAX_WBITS),
-    "x-gzip": lambda body, limit: _zlib(body, limit, 16 + zlib.MAX_WBITS),
+    "gzip": _gzip,
+    "x-gzip": _gzip,  # the older name (RFC 9110 §8.4.1.3)
     "deflate": _deflate,
     "br": _brotli,
 }
