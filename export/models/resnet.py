@@ -1,8 +1,10 @@
 """ResNet with Bottleneck blocks (1x1 reduce → 3x3 → 1x1 expand), module names as in torchvision.models.resnet.
 
-A torchvision `resnet50().state_dict()` loads into `resnet50()` here key for key. Two generalisations beyond
+A torchvision `resnet50().state_dict()` loads into `resnet50()` here key for key. As in torchvision, later stages may
+trade their stride for dilation (`dilate`, the dense-prediction backbones of export/models/segmentation.py) and the
+classifier may be left off (`num_classes=None`: `features` returns every stage's map). Two generalisations beyond
 torchvision: `stride_in_1x1` (the original paper's block, "ResNet v1", stride in the first 1x1 conv) and a small
-stem/fewer stages for low-resolution inputs (`digits_resnet`).
+stem/fewer stages for low-resolution inputs (`digits_resnet`, `digits_segmenter`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False)
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=dilation, groups=groups,
+                     dilation=dilation, bias=False)
 
 
 class Bottleneck(nn.Module):
@@ -37,12 +40,13 @@ class Bottleneck(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         stride_in_1x1: bool = False,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(inplanes, width, stride if stride_in_1x1 else 1)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, 1 if stride_in_1x1 else stride, groups)
+        self.conv2 = conv3x3(width, width, 1 if stride_in_1x1 else stride, groups, dilation)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -59,18 +63,21 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Stem, stages `layer1..layerN` of Bottleneck blocks, global average pool, `fc`."""
+    """Stem, stages `layer1..layerN` of Bottleneck blocks, global average pool, `fc` (none when `num_classes` is
+    None). `dilate[i]`: stage i + 2 keeps its resolution and dilates its 3x3 convs instead (torchvision's
+    `replace_stride_with_dilation`)."""
 
     def __init__(
         self,
         layers: Sequence[int],
-        num_classes: int = 1000,
+        num_classes: int | None = 1000,
         groups: int = 1,
         width_per_group: int = 64,
         stride_in_1x1: bool = False,
         in_channels: int = 3,
         small_input: bool = False,
         stage_planes: Sequence[int] = (64, 128, 256, 512),
+        dilate: Sequence[bool] = (),
     ) -> None:
         super().__init__()
         if len(layers) > len(stage_planes):
@@ -79,6 +86,7 @@ class ResNet(nn.Module):
         self.base_width = width_per_group
         self.stride_in_1x1 = stride_in_1x1
         self.inplanes = stage_planes[0]
+        self.dilation = 1
         if small_input:  # 3x3 stride-1 stem, no max-pool: keeps an 8x8 image's resolution
             self.conv1 = conv3x3(in_channels, self.inplanes)
             self.maxpool: nn.Module = nn.Identity()
@@ -89,12 +97,18 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.stage_names = [f"layer{i + 1}" for i in range(len(layers))]
         for i, (name, blocks) in enumerate(zip(self.stage_names, layers, strict=True)):
-            setattr(self, name, self._make_layer(stage_planes[i], blocks, stride=1 if i == 0 else 2))
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(stage_planes[len(layers) - 1] * Bottleneck.expansion, num_classes)
+            dilated = i > 0 and i - 1 < len(dilate) and dilate[i - 1]
+            setattr(self, name, self._make_layer(stage_planes[i], blocks, stride=1 if i == 0 else 2, dilate=dilated))
+        if num_classes is not None:
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(stage_planes[len(layers) - 1] * Bottleneck.expansion, num_classes)
         init_like_torchvision(self)
 
-    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(self, planes: int, blocks: int, stride: int, dilate: bool = False) -> nn.Sequential:
+        previous_dilation = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
         downsample = None
         if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
             downsample = nn.Sequential(
@@ -102,16 +116,22 @@ class ResNet(nn.Module):
                 nn.BatchNorm2d(planes * Bottleneck.expansion),
             )
         block_args = {"groups": self.groups, "base_width": self.base_width, "stride_in_1x1": self.stride_in_1x1}
-        stage = [Bottleneck(self.inplanes, planes, stride, downsample, **block_args)]
+        stage = [Bottleneck(self.inplanes, planes, stride, downsample, dilation=previous_dilation, **block_args)]
         self.inplanes = planes * Bottleneck.expansion
-        stage += [Bottleneck(self.inplanes, planes, **block_args) for _ in range(1, blocks)]
+        stage += [Bottleneck(self.inplanes, planes, dilation=self.dilation, **block_args) for _ in range(1, blocks)]
         return nn.Sequential(*stage)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every stage, `layer1` first."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        maps = []
         for name in self.stage_names:
             x = getattr(self, name)(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+            maps.append(x)
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.features(x)[-1]), 1))
 
 
 def resnet50() -> ResNet:

@@ -1,4 +1,4 @@
-"""Class labels: the names of a classification model's classes, in class order.
+"""Class labels: the names of a classification or segmentation model's classes, in class order.
 
 They travel in the manifest (`model.labels`) and the ONNX metadata (`onebyone.labels`, a JSON list), so a served
 artifact answers Triton's classification extension as "value:index:label". On disk they use Triton's label file
@@ -33,9 +33,10 @@ def label_file_text(labels: Sequence[str]) -> str:
 
 
 def check_labels(labels: Sequence[str], task: str, output_shape: Sequence[int], origin: str) -> None:
-    """Labels fit a model whose class scores have `output_shape` (N × classes): one per class."""
-    if task != "classification" or len(output_shape) != 2:
-        raise UserError(f"class labels apply to classification models (N × classes scores); {origin} gives "
-                        f"{task} outputs of shape {list(output_shape)}")
+    """Labels fit a model whose class scores have `output_shape` (N × classes, or N × classes × H × W for
+    segmentation): one per class."""
+    if (task, len(output_shape)) not in (("classification", 2), ("segmentation", 4)):
+        raise UserError(f"class labels apply to classification (N × classes) and segmentation (N × classes × H × W) "
+                        f"scores; {origin} gives {task} outputs of shape {list(output_shape)}")
     if len(labels) != output_shape[1]:
         raise UserError(f"{len(labels)} labels for {output_shape[1]} classes: give one label per class ({origin})")
