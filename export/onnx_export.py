@@ -26,9 +26,10 @@ from onnx_ir.passes.common import (
 )
 from torch import nn
 
-from onebyone.export.options import EXPORTERS, ExportOptions
+from onebyone.export.options import AXES, EXPORTERS, ExportOptions
+from onebyone.export.shapes import golden_sizes
 from onebyone.export.zoo import ModelSpec
-from onebyone.runtime.bundle.onnx_file import fold_constants, save_model
+from onebyone.runtime.bundle.onnx_file import CHECK_SIZES_KEY, fold_constants, save_model
 from onebyone.runtime.core.errors import UserError, option
 from onebyone.runtime.core.version import __version__
 
@@ -47,21 +48,38 @@ def _quiet_exporter() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def dynamic_axes(model: nn.Module, example: torch.Tensor, spec: ModelSpec,
+                 options: ExportOptions) -> dict[str, dict[int, str]] | None:
+    """The exporter's dynamic axes: the input's batch (unless fixed) and the `dynamic` axes; each output's batch and,
+    when height/width are dynamic, its own H and W named after it (`p3_height`): the exporter's own names would
+    claim that maps of different sizes share one dimension."""
+    axes = ({"batch"} if options.batch is None else set()) | set(options.dynamic)
+    if not axes:
+        return None
+    with torch.no_grad():
+        outputs = model(example)
+    outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
+    spatial = bool(axes & {"height", "width"})
+    named = {options.input_name: {index: name for name, index in AXES.items() if name in axes}}
+    for name, output in zip(spec.output_names, outputs, strict=False):
+        named[name] = ({0: "batch"} if "batch" in axes else {}) | (
+            {2: f"{name}_height", 3: f"{name}_width"} if spatial and output.dim() == 4 else {})
+    return named
+
+
 def _torch_export(model: nn.Module, example: torch.Tensor, path: Path, spec: ModelSpec,
                   options: ExportOptions) -> None:
     names = {"input_names": [options.input_name], "output_names": list(spec.output_names),
              "opset_version": options.opset}
-    dynamic_axes = None
-    if options.batch is None:
-        dynamic_axes = {name: {0: "batch"} for name in [options.input_name, *spec.output_names]}
+    axes = dynamic_axes(model, example, spec, options)
     if options.exporter == "torchscript":
         training = torch.onnx.TrainingMode.PRESERVE if options.keep_batchnorm else torch.onnx.TrainingMode.EVAL
-        torch.onnx.export(model, (example,), str(path), dynamo=False, dynamic_axes=dynamic_axes, training=training,
+        torch.onnx.export(model, (example,), str(path), dynamo=False, dynamic_axes=axes, training=training,
                           do_constant_folding=not options.keep_batchnorm, **names)
         return
     import onnxscript.optimizer
 
-    program = torch.onnx.export(model, (example,), dynamo=True, dynamic_axes=dynamic_axes, verbose=False,
+    program = torch.onnx.export(model, (example,), dynamo=True, dynamic_axes=axes, verbose=False,
                                 optimize=not options.keep_batchnorm, **names)
     if options.keep_batchnorm:  # the full optimizer folds BatchNormalization into Conv; fold constants only
         onnxscript.optimizer.fold_constants(program.model)
@@ -73,6 +91,11 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: Path, options: ExportOp
     """Export `model` to `path` (plus `path.data` when over 2 GB), annotated, shape-inferred and checker-clean."""
     if options.exporter not in EXPORTERS:
         raise UserError(f"{option('exporter', repr(options.exporter))} is not one of {', '.join(EXPORTERS)}")
+    asked = option("dynamic", ",".join(options.dynamic))
+    if unknown := [axis for axis in options.dynamic if axis not in AXES]:
+        raise UserError(f"{asked}: {', '.join(unknown)} is not an input axis; dynamic axes are {', '.join(AXES)}")
+    if options.batch is not None and "batch" in options.dynamic:
+        raise UserError(f"{asked} conflicts with {option('batch', options.batch)}: leave the batch out of one")
     example = torch.randn(options.batch or 1, *spec.input_shape)
     try:
         with _quiet_exporter(), torch.no_grad():
@@ -103,6 +126,8 @@ def _annotate(path: Path, spec: ModelSpec, options: ExportOptions) -> None:
     }
     if spec.labels is not None:
         metadata["onebyone.labels"] = json.dumps(list(spec.labels))
+    if {"height", "width"} & set(options.dynamic):
+        metadata[CHECK_SIZES_KEY] = json.dumps([list(size) for size in golden_sizes(spec, options)])
     if spec.preprocess is not None:
         metadata["onebyone.preprocess"] = spec.preprocess.to_json()
     model.metadata_props.update(metadata)

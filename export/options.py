@@ -8,6 +8,7 @@ from pathlib import Path
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 18  # parsed by TensorRT 10 and 11, ONNX Runtime >= 1.14 and the onnxscript rewriter
 DATA_SAMPLES = 64  # labelled samples carried in a bundle from `data` (golden samples are its first ones)
+AXES = {"batch": 0, "height": 2, "width": 3}  # the input axes `dynamic` may name (N, C, H, W)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,6 +16,8 @@ class ExportOptions:
     """What to export and how. The defaults are the CLI's (`onebyone export --help`)."""
 
     batch: int | None = None  # None: dynamic batch dimension named "batch"
+    dynamic: tuple[str, ...] = ()  # further dynamic input axes (AXES): ("height", "width") for any resolution
+    check_shapes: tuple[tuple[int, int], ...] = ()  # H×W the export is checked at (dynamic H/W; default 3 sizes)
     opset: int = DEFAULT_OPSET
     keep_batchnorm: bool = False  # keep BatchNormalization nodes (as ONNX files from other tools have them)
     exporter: str = "torchscript"  # EXPORTERS

@@ -14,6 +14,7 @@ import torch
 
 from onebyone.export.onnx_export import export_onnx
 from onebyone.export.options import ExportOptions
+from onebyone.export.shapes import golden_sizes
 from onebyone.export.weights import load_weights, pretrained_weights
 from onebyone.export.zoo import ModelSpec, instantiate, resolve
 from onebyone.runtime.bundle.golden import Golden
@@ -29,8 +30,10 @@ from onebyone.runtime.bundle.manifest import (
     read_manifest,
     write_manifest,
 )
-from onebyone.runtime.bundle.onnx_file import external_data_files
+from onebyone.runtime.bundle.onnx_file import external_data_files, io_specs, load_model
+from onebyone.runtime.bundle.preprocess import resized
 from onebyone.runtime.bundle.sources import open_source
+from onebyone.runtime.bundle.tensors import spec_records
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.errors import CheckFailed, UserError, option
 from onebyone.runtime.core.files import publish, sha256_file, staging_dir
@@ -66,17 +69,22 @@ def golden_inputs(spec: ModelSpec, batch: int) -> np.ndarray:
 
 
 def make_golden(model: torch.nn.Module, spec: ModelSpec, options: ExportOptions) -> Golden:
-    inputs = golden_inputs(spec, options.batch or GOLDEN_DYNAMIC_BATCH)
-    with torch.no_grad():
-        outputs = model(torch.from_numpy(inputs))
-    outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
-    if len(outputs) != len(spec.output_names) or not all(isinstance(out, torch.Tensor) for out in outputs):
-        raise UserError(f"{spec.source} returns {len(outputs)} outputs; onebyone exports models with one output "
-                        f"tensor ({', '.join(spec.output_names)}): class scores or a feature map")
+    first = golden_inputs(spec, options.batch or GOLDEN_DYNAMIC_BATCH)
+    cases = []
+    for size in golden_sizes(spec, options):
+        inputs = first if size == first.shape[2:] else resized(first, size)
+        with torch.no_grad():
+            outputs = model(torch.from_numpy(inputs))
+        outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
+        if len(outputs) != len(spec.output_names) or not all(isinstance(out, torch.Tensor) for out in outputs):
+            raise UserError(f"{spec.source} returns {len(outputs)} outputs; {spec.name} names "
+                            f"{len(spec.output_names)} ({', '.join(spec.output_names)}): a model returns a tensor or "
+                            "a tuple of tensors")
+        cases.append(Golden(inputs={options.input_name: inputs},
+                            outputs={name: out.numpy() for name, out in zip(spec.output_names, outputs, strict=True)}))
     if spec.labels is not None:
-        check_labels(spec.labels, spec.task, tuple(outputs[0].shape), spec.source)
-    return Golden(inputs={options.input_name: inputs},
-                  outputs={name: out.numpy() for name, out in zip(spec.output_names, outputs, strict=True)})
+        check_labels(spec.labels, spec.task, cases[0].outputs[spec.output_names[0]].shape, spec.source)
+    return dataclasses.replace(cases[0], more=tuple(cases[1:]))
 
 
 def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights: Path | None = None) -> ExportResult:
@@ -85,6 +93,7 @@ def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights
     Files are built in a staging directory and renamed into place only after the check passes, manifest last.
     """
     bundle, onnx_name = split_destination(output)
+    golden_sizes(spec, options)  # the options' mistakes before any work
     with staging_dir(bundle) as stage:
         model = instantiate(spec)  # before the bar: building may show its own progress (digits_resnet trains)
         if weights is not None:
@@ -110,7 +119,7 @@ def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights
         if not check.ok:
             raise CheckFailed(f"the exported ONNX does not match torch on the golden inputs: {check.describe()}; "
                               "nothing was written")
-        manifest = _manifest(spec, options, weights, stage, onnx_name, check)
+        manifest = _manifest(spec, options, weights, stage, onnx_name, check, golden)
         removed = _remove_stale(bundle, manifest)
         for path in [*staged, *external_data_files(staged_onnx)]:
             publish(path, bundle / path.name)
@@ -148,13 +157,15 @@ def _carried(source: str, samples: int, spec: ModelSpec, input_name: str) -> Cal
 
 
 def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, stage: Path, onnx_name: str,
-              check: ArtifactCheck) -> Manifest:
+              check: ArtifactCheck, golden: Golden) -> Manifest:
     staged_onnx = stage / onnx_name
+    inputs, outputs = io_specs(load_model(staged_onnx))
     made_by = {
         "stage": "export",
         "exporter": options.exporter,
         "opset": options.opset,
         "dynamic_batch": options.batch is None,
+        "dynamic": list(options.dynamic),
         "keep_batchnorm": options.keep_batchnorm,
         "tools": {"onebyone": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                   "onnxruntime": onnxruntime.__version__},
@@ -178,7 +189,9 @@ def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, sta
         weights={"path": str(weights), "sha256": sha256_file(weights)} if weights else None,
         input_name=options.input_name, output_names=list(spec.output_names), input_shape=list(spec.input_shape),
         batch=options.batch, preprocess=dataclasses.asdict(spec.preprocess) if spec.preprocess else None,
-        task=spec.task, labels=list(spec.labels) if spec.labels is not None else None)
+        task=spec.task, labels=list(spec.labels) if spec.labels is not None else None,
+        inputs=spec_records(inputs), outputs=spec_records(outputs),
+        checked_shapes=golden.input_shapes())
     return Manifest(model=model_info, artifacts=artifacts)
 
 

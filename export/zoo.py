@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from onebyone.runtime.bundle.digit_canvases import CANVAS, TEST_CANVASES, canvases
 from onebyone.runtime.bundle.digits import PREPROCESS, digits_splits
 from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.preprocess import IMAGENET, Preprocess
@@ -53,6 +54,13 @@ def _digits_test_set() -> LabelledSet:
     return LabelledSet(test.images, test.labels, f"sklearn digits, held-out test split ({len(test.labels)} images)")
 
 
+def _canvas_test_set() -> LabelledSet:
+    images, masks = canvases("test", TEST_CANVASES)
+    return LabelledSet(images, masks, f"digit canvases from the held-out digits ({TEST_CANVASES} canvases, "
+                                      f"{CANVAS[0]}x{CANVAS[1]}, per-pixel masks)")
+
+
+CANVAS_PREPROCESS = dataclasses.replace(PREPROCESS, resize=CANVAS[0], crop=CANVAS[0])
 IMAGENET_SHAPE = (3, 224, 224)
 SEGMENTATION_SHAPE = (3, 520, 520)  # torchvision's evaluation size for its segmentation weights
 DETECTION_SHAPE = (3, 512, 512)
@@ -101,6 +109,10 @@ ZOO: dict[str, ModelSpec] = {
         _zoo("resnet50_fpn", "segmentation", "resnet50_fpn", DETECTION_SHAPE, IMAGENET,
              "ResNet-50 + FPN (frozen BN): 1x1 laterals, top-down path, P2…P6 feature maps", task="features",
              output_names=("p2", "p3", "p4", "p5", "p6")),
+        _zoo("digits_segmenter", "digits_segmenter", "trained_digits_segmenter", (1, *CANVAS), CANVAS_PREPROCESS,
+             "bottleneck FCN trained to segment sklearn digits placed on a 32x32 canvas (11 classes per pixel)",
+             task="segmentation", output_names=("out",), labelled_data=_canvas_test_set,
+             labels=("background", *(str(digit) for digit in range(10)))),
         _zoo("digits_resnet", "digits", "trained_digits_resnet", (1, 8, 8), PREPROCESS,
              "bottleneck ResNet trained on sklearn's 8x8 digits", labelled_data=_digits_test_set,
              labels=tuple(str(digit) for digit in range(10))),

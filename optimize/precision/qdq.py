@@ -166,7 +166,7 @@ def _trt_sites(graph: ir.Graph, exclude: set[str]) -> dict[ir.Value, list[tuple[
             continue
         for index in indices:
             value = node.inputs[index]
-            if value is not None and constant(value) is None:
+            if value is not None and constant(value) is None and _activation(value):
                 sites.setdefault(value, []).append((node, index))
     return sites
 
@@ -208,6 +208,12 @@ def _epilogue_of_weighted_op(value: ir.Value, add: ir.Node) -> bool:
             and len(uses) == 1 and uses[0].node is add)
 
 
+def _activation(value: ir.Value) -> bool:
+    """A float tensor: not the int64 shape arithmetic of a dynamic-resolution graph (Shape → Gather → Unsqueeze →
+    Concat → Resize), which the same op types also carry."""
+    return value.dtype is None or value.dtype.is_floating_point()
+
+
 def _ort_sites(graph: ir.Graph, exclude: set[str]) -> dict[ir.Value, list[tuple[ir.Node, int]]]:
     """Every float data input of a quantizable op (ORT runs those as QLinear*/QGemm/U8 kernels)."""
     sites: dict[ir.Value, list[tuple[ir.Node, int]]] = {}
@@ -224,7 +230,7 @@ def _ort_sites(graph: ir.Graph, exclude: set[str]) -> dict[ir.Value, list[tuple[
             indices = [0]
         for index in indices:
             value = node.inputs[index]
-            if value is not None and constant(value) is None:
+            if value is not None and constant(value) is None and _activation(value):
                 sites.setdefault(value, []).append((node, index))
     return sites
 

@@ -216,6 +216,7 @@ def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output
     """The calibration to use, the calib.json it lives in, the files to publish with the output (calib.json and the
     TensorRT cache, when this run calibrated), and the data it was calibrated on (None for a calib.json)."""
     from onebyone.optimize.precision.calibrate import Calibration, collect
+    from onebyone.runtime.bundle.onnx_file import check_sizes, nominal_shape
 
     if not options.calib:
         return None, None, [], None
@@ -232,9 +233,12 @@ def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output
     graph_input = model.graph.inputs[0]
     sample_shape = tuple(d if isinstance(d, int) else None for d in graph_input.shape[1:])
     preprocess = model.metadata_props.get("onebyone.preprocess")
+    nominal = nominal_shape(model)
     data = open_source(str(options.calib), sample_shape,
                        Preprocess.from_dict(json.loads(preprocess)) if preprocess else None, options.calib_samples,
-                       graph_input.name)
+                       graph_input.name, nominal=tuple(nominal) if nominal else None)
+    if len(sizes := check_sizes(model)) > 1:  # a dynamic H×W: ranges over every size it is checked at
+        data = data.at_sizes(sizes)
     if data.smoke_only:
         messages.append(f"warning: calibrating on {data.description}")
     kept = _calib_path(source, output)

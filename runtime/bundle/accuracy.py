@@ -54,3 +54,20 @@ def score(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | None =
     agreement = float(np.mean(predicted == reference.argmax(axis=1))) if reference is not None else None
     return Accuracy(samples=len(labels), top1=correct / len(labels), top5=top5,
                     top1_interval=wilson_interval(correct, len(labels)), top1_agreement=agreement)
+
+
+def mean_iou(scores: np.ndarray, masks: np.ndarray) -> float:
+    """Mean intersection over union of per-pixel class scores (N × classes × H × W) against masks (N × H × W):
+    IoU_c = |pred = c ∧ mask = c| / |pred = c ∨ mask = c| over every pixel of every sample, averaged over the classes
+    that occur in the masks or the predictions (the PASCAL VOC convention)."""
+    if scores.ndim != 4 or scores.shape[:1] + scores.shape[2:] != masks.shape:
+        raise UserError(f"scores of shape {list(scores.shape)} for masks of shape {list(masks.shape)}: mIoU needs "
+                        "N × classes × H × W scores and N × H × W masks")
+    predicted = scores.argmax(axis=1).ravel()
+    truth = masks.ravel()
+    classes = scores.shape[1]
+    confusion = np.bincount(truth * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+    intersection = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    present = union > 0
+    return float(np.mean(intersection[present] / union[present])) if present.any() else 1.0

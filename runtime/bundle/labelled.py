@@ -38,11 +38,21 @@ class LabelledSet:
         """The bundle's labelled data, when its manifest lists some."""
         return cls.load(bundle_dir / LABELLED_NAME) if LABELLED_NAME in manifest.artifacts else None
 
-    def accuracy(self, logits: np.ndarray) -> float:
-        """Top-1 accuracy of class scores (N, classes) against the labels."""
-        if logits.shape[0] != len(self.labels):
-            raise UserError(f"{logits.shape[0]} predictions for {len(self.labels)} labels")
-        return float(np.mean(logits.argmax(axis=1) == self.labels))
+    @property
+    def metric(self) -> str:
+        """What `accuracy` measures: top-1 of class labels (N,), or mIoU of per-pixel masks (N, H, W)."""
+        return "mIoU" if self.labels.ndim == 3 else "top-1"
+
+    def accuracy(self, scores: np.ndarray) -> float:
+        """Top-1 accuracy of class scores (N, classes) against class labels, or the mean IoU of per-pixel scores
+        (N, classes, H, W) against masks."""
+        if scores.shape[0] != len(self.labels):
+            raise UserError(f"{scores.shape[0]} predictions for {len(self.labels)} labels")
+        if self.labels.ndim == 3:
+            from onebyone.runtime.bundle.accuracy import mean_iou
+
+            return mean_iou(scores, self.labels)
+        return float(np.mean(scores.argmax(axis=1) == self.labels))
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -33,8 +33,12 @@ class ModelInfo:
     input_shape: list[int]  # C, H, W
     batch: int | None  # None: dynamic batch
     preprocess: dict[str, Any] | None
-    task: str  # "classification" or "features"
+    task: str  # "classification", "segmentation" or "features"
     labels: list[str] | None = None  # class names in class order (runtime/bundle/labels.py)
+    # every graph input and output: {"name", "dtype", "shape"} with -1 for a dynamic dimension
+    inputs: list[dict[str, Any]] | None = None
+    outputs: list[dict[str, Any]] | None = None
+    checked_shapes: list[list[int]] | None = None  # the input shapes the export was checked at against torch
 
 
 @dataclasses.dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from onnx_ir.passes.common import TopologicalSortPass
 
 from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
 from onebyone.runtime.core.errors import CheckFailed, UserError
+
+CHECK_SIZES_KEY = "onebyone.check_sizes"  # ONNX metadata: [[H, W], ...] of a dynamic-resolution export
 
 EXTERNAL_DATA_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with headroom for the graph itself
 
@@ -90,6 +93,19 @@ def io_specs(model: ir.Model) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return TensorSpec(value.name, np.dtype(value.dtype.numpy()), shape)
 
     return [spec(v) for v in model.graph.inputs], [spec(v) for v in model.graph.outputs]
+
+
+def nominal_shape(model: ir.Model) -> list[int] | None:
+    """The input shape after the batch axis that the export recorded (`onebyone.input_shape`), if any."""
+    recorded = model.metadata_props.get("onebyone.input_shape")
+    return json.loads(recorded) if recorded else None
+
+
+def check_sizes(model: ir.Model) -> list[tuple[int, int]]:
+    """The H×W an export with a dynamic height/width was checked at (its own first; `CHECK_SIZES_KEY`), else []:
+    calibration streams batches at each of them."""
+    recorded = model.metadata_props.get(CHECK_SIZES_KEY)
+    return [(int(h), int(w)) for h, w in json.loads(recorded)] if recorded else []
 
 
 def graph_precision(model: ir.Model) -> str:

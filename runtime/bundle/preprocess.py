@@ -60,3 +60,24 @@ def load_image(path: Path, preprocess: Preprocess) -> np.ndarray:
     mean = np.asarray(preprocess.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(preprocess.std, dtype=np.float32)[:, None, None]
     return ((pixels - mean) / std).astype(np.float32)
+
+
+def _bilinear_weights(source: int, target: int) -> np.ndarray:
+    """(target × source) interpolation matrix of half-pixel bilinear resizing (torch's `align_corners=False`,
+    ONNX Resize's `half_pixel` with edge clamping)."""
+    position = np.clip((np.arange(target) + 0.5) * source / target - 0.5, 0, None)
+    low = np.minimum(np.floor(position).astype(int), source - 1)
+    high = np.minimum(low + 1, source - 1)
+    fraction = position - low
+    weights = np.zeros((target, source))
+    np.add.at(weights, (np.arange(target), low), 1 - fraction)
+    np.add.at(weights, (np.arange(target), high), fraction)
+    return weights
+
+
+def resized(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A model-ready batch (N, C, H, W) at another H×W, bilinear: the same samples for a model that takes any
+    resolution (golden samples and calibration batches at every size it is checked at)."""
+    rows, columns = _bilinear_weights(batch.shape[2], size[0]), _bilinear_weights(batch.shape[3], size[1])
+    return np.ascontiguousarray(np.einsum("hy,ncyx,wx->nchw", rows, batch.astype(np.float64), columns),
+                                dtype=batch.dtype)

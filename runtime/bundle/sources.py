@@ -28,10 +28,12 @@ from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, Preprocess
 from onebyone.runtime.core.errors import UserError
 
 RANDOM_SEED = 0
-SOURCES_HELP = ("digits-calibration, digits-test, random (smoke test only), an image folder (labelled by its "
+SOURCES_HELP = ("digits-calibration, digits-test, canvases-calibration, canvases-test (digits_segmenter's), random "
+                "(smoke test only), an image folder (labelled by its "
                 "labels.tsv, class subfolders or synset names; FOLDER:calibration|evaluation for a labels.tsv split), "
                 "or a .npy/.npz (a .npz may hold `labels`)")
 DIGITS_SPLITS = {"digits-calibration": "calib", "digits-test": "test"}
+CANVAS_SPLITS = {"canvases-calibration": ("calib", 128), "canvases-test": ("test", 256)}  # digit_canvases.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,19 @@ class DataSource:
         """Every sample in one array (for data small enough to hold, as parity's)."""
         return self.read(0, self.count)
 
+    def at_sizes(self, sizes: list[tuple[int, int]]) -> DataSource:
+        """The same samples, batch k resized (bilinear) to H×W `sizes[k % len(sizes)]`: statistics of a model
+        that takes any resolution, streamed over every size it is checked at."""
+        from onebyone.runtime.bundle.preprocess import resized
+
+        def read(start: int, stop: int) -> np.ndarray:
+            batch = self.read(start, stop)
+            size = sizes[(start // max(stop - start, 1)) % len(sizes)]
+            return batch if batch.shape[2:] == size else resized(batch, size)
+
+        listed = ", ".join(f"{h}x{w}" for h, w in sizes)
+        return dataclasses.replace(self, read=read, description=f"{self.description}, batches at {listed} in turn")
+
     @classmethod
     def of_arrays(cls, description: str, inputs: np.ndarray, labels: np.ndarray | None) -> DataSource:
         return cls(description, len(inputs), lambda start, stop: inputs[start:stop], labels=labels)
@@ -60,12 +75,15 @@ class DataSource:
 
 def open_source(spec: str, sample_shape: tuple[int | None, ...], preprocess: Preprocess | None,
                 samples: int | None, input_name: str, *, digits: str = "digits-calibration",
-                random_samples: int = 64) -> DataSource:
+                random_samples: int = 64, nominal: tuple[int, ...] | None = None) -> DataSource:
     """The source named by `spec`, limited to `samples` (all when None), its samples checked to be `sample_shape`
     (C, H, W; None where the model's dimension is dynamic). `digits` is the source plain `digits` stands for, and
-    `random_samples` the size of `random` when `samples` is None."""
-    data = _open(digits if spec == "digits" else spec, sample_shape, preprocess, input_name,
-                 samples or random_samples)
+    `random_samples` the size of `random` when `samples` is None; `random` samples of a model with dynamic
+    dimensions take them from `nominal` (the export's own C, H, W)."""
+    shape = tuple(own if dim is None else dim for dim, own in zip(sample_shape, nominal, strict=True)) if (
+        nominal and len(nominal) == len(sample_shape)) else sample_shape
+    data = _open(digits if spec == "digits" else spec, shape if spec == "random" else sample_shape, preprocess,
+                 input_name, samples or random_samples)
     if data.count == 0:
         raise UserError(f"data source {spec} holds no samples")
     if samples is not None and samples < data.count:
@@ -84,6 +102,13 @@ def _open(spec: str, sample_shape: tuple[int | None, ...], preprocess: Preproces
         name = (f"calibration split ({size} images, disjoint from test)" if spec == "digits-calibration"
                 else f"held-out test split ({size} images)")
         return DataSource.of_arrays(f"sklearn digits, {name}", split.images, split.labels)
+    if spec in CANVAS_SPLITS:
+        from onebyone.runtime.bundle.digit_canvases import canvases
+
+        split, count = CANVAS_SPLITS[spec]
+        images, masks = canvases(split, count)
+        return DataSource.of_arrays(f"digit canvases from the {split} split of sklearn digits ({count}, per-pixel "
+                                    "masks)", images, masks)
     if spec == "random":
         return _random(sample_shape, random_samples)
     path, split = split_spec(spec)

@@ -101,6 +101,17 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """'160x96,96x160' → ((160, 96), (96, 160)): image sizes, height × width."""
+    found = []
+    for part in names(text):
+        height, _, width = part.partition("x")
+        if not (height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+            raise argparse.ArgumentTypeError(f"{part!r} is not HxW with two positive integers (e.g. 160x96)")
+        found.append((int(height), int(width)))
+    return tuple(found)
+
+
 def options_from(args: argparse.Namespace, kind: type[Options], **overrides: object) -> Options:
     """The stage's options object from parsed arguments: each dataclass field from the argument of the same dest
     (a command names its dests after the fields), the fields it has no argument for left at their defaults."""

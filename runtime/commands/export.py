@@ -9,7 +9,7 @@ from rich.console import Console
 
 from onebyone.export.options import DATA_SAMPLES, DEFAULT_OPSET, EXPORTERS, ExportOptions
 from onebyone.export.zoo import ZOO, parse_input_shape
-from onebyone.runtime.commands.arguments import add_data_source, options_from, positive_int
+from onebyone.runtime.commands.arguments import add_data_source, names, options_from, positive_int, sizes
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -25,6 +25,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "'onebyone[pretrained]')")
     parser.add_argument("--batch", type=positive_int, help="fixed batch size (default: dynamic batch)")
     parser.add_argument("--input-shape", type=str, help="C,H,W (default: the model's own)")
+    parser.add_argument("--dynamic", type=names, default=(), metavar="AXES",
+                        help="input axes any size may take, comma-separated: height,width (any resolution) and batch "
+                             "(the default unless --batch); outputs get their own dynamic H and W")
+    parser.add_argument("--check-shapes", type=sizes, default=(), metavar="HxW,...",
+                        help="with a dynamic height/width: the sizes the export is checked at against torch beside "
+                             "its own (default: ×1.25/×0.75 both ways); later stages check at the same sizes")
     parser.add_argument("--input-name", default="input", help="graph input name (default: input)")
     parser.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help=f"default {DEFAULT_OPSET}")
     parser.add_argument("--keep-batchnorm", action="store_true",
@@ -50,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
         stdout.print(f"removed stale artifact {result.bundle / name} (derived from the previous export)")
     stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.check.describe()}")
     if result.torch_accuracy is not None:
-        stdout.print(f"held-out top-1: torch {result.torch_accuracy:.2%}, ONNX {result.check.accuracy:.2%}")
+        stdout.print(f"held-out {result.check.metric}: torch {result.torch_accuracy:.2%}, ONNX "
+                     f"{result.check.accuracy:.2%}")
     return 0

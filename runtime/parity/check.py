@@ -9,14 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from onebyone.runtime.bundle.golden import Golden, reference_session, run_session
+from onebyone.runtime.bundle.golden import Golden, Run, reference_session, run_session
 from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.parity.metrics import Parity, check_golden
 
 MAX_BATCH = 32  # samples per run when the model takes any batch (bounds activation memory)
-Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +29,15 @@ class Engine:
 @dataclasses.dataclass(frozen=True)
 class ArtifactCheck:
     parity: Parity
-    accuracy: float | None  # top-1 on the bundle's labelled data, when it has some
+    accuracy: float | None  # top-1 (or mIoU) on the bundle's labelled data, when it has some
+    metric: str = "top-1"  # what `accuracy` is: LabelledSet.metric
 
     @property
     def ok(self) -> bool:
         return self.parity.ok
 
     def describe(self) -> str:
-        accuracy = f"  top-1 {self.accuracy:.2%}" if self.accuracy is not None else ""
+        accuracy = f"  {self.metric} {self.accuracy:.2%}" if self.accuracy is not None else ""
         return self.parity.describe() + accuracy
 
     def as_record(self) -> dict[str, Any]:
@@ -53,15 +53,17 @@ def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance, labell
     input_name, output_name = next(iter(golden.inputs)), next(iter(golden.outputs))
     if engine is not None:
         run = engine.open(onnx_path)
-        golden_outputs = run(golden.inputs)
         labelled_outputs = run({input_name: labelled.inputs}) if labelled is not None else None
     else:
         session = reference_session(onnx_path)
-        golden_outputs = run_session(session, golden.inputs)
+
+        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return run_session(session, feeds)
+
         labelled_outputs = run_in_batches(session, input_name, labelled.inputs) if labelled is not None else None
-    parity = check_golden(golden, golden_outputs, tolerance)
+    parity = check_golden(golden, run, tolerance)
     accuracy = labelled.accuracy(labelled_outputs[output_name]) if labelled_outputs is not None else None
-    return ArtifactCheck(parity=parity, accuracy=accuracy)
+    return ArtifactCheck(parity=parity, accuracy=accuracy, metric=labelled.metric if labelled else "top-1")
 
 
 def run_in_batches(session: object, input_name: str, inputs: np.ndarray) -> dict[str, np.ndarray]:

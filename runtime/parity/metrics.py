@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from onebyone.runtime.bundle.accuracy import Accuracy, score, wilson_interval
-from onebyone.runtime.bundle.golden import Golden
+from onebyone.runtime.bundle.golden import Golden, Run
 from onebyone.runtime.bundle.labelled import top_k
 from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.errors import UserError
@@ -168,7 +168,7 @@ def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], 
     return Parity(measure(reference, candidate, labels), tolerance)
 
 
-def check_golden(golden: Golden, outputs: dict[str, np.ndarray], tolerance: Tolerance) -> Parity:
-    """An artifact's outputs on its bundle's golden inputs against the golden torch outputs: a handful of samples,
-    so the elementwise bound only (`Tolerance.golden`)."""
-    return compare(golden.outputs, outputs, tolerance.golden())
+def check_golden(golden: Golden, run: Run, tolerance: Tolerance) -> Parity:
+    """An artifact's outputs (`run` on the golden inputs of every shape) against the golden torch outputs: a
+    handful of samples, so the elementwise bound only (`Tolerance.golden`)."""
+    return compare(golden.reference(), golden.run(run), tolerance.golden())

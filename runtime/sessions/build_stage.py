@@ -85,7 +85,7 @@ def _golden_parity(staged: Path, golden: Golden, tolerance: Tolerance) -> Parity
     from onebyone.runtime.sessions.tensorrt_backend import TensorRTSession
 
     with TensorRTSession(Target.file("plan", staged), OpenOptions()) as session:
-        return check_golden(golden, session.run_batched(golden.inputs), tolerance)
+        return check_golden(golden, session.run_batched, tolerance)
 
 
 def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> None:

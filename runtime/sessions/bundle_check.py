@@ -95,9 +95,9 @@ def check_plan(path: Path, golden: Golden, tolerance: Tolerance, labelled: Label
     from onebyone.runtime.sessions.opening import open as open_session
 
     with open_session(path, "tensorrt", self_check=False) as session:
-        parity = check_golden(golden, session.run_batched(golden.inputs), tolerance)
+        parity = check_golden(golden, session.run_batched, tolerance)
         accuracy = None
         if labelled is not None:
             logits = session.run_batched({session.inputs[0].name: labelled.inputs})[session.outputs[0].name]
             accuracy = labelled.accuracy(logits)
-    return ArtifactCheck(parity=parity, accuracy=accuracy)
+    return ArtifactCheck(parity=parity, accuracy=accuracy, metric=labelled.metric if labelled else "top-1")

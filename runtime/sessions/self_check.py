@@ -47,12 +47,11 @@ def check_session(session: Session) -> None:
         session.self_check_note = f"not checked: {golden_path} is missing"
         return
     golden = Golden.load(golden_path)
-    outputs = session.run_batched(golden.inputs)
-    parity = check_golden(golden, outputs, tolerance)
+    parity = check_golden(golden, session.run_batched, tolerance)
     session.self_check = parity
     session.self_check_note = f"self-check {parity.describe()}"
     if parity.ok and target.kind == "onnx" and target.record is not None and target.record.precision == "int8":
-        kernels = check_kernels(target.path, golden.inputs, outputs)
+        kernels = check_kernels(target.path, golden.inputs, session.run_batched(golden.inputs))
         session.self_check_note += f"; {kernels.describe()}"
         if not kernels.ok:
             raise SelfCheckFailed(f"{target.label}: the engine's int8 kernels do not compute the file's Q/DQ math "
