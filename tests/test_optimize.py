@@ -11,6 +11,7 @@ import pytest
 from onnx import helper
 from torch import nn
 
+from onebyone.export.models.digits_segmenter import DigitsSegmenter
 from onebyone.export.models.inception import Inception
 from onebyone.export.models.resnet import Bottleneck
 from onebyone.export.zoo import ZOO, instantiate
@@ -43,8 +44,9 @@ def test_zoo_with_batchnorm_optimizes_to_no_batchnorm_and_matches_torch(name, ex
 
 def sibling_merges(model: nn.Module) -> list[int]:
     """How many Convs each sibling merge of the default target joins, derived from the module structure:
-    a bottleneck's conv1 and downsample conv when their strides agree; an Inception block's three 1x1 branches."""
-    merges = []
+    a bottleneck's conv1 and downsample conv when their strides agree; an Inception block's three 1x1 branches;
+    digits_segmenter's stride-1 1x1 classifier beside layer2's first 1x1 conv (both read layer1)."""
+    merges = [2] if isinstance(model, DigitsSegmenter) else []
     for module in model.modules():
         if isinstance(module, Bottleneck) and module.downsample is not None:
             merges += [2] if module.conv1.stride == module.downsample[0].stride else []

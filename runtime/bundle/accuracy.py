@@ -9,10 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from onebyone.runtime.bundle.labelled import top_k
 from onebyone.runtime.core.errors import UserError
 
 Z95 = 1.959963984540054  # the two-sided 95% normal quantile
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row of class scores (N × classes), the indices of the k highest, best first; ties keep class order."""
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onebyone.runtime.bundle.accuracy import mean_iou
 from onebyone.runtime.bundle.manifest import Manifest
 from onebyone.runtime.core.errors import UserError
 
@@ -49,12 +50,5 @@ class LabelledSet:
         if scores.shape[0] != len(self.labels):
             raise UserError(f"{scores.shape[0]} predictions for {len(self.labels)} labels")
         if self.labels.ndim == 3:
-            from onebyone.runtime.bundle.accuracy import mean_iou
-
             return mean_iou(scores, self.labels)
         return float(np.mean(scores.argmax(axis=1) == self.labels))
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Per row of class scores (N × classes), the indices of the k highest, best first; ties keep class order."""
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from onebyone.runtime.bundle.accuracy import Accuracy, score, wilson_interval
+from onebyone.runtime.bundle.accuracy import Accuracy, score, top_k, wilson_interval
 from onebyone.runtime.bundle.golden import Golden, Run
-from onebyone.runtime.bundle.labelled import top_k
 from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.errors import UserError
 

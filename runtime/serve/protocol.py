@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from onebyone.runtime.bundle.labelled import top_k
+from onebyone.runtime.bundle.accuracy import top_k
 
 DATATYPES: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,

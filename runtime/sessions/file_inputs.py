@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onebyone.runtime.bundle.labelled import top_k
+from onebyone.runtime.bundle.accuracy import top_k
 from onebyone.runtime.bundle.preprocess import IMAGE_SUFFIXES, load_image
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
