@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from onebyone.export.models.densenet import DenseNet, _DenseLayer, _Transition
+from onebyone.export.models.digits_segmenter import DigitsSegmenter
 from onebyone.export.models.efficientnet_lite import EfficientNetLite, MBConvBlock
 from onebyone.export.models.inception import Inception
 from onebyone.export.models.mobilenet import InvertedResidual, MobileNetV2
@@ -29,7 +30,13 @@ from tests.helpers import FP32_REL_TOL, ZOO_PARAMS, files_under
 def expected_ops(model: nn.Module, keep_batchnorm: bool = False, input_shape: tuple[int, ...] = (0,)) -> Counter:
     """Op counts of a clean export, derived from the module structure (not from a previous export)."""
     convs = count(model, nn.Conv2d)
-    if isinstance(model, ResNet):
+    if isinstance(model, DigitsSegmenter):
+        # the body's blocks and stem, the two classifiers summed after the coarse one's Resize to the input's H×W,
+        # whose size is read at run time: Shape → Gather/Slice → Unsqueeze/Cast → Concat (the exporter's own pattern)
+        blocks = count(model, Bottleneck)
+        ops = Counter(Conv=convs, Relu=1 + 3 * blocks, Add=blocks + 1, Resize=1, Shape=3, Gather=2, Unsqueeze=2,
+                      Concat=2, Slice=1, Cast=1)
+    elif isinstance(model, ResNet):
         blocks = count(model, Bottleneck)  # each block: 3 Relu (relu module applied thrice), 1 residual Add
         ops = Counter(Conv=convs, Relu=1 + 3 * blocks, Add=blocks, GlobalAveragePool=1, Flatten=1, Gemm=1,
                       MaxPool=count(model, nn.MaxPool2d))
