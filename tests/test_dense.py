@@ -184,3 +184,98 @@ def test_deeplabv3_dynamic_through_int8_at_three_sizes(tmp_path):
 def test_resolve_knows_the_dense_models():
     assert resolve("deeplabv3_resnet50").task == "segmentation"
     assert resolve("resnet50_fpn").output_names == ("p2", "p3", "p4", "p5", "p6")
+
+
+def test_parity_reports_each_output_at_each_size_with_pixels_and_miou(segmenter, cli, tmp_path):
+    code, out, err = cli("parity", segmenter, segmenter / "model.opt.onnx", segmenter / "model.opt.int8-ort.onnx",
+                         "--no-layers", "--json", tmp_path / "parity.json")
+    assert code == 0, err + out
+    report = json.loads((tmp_path / "parity.json").read_text())
+    for candidate in report["candidates"]:
+        metrics = candidate["metrics"]
+        assert sorted(metrics["outputs"]) == ["out", "out@1x24x40", "out@1x40x24"]
+        assert metrics["pixel_agreement"] >= PIXEL_AGREEMENT
+        assert metrics["miou_candidate"] >= metrics["miou_reference"] - MIOU_POINTS
+    fp32 = report["candidates"][0]["metrics"]
+    assert fp32["miou_candidate"] == pytest.approx(fp32["miou_reference"], abs=1e-3)
+    assert "out@1x40x24:" in out and "pixel argmax agree" in out and "mIoU" in out
+
+
+def test_each_output_meets_the_bounds_alone():
+    """A small-scale output 10% off hides inside a large one in the pooled numbers; per output it fails."""
+    from onebyone.runtime.bundle.tolerances import TOLERANCES
+    from onebyone.runtime.parity.metrics import compare
+
+    rng = np.random.default_rng(0)
+    reference = {"p2": rng.standard_normal((2, 4, 8, 8)) * 100, "p6": rng.standard_normal((2, 4, 1, 1))}
+    candidate = {"p2": reference["p2"], "p6": reference["p6"] * 1.1}
+    parity = compare(reference, candidate, TOLERANCES["fp16"])
+    assert parity.metrics.max_rel < TOLERANCES["fp16"].max_rel  # pooled: within
+    assert [f for f in parity.failures if f.startswith("p6:")], parity.failures
+
+
+def test_a_segmentation_miou_drop_beyond_the_bound_fails():
+    from onebyone.runtime.bundle.tolerances import TOLERANCES
+    from onebyone.runtime.parity.metrics import compare
+
+    masks = np.zeros((4, 8, 8), dtype=np.int64)
+    masks[:, :4] = 1
+    reference = np.eye(2)[masks].transpose(0, 3, 1, 2).astype(np.float32)
+    candidate = reference.copy()
+    candidate[:, :, :1] = candidate[:, ::-1, :1]  # one row of pixels flips class
+    parity = compare({"out": reference}, {"out": candidate}, TOLERANCES["int8"], masks, dense=True)
+    assert parity.metrics.miou_reference == 1.0 and parity.metrics.miou_candidate < 0.99
+    assert any("mIoU" in failure for failure in parity.failures)
+
+
+def test_one_server_answers_two_resolutions_over_http_and_grpc(segmenter):
+    """Concurrent requests at 32x32 and 48x40 against one dynamic model: each answer is torch's at its own size
+    (the batcher joins only equal shapes); the metadata shows -1 for the dynamic dims; a wrong channel count is a
+    400 / INVALID_ARGUMENT."""
+    import concurrent.futures
+
+    import tritonclient.grpc as triton_grpc
+    import tritonclient.http as triton_http
+    from tritonclient.utils import InferenceServerException
+
+    from onebyone.runtime.serve.server import create_app, load_models
+    from tests.serving import BackgroundServer
+
+    entries = load_models([segmenter / "model.opt.int8-ort.onnx"], "onnxruntime", None, 8, 0.01)
+    sizes = [(32, 32), (48, 40)] * 4
+    inputs = [canvases("test", 2, size, seed=index)[0] for index, size in enumerate(sizes)]
+    expected = [_torch("digits_segmenter", x) for x in inputs]
+    with BackgroundServer(create_app(entries, 1 << 22, 10_000)) as server:
+        http = triton_http.InferenceServerClient(server.url)
+        grpc = triton_grpc.InferenceServerClient(server.grpc_url)
+        name = next(iter(entries))
+        metadata = http.get_model_metadata(name)
+        assert metadata["inputs"][0]["shape"] == [-1, 1, -1, -1]
+        assert metadata["outputs"][0]["shape"] == [-1, 11, -1, -1]
+
+        def ask(index: int) -> np.ndarray:  # tritonclient.http's greenlets stay on their thread: a client each
+            module, client = ((triton_http, triton_http.InferenceServerClient(server.url)) if index % 2 == 0
+                              else (triton_grpc, grpc))
+            tensor = module.InferInput("input", list(inputs[index].shape), "FP32")
+            tensor.set_data_from_numpy(inputs[index])
+            return client.infer(name, [tensor]).as_numpy("out")
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, range(len(sizes))))
+        for answer, reference, size in zip(answers, expected, sizes, strict=True):
+            assert answer.shape == (2, 11, *size)
+            assert np.mean(answer.argmax(1) == reference.argmax(1)) >= PIXEL_AGREEMENT
+        wrong = np.zeros((1, 3, 32, 32), np.float32)
+        for module, client in ((triton_http, http), (triton_grpc, grpc)):
+            tensor = module.InferInput("input", list(wrong.shape), "FP32")
+            tensor.set_data_from_numpy(wrong)
+            with pytest.raises(InferenceServerException, match="axis 1 differs") as raised:
+                client.infer(name, [tensor])
+            assert raised.value.status() in ("400", "StatusCode.INVALID_ARGUMENT")
+
+
+def test_triton_config_has_dynamic_dims_and_every_output(segmenter, tmp_path, cli):
+    code, out, err = cli("triton-repo", segmenter / "model.opt.int8-ort.onnx", "-o", tmp_path / "repo")
+    assert code == 0, err + out
+    config = next((tmp_path / "repo").rglob("config.pbtxt")).read_text()
+    assert "dims: [ 1, -1, -1 ]" in config and "dims: [ 11, -1, -1 ]" in config, config

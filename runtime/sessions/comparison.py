@@ -18,7 +18,9 @@ import numpy as np
 
 from onebyone.runtime.bundle.accuracy import Accuracy, score
 from onebyone.runtime.bundle.labelled import LABELLED_NAME, LabelledSet
+from onebyone.runtime.bundle.preprocess import resized
 from onebyone.runtime.bundle.sources import DataSource, open_source
+from onebyone.runtime.bundle.tensors import DYNAMIC
 from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.errors import UserError
@@ -73,7 +75,9 @@ def parity(reference_target: str, candidate_targets: list[str], options: ParityO
     with open_reference(reference_target) as reference:
         data = _data(options, reference)
         inputs = data.all()
-        reference_outputs = reference.run_batched({reference.inputs[0].name: inputs}, batch=32)
+        dense = reference.model.task == "segmentation"
+        sizes = _other_sizes(reference)
+        reference_outputs = run_at_sizes(reference, inputs, sizes)
         reference_accuracy = None
         if data.labels is not None and (scores := next(iter(reference_outputs.values()))).ndim == 2:
             reference_accuracy = score(scores, data.labels)
@@ -81,7 +85,7 @@ def parity(reference_target: str, candidate_targets: list[str], options: ParityO
         for target in candidate_targets:
             with open_session(target, options.backend, self_check=False) as candidate:
                 records.append(compare_candidate(reference, reference_outputs, candidate, inputs, data.labels,
-                                                 options))
+                                                 options, sizes, dense))
                 calibration = _calibration_file(candidate)
             if calibration is not None and calibration not in calibrations:
                 calibrations.append(calibration)
@@ -96,9 +100,28 @@ def parity(reference_target: str, candidate_targets: list[str], options: ParityO
     if options.report is not None:
         from onebyone.runtime.parity.report import write_report
 
-        write_report(options.report, label, data.description, this_cpu().describe(), records, reference_outputs,
-                     calibrations)
+        write_report(options.report, label, data.description, this_cpu().describe(), records,
+                     {name: values for name, values in reference_outputs.items() if "@" not in name}, calibrations)
     return ParityResult(described, data.description, this_cpu().describe(), reference_accuracy, records)
+
+
+def _other_sizes(reference: Session) -> list[tuple[int, int]]:
+    """The H×W besides its own that the reference's bundle was exported and checked at (a dynamic H×W), else []."""
+    manifest = reference.target.manifest
+    shapes = (manifest.model.checked_shapes or []) if manifest is not None else []
+    return [(shape[2], shape[3]) for shape in shapes[1:] if len(shape) == 4]
+
+
+def run_at_sizes(session: Session, inputs: np.ndarray, sizes: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """The session's outputs on `inputs`, and on the same inputs resized to each of `sizes` that the session takes
+    (its height and width dynamic), those keyed NAME@CxHxW: parity per output and per resolution."""
+    name = session.inputs[0].name
+    outputs = session.run_batched({name: inputs}, batch=32)
+    if sizes and all(dim == DYNAMIC for dim in session.inputs[0].shape[2:]):
+        for height, width in sizes:
+            at = session.run_batched({name: resized(inputs, (height, width))}, batch=32)
+            outputs |= {f"{output}@{inputs.shape[1]}x{height}x{width}": values for output, values in at.items()}
+    return outputs
 
 
 def open_reference(target: str) -> Session:
@@ -114,9 +137,11 @@ def _data(options: ParityOptions, reference: Session) -> DataSource:
         count = options.samples or len(labelled.labels)
         return DataSource.of_arrays(labelled.description, labelled.inputs[:count], labelled.labels[:count])
     spec = reference.inputs[0]
+    manifest = reference.target.manifest
     return open_source(options.data or "random", tuple(None if d < 0 else d for d in spec.shape[1:]),
                        reference.model.preprocess, options.samples, spec.name, digits="digits-test",
-                       random_samples=RANDOM_SAMPLES)
+                       random_samples=RANDOM_SAMPLES,
+                       nominal=tuple(manifest.model.input_shape) if manifest is not None else None)
 
 
 def check_compatible(reference: Session, candidate: Session) -> None:
@@ -160,13 +185,16 @@ def _fp32_graph(reference: Session, candidate: Session) -> Path | None:
 
 
 def compare_candidate(reference: Session, reference_outputs: dict, candidate: Session, inputs: np.ndarray,
-                      labels: np.ndarray | None, options: ParityOptions) -> dict[str, Any]:
+                      labels: np.ndarray | None, options: ParityOptions, sizes: list[tuple[int, int]] = (),
+                      dense: bool = False) -> dict[str, Any]:
+    """One candidate against the reference's outputs: on `inputs`, and at each of `sizes` it takes."""
     from onebyone.runtime.parity.layers import localise
 
     check_compatible(reference, candidate)
-    outputs = candidate.run_batched({candidate.inputs[0].name: inputs}, batch=32)
+    outputs = run_at_sizes(candidate, inputs, list(sizes))
     precision = _precision(candidate)
-    parity = compare(reference_outputs, outputs, tolerance_for(precision, options), labels)
+    parity = compare({name: values for name, values in reference_outputs.items() if name in outputs}, outputs,
+                     tolerance_for(precision, options), labels, dense)
     record: dict[str, Any] = {"artifact": candidate.target.label, "backend": candidate.backend,
                               "precision": precision, "bounds": parity.tolerance.as_record(),
                               "metrics": parity.metrics.as_record(), "failures": parity.failures, "outputs": outputs}
@@ -202,12 +230,21 @@ def describe_candidate(record: dict[str, Any]) -> str:
              f"rel-L2 {m['rel_l2']:.2e}", f"cosine {m['cosine']:.6f}"]
     if m["top1_agreement"] is not None:
         parts.append(f"top-1 agree {m['top1_agreement']:.2%}  top-5 overlap {m['top5_overlap']:.2%}")
+    if m["pixel_agreement"] is not None:
+        parts.append(f"pixel argmax agree {m['pixel_agreement']:.2%}")
+    if m["miou_candidate"] is not None:
+        parts.append(f"mIoU {m['miou_candidate']:.2%} (reference {m['miou_reference']:.2%})")
     if record.get("accuracy"):
         accuracy = record["accuracy"]
         low, high = accuracy["top1_interval"]
         parts.append(f"top-1 {accuracy['top1']:.2%} (95% {low:.1%}–{high:.1%}) top-5 {accuracy['top5']:.2%}, "
                      f"{accuracy['share_of_reference']:.2%} of the reference's {m['accuracy_reference']:.2%}")
     text = "  ".join(parts)
+    if len(m["outputs"]) > 1:  # each output, and each at every other size
+        for name, out in m["outputs"].items():
+            agree = f"  pixel argmax agree {out['pixel_agreement']:.2%}" if out["pixel_agreement"] is not None else ""
+            text += (f"\n    {name}: max|diff|/max|ref| {out['max_rel']:.2e}  rel-L2 {out['rel_l2']:.2e}  "
+                     f"cosine {out['cosine']:.6f}{agree}")
     kernel = record.get("kernel")
     if kernel:
         text += (f"\n    kernel check {'PASS' if kernel['ok'] else 'FAIL'}: rel-L2 {kernel['metrics']['rel_l2']:.2e} "

@@ -33,10 +33,16 @@ class TorchSession(Session):
             load_weights(self._model, target.weights)
         self._output_names = list(manifest.model.output_names) if manifest is not None else list(spec.output_names)
         input_name = manifest.model.input_name if manifest is not None else INPUT_NAME
-        inputs = [TensorSpec(input_name, np.dtype(np.float32), (DYNAMIC, *spec.input_shape))]
-        probe = self._forward(torch.zeros((1, *spec.input_shape)))  # output ranks and sizes
-        outputs = [TensorSpec(name, np.dtype(np.float32), (DYNAMIC, *value.shape[1:]))
-                   for name, value in probe.items()]
+        if manifest is not None and manifest.model.inputs and manifest.model.outputs:  # as exported: -1 where dynamic
+            inputs = [TensorSpec(input_name, np.dtype(np.float32),
+                                 (DYNAMIC, *manifest.model.inputs[0]["shape"][1:]))]
+            outputs = [TensorSpec(record["name"], np.dtype(record["dtype"]), (DYNAMIC, *record["shape"][1:]))
+                       for record in manifest.model.outputs]
+        else:
+            inputs = [TensorSpec(input_name, np.dtype(np.float32), (DYNAMIC, *spec.input_shape))]
+            probe = self._forward(torch.zeros((1, *spec.input_shape)))  # output ranks and sizes
+            outputs = [TensorSpec(name, np.dtype(np.float32), (DYNAMIC, *value.shape[1:]))
+                       for name, value in probe.items()]
         description = ModelDescription(name=spec.name, task=spec.task, preprocess=spec.preprocess, precision="fp32",
                                        labels=spec.labels)
         super().__init__(target, inputs, outputs, description, f"torch {torch.__version__} cpu")
