@@ -279,3 +279,16 @@ def test_triton_config_has_dynamic_dims_and_every_output(segmenter, tmp_path, cl
     assert code == 0, err + out
     config = next((tmp_path / "repo").rglob("config.pbtxt")).read_text()
     assert "dims: [ 1, -1, -1 ]" in config and "dims: [ 11, -1, -1 ]" in config, config
+
+
+def test_building_a_dynamic_resolution_model_needs_its_shapes(segmenter, cli):
+    """Checked before any GPU is needed: without --shapes the dynamic H×W has no range to build for; malformed or
+    mismatched --shapes are named. (Building itself needs a GPU: tests/gpu/test_tensorrt_engines.py.)"""
+    for args, message in (([], "has a dynamic axis besides the batch; give the range to build for with --shapes "
+                               "input:1x1xHxH..8x1xHxH..32x1xHxH"),
+                          (["--shapes", "input:1x1x32..2x1x32..4x1x32"], "has rank 4"),
+                          (["--shapes", "input:1x3x32x32..1x3x32x32..1x3x32x32"], "axis 1 of input"),
+                          (["--shapes", "image:1x1x8x8..1x1x8x8..1x1x8x8"], "names inputs ['image']"),
+                          (["--shapes", "input:1x1x8x8..2x1x8x8", "--max-batch", "4"], "is not NAME:MIN..OPT..MAX")):
+        code, _, err = cli("build", segmenter / "model.opt.onnx", *args)
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)

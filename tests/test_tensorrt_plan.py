@@ -22,8 +22,12 @@ from onebyone.runtime.bundle.plan import (
     buffer_bytes,
     check_compatible,
     numpy_dtype,
+    parse_shapes,
     plan_info_path,
+    profile_for,
     profile_shapes,
+    profile_text,
+    profiles_record,
     read_plan_info,
 )
 from onebyone.runtime.bundle.tensors import TensorSpec
@@ -39,18 +43,18 @@ HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 def test_profiles_put_the_batch_options_on_the_dynamic_axis():
     profiles = profile_shapes([DYNAMIC_INPUT], BuildOptions(min_batch=2, opt_batch=4, max_batch=16))
-    assert profiles == {"input": ((2, 3, 224, 224), (4, 3, 224, 224), (16, 3, 224, 224))}
+    assert profiles == [{"input": ((2, 3, 224, 224), (4, 3, 224, 224), (16, 3, 224, 224))}]
 
 
 @pytest.mark.parametrize(("options", "opt"), [(BuildOptions(), 8), (BuildOptions(max_batch=4), 4),
                                               (BuildOptions(min_batch=12, max_batch=64), 12)])
 def test_default_opt_batch_is_eight_clamped_to_the_range(options, opt):
-    assert profile_shapes([DYNAMIC_INPUT], options)["input"][1][0] == opt
+    assert profile_shapes([DYNAMIC_INPUT], options)[0]["input"][1][0] == opt
 
 
 def test_a_fixed_batch_model_gets_its_batch_and_refuses_other_options():
     fixed = TensorSpec("input", np.dtype(np.float32), (4, 1, 8, 8))
-    assert profile_shapes([fixed], BuildOptions())["input"] == ((4, 1, 8, 8),) * 3
+    assert profile_shapes([fixed], BuildOptions())[0]["input"] == ((4, 1, 8, 8),) * 3
     with pytest.raises(UserError, match="has a fixed batch of 4; drop the batch options or re-export"):
         profile_shapes([fixed], BuildOptions(max_batch=8))
 
@@ -59,11 +63,53 @@ def test_a_fixed_batch_model_gets_its_batch_and_refuses_other_options():
     (DYNAMIC_INPUT, BuildOptions(min_batch=8, max_batch=4), "1 <= min_batch=8 <= opt_batch=8 <= "),
     (DYNAMIC_INPUT, BuildOptions(opt_batch=64), "opt_batch=64 <= max_batch=32"),
     (DYNAMIC_INPUT, BuildOptions(opt_level=6), "opt_level=6 is outside TensorRT's 0..5"),
-    (TensorSpec("input", np.dtype(np.float32), (-1, 3, -1, -1)), BuildOptions(), "dynamic axis besides the batch"),
+    (TensorSpec("input", np.dtype(np.float32), (-1, 3, -1, -1)), BuildOptions(),
+     "dynamic axis besides the batch; give the range to build for with shapes=input:1x3xHxH..8x3xHxH..32x3xHxH"),
+    (DYNAMIC_INPUT, BuildOptions(shapes=({"other": ((1, 3, 224, 224),) * 3},)), r"names inputs \['other'\]"),
+    (DYNAMIC_INPUT, BuildOptions(shapes=({"input": ((1, 3, 224),) * 3},)), "has rank 4"),
+    (DYNAMIC_INPUT, BuildOptions(shapes=({"input": ((1, 3, 224, 224), (1, 3, 224, 224), (2, 1, 224, 224))},)),
+     "axis 1 of input 'input' float32 \\[-1, 3, 224, 224\\] is fixed at 3"),
+    (DYNAMIC_INPUT, BuildOptions(shapes=({"input": ((4, 3, 224, 224), (2, 3, 224, 224), (8, 3, 224, 224))},)),
+     "1 <= MIN <= OPT <= MAX"),
+    (DYNAMIC_INPUT, BuildOptions(max_batch=8, shapes=({"input": ((1, 3, 224, 224),) * 3},)),
+     "gives the batch range itself"),
 ])
 def test_bad_build_options_are_named(spec, options, message):
     with pytest.raises(UserError, match=message):
         profile_shapes([spec], options)
+
+
+SPATIAL_INPUT = TensorSpec("input", np.dtype(np.float32), (-1, 3, -1, -1))
+
+
+def test_shapes_parse_like_trtexec_and_make_several_profiles():
+    small = parse_shapes("input:1x3x128x128..4x3x256x256..8x3x256x256")
+    large = parse_shapes("input:1x3x256x256..2x3x512x512..4x3x1024x1024")
+    profiles = profile_shapes([SPATIAL_INPUT], BuildOptions(shapes=(small, large)))
+    assert profiles == [{"input": ((1, 3, 128, 128), (4, 3, 256, 256), (8, 3, 256, 256))},
+                        {"input": ((1, 3, 256, 256), (2, 3, 512, 512), (4, 3, 1024, 1024))}]
+    assert profile_text(profiles[1]) == "input 1x3x256x256..2x3x512x512..4x3x1024x1024"
+    assert profiles_record(profiles)[1]["input"]["max"] == [4, 3, 1024, 1024]
+    # the runtime picks the first profile that contains a request's shape, and none for one outside them all
+    assert profile_for(profiles, {"input": (8, 3, 200, 256)}) == 0
+    assert profile_for(profiles, {"input": (2, 3, 256, 256)}) == 0
+    assert profile_for(profiles, {"input": (2, 3, 700, 512)}) == 1
+    assert profile_for(profiles, {"input": (8, 3, 700, 512)}) is None
+    assert profile_for(profiles, {"input": (1, 3, 64, 64)}) is None
+
+
+@pytest.mark.parametrize("text", ["input:1x3x8x8..2x3x8x8", "input:1x3x8x8..a..3x3x8x8", ":1x1..1x1..1x1", ","])
+def test_malformed_shapes_are_named(text):
+    with pytest.raises(UserError, match="shapes="):
+        parse_shapes(text)
+
+
+def test_a_version_1_plan_record_reads_as_one_profile(tmp_path):
+    plan = write_plan(tmp_path)
+    raw = json.loads(plan_info_path(plan).read_text())
+    raw |= {"format": "onebyone.plan/1", "profiles": raw["profiles"][0]}
+    plan_info_path(plan).write_text(json.dumps(raw))
+    assert read_plan_info(plan).profiles == [raw["profiles"]]
 
 
 def test_dtype_mapping_and_buffer_sizes():
@@ -84,8 +130,8 @@ def write_plan(folder, content=b"serialized engine bytes", **fields) -> object:
     plan.write_bytes(content)
     info = PlanInfo(tensorrt="10.13.0.35", gpu="NVIDIA H200", compute_capability="9.0",
                     onnx={"name": "build/m/model.onnx", "sha256": "0" * 64}, plan_sha256=sha256_file(plan),
-                    precision="fp16", profiles={"input": {"min": [1, 3, 8, 8], "opt": [8, 3, 8, 8],
-                                                          "max": [32, 3, 8, 8]}},
+                    precision="fp16", profiles=[{"input": {"min": [1, 3, 8, 8], "opt": [8, 3, 8, 8],
+                                                           "max": [32, 3, 8, 8]}}],
                     build_seconds=12.5, options={"opt_level": 3}, metadata={},
                     io={"inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 3, 8, 8]}],
                         "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 10]}]})
@@ -96,7 +142,7 @@ def write_plan(folder, content=b"serialized engine bytes", **fields) -> object:
 def test_plan_info_round_trips_and_matching_environment_passes(tmp_path):
     plan = write_plan(tmp_path)
     info = read_plan_info(plan)
-    assert info.tensorrt == "10.13.0.35" and info.profiles["input"]["max"] == [32, 3, 8, 8]
+    assert info.tensorrt == "10.13.0.35" and info.profiles[0]["input"]["max"] == [32, 3, 8, 8]
     check_compatible(info, plan, "10.13.0.35", "9.0", "NVIDIA H200")
 
 

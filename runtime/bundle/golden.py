@@ -48,6 +48,12 @@ class Golden:
         """`run` on every case's inputs, its outputs keyed as `keyed` does."""
         return self.keyed([run(case.inputs) for case in self.cases()])
 
+    def within(self, accepts: Callable[[dict[str, tuple[int, ...]]], bool]) -> Golden | None:
+        """The cases whose input shapes `accepts` takes (an engine's optimization profiles), or None if none."""
+        kept = [case for case in self.cases()
+                if accepts({name: tuple(value.shape) for name, value in case.inputs.items()})]
+        return dataclasses.replace(kept[0], more=tuple(kept[1:])) if kept else None
+
     def input_shapes(self) -> list[list[int]]:
         """The shapes of the first input the cases cover, batch axis included."""
         return [list(next(iter(case.inputs.values())).shape) for case in self.cases()]

@@ -20,7 +20,8 @@ from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
 from onebyone.runtime.core.errors import UserError, option
 from onebyone.runtime.core.files import sha256_file
 
-PLAN_FORMAT = "onebyone.plan/1"
+PLAN_FORMAT = "onebyone.plan/2"  # /2: `profiles` is a list (several optimization profiles)
+PLAN_FORMATS = ("onebyone.plan/1", PLAN_FORMAT)  # /1 held one profile, read as a list of one
 DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 8, 32
 DEFAULT_OPT_LEVEL = 3  # TensorRT's own default builder optimization level
 
@@ -39,6 +40,8 @@ class BuildOptions:
     workspace_mib: int | None = None  # None: TensorRT's default (the device's memory)
     timing_cache: Path | None = None
     opt_level: int = DEFAULT_OPT_LEVEL
+    # optimization profiles, each input → (min, opt, max) shapes (`parse_shapes`); empty: one from the batch options
+    shapes: tuple[dict[str, tuple[tuple[int, ...], ...]], ...] = ()
 
     def batches(self) -> tuple[int, int, int]:
         opt = self.opt_batch if self.opt_batch is not None else max(self.min_batch, min(DEFAULT_OPT_BATCH,
@@ -54,31 +57,96 @@ class BuildOptions:
 Profile = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
-def profile_shapes(inputs: list[TensorSpec], options: BuildOptions) -> dict[str, Profile]:
-    """(min, opt, max) shape per input: the batch options on a dynamic axis 0, every other axis as the model has it.
+def parse_shapes(text: str) -> dict[str, Profile]:
+    """One optimization profile from `NAME:MIN..OPT..MAX[,NAME:MIN..OPT..MAX]`, shapes written 1x3x256x256
+    (trtexec's --minShapes/--optShapes/--maxShapes in one argument, one argument per profile)."""
+    profile: dict[str, Profile] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, ranges = part.rpartition(":")
+        shapes = ranges.split("..")
+        try:
+            parsed = tuple(tuple(int(d) for d in shape.split("x")) for shape in shapes)
+        except ValueError:
+            parsed = ()
+        if not name or len(parsed) != 3:
+            raise UserError(f"{option('shapes', part)} is not NAME:MIN..OPT..MAX with shapes like 1x3x256x256 "
+                            "(e.g. input:1x3x256x256..4x3x512x512..8x3x1024x1024)")
+        profile[name] = parsed  # type: ignore[assignment]
+    if not profile:
+        raise UserError(f"{option('shapes', repr(text))} names no input")
+    return profile
+
+
+def profile_text(profile: dict[str, Profile]) -> str:
+    """`input 1x3x256x256..4x3x512x512..8x3x1024x1024`, per input."""
+    return ", ".join(f"{name} " + "..".join("x".join(map(str, shape)) for shape in shapes)
+                     for name, shapes in profile.items())
+
+
+def _checked_profile(inputs: list[TensorSpec], profile: dict[str, Profile], index: int) -> dict[str, Profile]:
+    known = {spec.name: spec for spec in inputs}
+    if set(profile) != set(known):
+        raise UserError(f"profile {index + 1} ({option('shapes', profile_text(profile))}) names inputs "
+                        f"{sorted(profile)}; the model's are {sorted(known)}: give a range for each")
+    for name, shapes in profile.items():
+        spec = known[name]
+        low, opt, high = shapes
+        if any(len(shape) != len(spec.shape) for shape in shapes):
+            raise UserError(f"profile {index + 1}: input {spec.describe()} has rank {len(spec.shape)}, the shapes "
+                            f"{profile_text({name: shapes})} do not")
+        fixed = [axis for axis, size in enumerate(spec.shape) if size != DYNAMIC
+                 and any(shape[axis] != size for shape in shapes)]
+        if fixed:
+            raise UserError(f"profile {index + 1}: axis {fixed[0]} of input {spec.describe()} is fixed at "
+                            f"{spec.shape[fixed[0]]}; {profile_text({name: shapes})} changes it")
+        if not all(1 <= a <= b <= c for a, b, c in zip(low, opt, high, strict=True)):
+            raise UserError(f"profile {index + 1}: {profile_text({name: shapes})} must satisfy 1 <= MIN <= OPT <= MAX "
+                            "on every axis")
+    return profile
+
+
+def profile_shapes(inputs: list[TensorSpec], options: BuildOptions) -> list[dict[str, Profile]]:
+    """The optimization profiles, each (min, opt, max) shape per input: `options.shapes` as given (checked against
+    the inputs), else one profile with the batch options on a dynamic axis 0, every other axis as the model has it.
 
     A fixed-batch model gets that batch in all three (batch options that contradict it are an error); a dynamic
-    axis other than the batch has no size to build for and is refused.
+    axis other than the batch (a dynamic H×W) needs `shapes` to say what range to build for.
     """
     low, opt, high = options.batches()
+    asked = (options.min_batch, options.opt_batch, options.max_batch)
+    if options.shapes:
+        if asked != (DEFAULT_MIN_BATCH, None, DEFAULT_MAX_BATCH):
+            raise UserError(f"{option('shapes', 'NAME:MIN..OPT..MAX')} gives the batch range itself; drop the batch "
+                            "options")
+        return [_checked_profile(inputs, profile, index) for index, profile in enumerate(options.shapes)]
     profiles: dict[str, Profile] = {}
     for spec in inputs:
         if not spec.shape:
             raise UserError(f"input {spec.name!r} is a scalar; TensorRT profiles need a batch axis")
         if DYNAMIC in spec.shape[1:]:
-            raise UserError(f"input {spec.describe()} has a dynamic axis besides the batch; export it with a fixed "
-                            "input shape (onebyone export --input-shape C,H,W)")
+            example = "x".join("H" if size == DYNAMIC else str(size) for size in spec.shape[1:])
+            raise UserError(f"input {spec.describe()} has a dynamic axis besides the batch; give the range to build "
+                            f"for with {option('shapes', f'{spec.name}:1x{example}..8x{example}..32x{example}')} "
+                            "(sizes for each dynamic axis; repeat it for several profiles)")
         rest = spec.shape[1:]
         if spec.shape[0] == DYNAMIC:
             profiles[spec.name] = ((low, *rest), (opt, *rest), (high, *rest))
             continue
         fixed = spec.shape[0]
-        asked = (options.min_batch, options.opt_batch, options.max_batch)
         if asked != (DEFAULT_MIN_BATCH, None, DEFAULT_MAX_BATCH) and (low, opt, high) != (fixed,) * 3:
             raise UserError(f"input {spec.describe()} has a fixed batch of {fixed}; drop the batch options or "
                             "re-export with a dynamic batch (onebyone export without --batch)")
         profiles[spec.name] = (spec.shape, spec.shape, spec.shape)
-    return profiles
+    return [profiles]
+
+
+def profile_for(profiles: list[dict[str, Profile]], shapes: dict[str, tuple[int, ...]]) -> int | None:
+    """The first profile whose ranges contain every input's shape (None: none does)."""
+    for index, profile in enumerate(profiles):
+        if all(all(low <= size <= high for size, low, high in zip(shapes[name], ranges[0], ranges[2], strict=True))
+               for name, ranges in profile.items() if name in shapes):
+            return index
+    return None
 
 
 def numpy_dtype(trt_type_name: str, tensor: str) -> np.dtype:
@@ -106,7 +174,7 @@ class PlanInfo:
     onnx: dict[str, str]  # {"name": ..., "sha256": ...}
     plan_sha256: str
     precision: str | None
-    profiles: dict[str, dict[str, list[int]]]  # input → {"min": [...], "opt": [...], "max": [...]}
+    profiles: list[dict[str, dict[str, list[int]]]]  # per profile, input → {"min": [...], "opt": [...], "max": [...]}
     build_seconds: float
     options: dict[str, Any]
     metadata: dict[str, str]  # the ONNX file's onebyone.* metadata (preprocessing, task)
@@ -121,9 +189,13 @@ def plan_info_path(plan: Path) -> Path:
     return plan.with_name(plan.name + ".json")
 
 
-def profiles_record(profiles: dict[str, Profile]) -> dict[str, dict[str, list[int]]]:
-    return {name: {"min": list(low), "opt": list(opt), "max": list(high)}
-            for name, (low, opt, high) in profiles.items()}
+def profiles_record(profiles: list[dict[str, Profile]]) -> list[dict[str, dict[str, list[int]]]]:
+    return [{name: {"min": list(low), "opt": list(opt), "max": list(high)} for name, (low, opt, high) in p.items()}
+            for p in profiles]
+
+
+def profiles_from_record(record: list[dict[str, dict[str, list[int]]]]) -> list[dict[str, Profile]]:
+    return [{name: (tuple(r["min"]), tuple(r["opt"]), tuple(r["max"])) for name, r in p.items()} for p in record]
 
 
 def read_plan_info(plan: Path) -> PlanInfo:
@@ -137,8 +209,10 @@ def read_plan_info(plan: Path) -> PlanInfo:
                         f"rebuild it with `onebyone build MODEL.onnx -o {plan}`")
     try:
         raw = json.loads(info_path.read_text())
-        if raw.get("format") != PLAN_FORMAT:
+        if raw.get("format") not in PLAN_FORMATS:
             raise ValueError(f"format is {raw.get('format')!r}, expected {PLAN_FORMAT!r}")
+        if isinstance(raw.get("profiles"), dict):  # onebyone.plan/1: one profile
+            raw |= {"profiles": [raw["profiles"]], "format": PLAN_FORMAT}
         info = PlanInfo(**raw)
     except (ValueError, TypeError, AttributeError) as err:
         raise UserError(f"{info_path} is not a valid plan record ({err}); rebuild the plan with `onebyone build`") \

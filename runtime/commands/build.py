@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.runtime.bundle.plan import DEFAULT_MAX_BATCH, DEFAULT_MIN_BATCH, BuildOptions
+from onebyone.runtime.bundle.plan import DEFAULT_MAX_BATCH, DEFAULT_MIN_BATCH, BuildOptions, parse_shapes
 from onebyone.runtime.commands.arguments import options_from, positive_int
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -23,6 +23,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-batch", type=positive_int, default=DEFAULT_MIN_BATCH)
     parser.add_argument("--opt-batch", type=positive_int, help="batch TensorRT tunes for (default min(8, max))")
     parser.add_argument("--max-batch", type=positive_int, default=DEFAULT_MAX_BATCH)
+    parser.add_argument("--shapes", action="append", default=[], metavar="NAME:MIN..OPT..MAX",
+                        help="an optimization profile: each input's min, opt and max shapes, e.g. "
+                             "input:1x3x256x256..4x3x512x512..8x3x1024x1024 (inputs comma-separated); repeat for "
+                             "several profiles — the engine picks one that contains each request's shape. Needed "
+                             "for a dynamic height/width; replaces the batch options")
     parser.add_argument("--workspace", dest="workspace_mib", type=positive_int, metavar="MIB",
                         help="workspace limit in MiB")
     parser.add_argument("--timing-cache", type=Path, help="timing cache file, read if present and updated")
@@ -34,5 +39,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from onebyone.stages import build
 
-    stdout.print(build(args.onnx, options_from(args, BuildOptions), output=args.output).describe())
+    options = options_from(args, BuildOptions, shapes=tuple(parse_shapes(text) for text in args.shapes))
+    stdout.print(build(args.onnx, options, output=args.output).describe())
     return 0

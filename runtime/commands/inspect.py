@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from onebyone.runtime.bundle.plan import profile_text, profiles_record
 from onebyone.runtime.core.errors import UserError
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -31,9 +32,13 @@ def run(args: argparse.Namespace) -> int:
     with open_session(args.plan, backend="tensorrt", self_check=False) as session:
         layers = session.layers()
         device = session.device
+        profiles = session.profiles()
     if args.json:
-        print(json.dumps({"plan": str(args.plan), "device": device, "layers": layers}, indent=2))
+        print(json.dumps({"plan": str(args.plan), "device": device, "profiles": profiles_record(profiles),
+                          "layers": layers}, indent=2))
         return 0
+    for index, profile in enumerate(profiles):
+        stdout.print(f"optimization profile {index}: {profile_text(profile)}")
     table = Table("layer", "type", "inputs", "outputs", "tactic", title=f"{args.plan} on {device}")
     for layer in layers:
         table.add_row(layer["name"], layer["type"], " ".join(layer["inputs"]), " ".join(layer["outputs"]),

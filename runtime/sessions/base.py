@@ -43,6 +43,10 @@ class Session(abc.ABC):
         chunks = [self.run({k: v[start:start + step] for k, v in inputs.items()}) for start in range(0, count, step)]
         return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
+    def accepts(self, shapes: dict[str, tuple[int, ...]]) -> bool:
+        """Whether the session runs inputs of these shapes (a TensorRT engine: within one of its profiles)."""
+        return True
+
     @abc.abstractmethod
     def _run(self, feeds: dict[str, Any], output_names: list[str]) -> dict[str, np.ndarray]:
         """Run validated inputs; return the named outputs."""

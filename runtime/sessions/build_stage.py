@@ -12,10 +12,18 @@ from pathlib import Path
 
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, ArtifactRecord, write_manifest
-from onebyone.runtime.bundle.plan import BuildOptions, PlanInfo, plan_info_path, profile_shapes, profiles_record
+from onebyone.runtime.bundle.plan import (
+    BuildOptions,
+    PlanInfo,
+    plan_info_path,
+    profile_shapes,
+    profile_text,
+    profiles_from_record,
+    profiles_record,
+)
 from onebyone.runtime.bundle.tensors import spec_records
 from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
-from onebyone.runtime.core.errors import CheckFailed
+from onebyone.runtime.core.errors import CheckFailed, UserError, option
 from onebyone.runtime.core.files import ensure_writable_dir, publish, sha256_file, staging_dir
 from onebyone.runtime.parity.metrics import Parity, check_golden
 from onebyone.runtime.sessions.locate import PLAN_KIND, locate
@@ -33,9 +41,10 @@ class BuildResult:
 
     def describe(self) -> str:
         info = self.info
+        profiles = "; ".join(f"profile {index}: {profile_text(profile)}"
+                             for index, profile in enumerate(profiles_from_record(info.profiles)))
         text = (f"built {self.output} in {info.build_seconds:.1f} s: TensorRT {info.tensorrt}, {info.gpu} "
-                f"(compute {info.compute_capability}), {info.precision}, batch {info.options['min_batch']}.."
-                f"{info.options['max_batch']}")
+                f"(compute {info.compute_capability}), {info.precision}, {profiles}")
         if self.parity is not None:
             text += f"\n{self.output.name}  {info.precision}  TensorRT vs torch: {self.parity.describe()}"
         return text
@@ -64,7 +73,7 @@ def build(onnx: Path, output: Path | None, options: BuildOptions) -> BuildResult
         info = PlanInfo(onnx={"name": str(onnx), "sha256": sha256_file(onnx)},
                         plan_sha256=sha256_file(staged), precision=precision, profiles=profiles_record(profiles),
                         options={k: str(v) if isinstance(v, Path) else v
-                                 for k, v in dataclasses.asdict(options).items()},
+                                 for k, v in dataclasses.asdict(options).items() if k != "shapes"},
                         metadata=dict(model.metadata_props),
                         io={"inputs": spec_records(inputs), "outputs": spec_records(outputs)}, **built)
         plan_info_path(staged).write_text(info.to_json())
@@ -85,7 +94,13 @@ def _golden_parity(staged: Path, golden: Golden, tolerance: Tolerance) -> Parity
     from onebyone.runtime.sessions.tensorrt_backend import TensorRTSession
 
     with TensorRTSession(Target.file("plan", staged), OpenOptions()) as session:
-        return check_golden(golden, session.run_batched, tolerance)
+        within = golden.within(session.accepts)
+        if within is None:
+            sizes = ", ".join("x".join(map(str, shape[1:])) for shape in golden.input_shapes())
+            raise UserError(f"the engine's optimization profiles contain none of the input sizes the export was "
+                            f"checked at ({sizes}), so it cannot be checked against torch; widen "
+                            f"{option('shapes', 'NAME:MIN..OPT..MAX')} to cover one")
+        return check_golden(within, session.run_batched, tolerance)
 
 
 def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> None:

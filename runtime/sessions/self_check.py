@@ -46,7 +46,10 @@ def check_session(session: Session) -> None:
     if not golden_path.is_file():
         session.self_check_note = f"not checked: {golden_path} is missing"
         return
-    golden = Golden.load(golden_path)
+    golden = Golden.load(golden_path).within(session.accepts)
+    if golden is None:
+        session.self_check_note = "not checked: no golden sample size fits the engine's optimization profiles"
+        return
     parity = check_golden(golden, session.run_batched, tolerance)
     session.self_check = parity
     session.self_check_note = f"self-check {parity.describe()}"

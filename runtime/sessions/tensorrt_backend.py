@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 
 from onebyone.runtime.bundle.plan import (
+    Profile,
     buffer_bytes,
     check_compatible,
     numpy_dtype,
+    profile_for,
+    profile_text,
     read_plan_info,
 )
 from onebyone.runtime.bundle.tensors import BatchRange, TensorSpec, is_torch_tensor
@@ -71,8 +74,9 @@ def logger(trt: Any) -> Any:
 
 class TensorRTSession(Session):
     """A deserialized plan with one execution context and one CUDA stream. Device and pinned host buffers are
-    allocated once, at the profile's maximum shapes, and reused; a torch CUDA tensor input of the engine's dtype is
-    bound directly (zero copy)."""
+    allocated once, at the largest of the optimization profiles' maximum shapes, and reused; each run uses the first
+    profile that contains its input shapes (a shape no profile contains is refused, naming the ranges); a torch CUDA
+    tensor input of the engine's dtype is bound directly (zero copy)."""
 
     backend = "tensorrt"
 
@@ -110,29 +114,48 @@ class TensorRTSession(Session):
                               tuple(self._engine.get_tensor_shape(name)))
             is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (self._inputs if is_input else self._outputs).append(spec)
-        max_shapes: dict[str, tuple[int, ...]] = {}
-        low, high = 1, None
-        for spec in self._inputs:
-            minimum, _, maximum = (tuple(s) for s in self._engine.get_tensor_profile_shape(spec.name, 0))
-            low, high = max(low, minimum[0]), maximum[0] if high is None else min(high, maximum[0])
-            max_shapes[spec.name] = maximum
-            self._set_input_shape(spec.name, maximum)
-        for spec in self._outputs:
-            max_shapes[spec.name] = tuple(self._context.get_tensor_shape(spec.name))
-            if any(d < 0 for d in max_shapes[spec.name]):
-                raise UserError(f"{plan}: output {spec.name!r} has a data-dependent shape "
-                                f"{list(max_shapes[spec.name])}; onebyone runs engines whose output shapes follow "
-                                "from the input shapes")
-        self._batch_range = BatchRange(low, high, " (the engine's optimization profile); rebuild with "
-                                                  "`onebyone build --min-batch/--max-batch` for others")
         self._stream = self._device.stream()
+        self._profiles = [{spec.name: tuple(tuple(shape) for shape in
+                                            self._engine.get_tensor_profile_shape(spec.name, index))
+                           for spec in self._inputs}
+                          for index in range(self._engine.num_optimization_profiles)]
+        self._profile = 0
+        largest: dict[str, int] = {}  # bytes per tensor: buffers fit every profile's maximum shapes
+        for index, profile in enumerate(self._profiles):
+            self._use_profile(index)
+            for spec in self._inputs:
+                self._set_input_shape(spec.name, profile[spec.name][2])
+                largest[spec.name] = max(largest.get(spec.name, 0), buffer_bytes(profile[spec.name][2], spec.dtype))
+            for spec in self._outputs:
+                shape = tuple(self._context.get_tensor_shape(spec.name))
+                if any(d < 0 for d in shape):
+                    raise UserError(f"{plan}: output {spec.name!r} has a data-dependent shape {list(shape)}; "
+                                    "onebyone runs engines whose output shapes follow from the input shapes")
+                largest[spec.name] = max(largest.get(spec.name, 0), buffer_bytes(shape, spec.dtype))
+        batches = [(max(p[n][0][0] for n in p), min(p[n][2][0] for n in p)) for p in self._profiles]
+        self._batch_range = BatchRange(min(low for low, _ in batches), max(high for _, high in batches),
+                                       " (the engine's optimization profiles); rebuild with `onebyone build "
+                                       "--min-batch/--max-batch` or --shapes for others")
         self._device_buffers: dict[str, int] = {}
         self._host_buffers: dict[str, np.ndarray] = {}
         for spec in [*self._inputs, *self._outputs]:
-            count = int(np.prod(max_shapes[spec.name]))
-            self._device_buffers[spec.name] = self._device.device_buffer(buffer_bytes(max_shapes[spec.name],
-                                                                                      spec.dtype))
-            self._host_buffers[spec.name] = self._device.host_buffer(count, spec.dtype)
+            self._device_buffers[spec.name] = self._device.device_buffer(largest[spec.name])
+            self._host_buffers[spec.name] = self._device.host_buffer(largest[spec.name] // spec.dtype.itemsize,
+                                                                     spec.dtype)
+
+    def _use_profile(self, index: int) -> None:
+        """Make optimization profile `index` the context's (input shapes are set after it)."""
+        if not self._context.set_optimization_profile_async(index, self._stream.handle):
+            raise RuntimeError(f"TensorRT refused optimization profile {index} of {self.target.label}")
+        self._stream.synchronize()
+        self._profile = index
+
+    def accepts(self, shapes: dict[str, tuple[int, ...]]) -> bool:
+        return profile_for(self._profiles, shapes) is not None
+
+    def profiles(self) -> list[dict[str, Profile]]:
+        """The engine's optimization profiles: per input, its (min, opt, max) shapes."""
+        return self._profiles
 
     def layers(self) -> list[dict[str, Any]]:
         """The engine's layers as TensorRT's engine inspector reports them (describe_layers)."""
@@ -170,7 +193,16 @@ class TensorRTSession(Session):
 
     def _run(self, feeds: dict[str, Any], output_names: list[str]) -> dict[str, np.ndarray]:
         self._keep_alive: list[Any] = []
+        shapes = {name: tuple(value.shape) for name, value in feeds.items()}
+        index = profile_for(self._profiles, shapes)
+        if index is None:
+            allowed = "; ".join(f"profile {i}: {profile_text(p)}" for i, p in enumerate(self._profiles))
+            asked = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in shapes.items())
+            raise UserError(f"{asked} fits none of {self.target.label}'s optimization profiles ({allowed}); "
+                            "rebuild with `onebyone build --shapes NAME:MIN..OPT..MAX` to cover it")
         with self._device.active():
+            if index != self._profile:
+                self._use_profile(index)
             for name, value in feeds.items():
                 self._bind_input(name, value)
             for spec in self._outputs:

@@ -40,7 +40,7 @@ def _use_timing_cache(config: Any, cache_bytes: bytes, cache_path: Path | None) 
         config.set_timing_cache(config.create_timing_cache(b""), False)
 
 
-def build_plan(onnx_path: Path, staged_plan: Path, profiles: dict[str, Profile],
+def build_plan(onnx_path: Path, staged_plan: Path, profiles: list[dict[str, Profile]],
                options: BuildOptions) -> dict[str, Any]:
     """Parse, build and serialize an engine to `staged_plan`; update the timing cache file when one is given.
     Returns what plan.json records about the build environment: tensorrt, gpu, compute_capability, build_seconds."""
@@ -64,10 +64,11 @@ def build_plan(onnx_path: Path, staged_plan: Path, profiles: dict[str, Profile],
             cache_path = options.timing_cache
             cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
             _use_timing_cache(config, cache_bytes, cache_path)
-            profile = builder.create_optimization_profile()
-            for name, (low, opt, high) in profiles.items():
-                profile.set_shape(name, low, opt, high)
-            config.add_optimization_profile(profile)
+            for shapes in profiles:  # profile i is index i at run time (set_optimization_profile_async)
+                profile = builder.create_optimization_profile()
+                for name, (low, opt, high) in shapes.items():
+                    profile.set_shape(name, low, opt, high)
+                config.add_optimization_profile(profile)
             started = time.perf_counter()
             with progress() as bar:
                 bar.add_task(f"building TensorRT engine for {onnx_path.name} on {device.name}", total=None)

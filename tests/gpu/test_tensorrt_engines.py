@@ -169,3 +169,32 @@ def test_reduced_precision_engines_are_faster_than_fp32(built):
     speedups = {row["artifact"]: row["vs_first"] for row in result.rows}
     print("TensorRT throughput vs FP32, ResNet-50 batch 8:", speedups)
     assert speedups["fp16"] > 1.0 and speedups["int8"] > 1.0
+
+
+def test_optimization_profiles_cover_two_resolution_ranges(tmp_path, cli):
+    """digits_segmenter with a dynamic H×W, built with two profiles: each request runs in a profile that contains
+    it, matching torch at its size; a size outside both is refused naming the ranges; inspect lists both."""
+    import torch
+
+    from onebyone.export.options import ExportOptions
+    from onebyone.export.zoo import ZOO, instantiate
+    from onebyone.runtime.bundle.plan import BuildOptions, parse_shapes
+
+    bundle = tmp_path / "seg"
+    stages.export("digits_segmenter", ExportOptions(output=bundle, dynamic=("height", "width")))
+    profiles = (parse_shapes("input:1x1x24x24..4x1x32x32..8x1x40x40"),
+                parse_shapes("input:1x1x40x40..2x1x64x64..4x1x96x96"))
+    result = stages.build(bundle / "model.onnx", BuildOptions(shapes=profiles))
+    assert result.parity is not None and result.parity.ok
+    model = instantiate(ZOO["digits_segmenter"])
+    with sessions.open(result.output, "tensorrt") as session:
+        for shape in ((8, 1, 32, 24), (3, 1, 96, 64), (1, 1, 40, 40)):
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            with torch.no_grad():
+                expected = model(torch.from_numpy(x)).numpy()
+            got = session.run(x)["out"]
+            assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
+        with pytest.raises(UserError, match=r"fits none of .* optimization profiles .*profile 1: input 1x1x40x40"):
+            session.run(np.zeros((1, 1, 128, 128), np.float32))
+    code, out, _ = cli("inspect", result.output)
+    assert code == 0 and "optimization profile 1: input 1x1x40x40..2x1x64x64..4x1x96x96" in out
