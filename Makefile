@@ -91,7 +91,17 @@ BENCH_EXPORTS := $(foreach m,$(subst $(comma), ,$(BENCH_MODELS)),build/bench/$(m
 build/bench/%/model.onnx: $(STAMP) $(SOURCES)
 	$(CLI) export $* -o build/bench/$*
 
-bench: $(BENCH_EXPORTS)
+# Dense prediction at any resolution: DeepLabV3 exported with a dynamic H×W (checked at 520x520, 640x384, 384x640),
+# FP16 and both INT8 flavours (calibrated on 16 ImageNet images, batches at each checked size in turn).
+DENSE := build/bench/deeplabv3_resnet50
+$(DENSE)/model.opt.int8-ort.onnx: $(STAMP) $(SOURCES)
+	$(CLI) export deeplabv3_resnet50 -o $(DENSE) --dynamic height,width
+	$(CLI) optimize $(DENSE)/model.onnx -o $(DENSE)/model.opt.onnx
+	$(CLI) quantize $(DENSE)/model.opt.onnx --precision fp16
+	$(CLI) quantize $(DENSE)/model.opt.onnx --precision int8 --flavour trt --calib $(CALIB) --calib-samples 16 --batch-size 2
+	$(CLI) quantize $(DENSE)/model.opt.onnx --precision int8 --flavour ort --calib $(CALIB) --calib-samples 16 --batch-size 2
+
+bench: $(BENCH_EXPORTS) $(DENSE)/model.opt.int8-ort.onnx
 	$(PY) -m bench.optimize --models $(BENCH_MODELS) --build build/bench --out bench
 	$(PY) -m bench.precision --build build/bench --out bench
 	$(CLI) bench resnet50 build/bench/resnet50/model.target-ort.onnx build/bench/resnet50/model.int8-ort.onnx \
@@ -99,6 +109,12 @@ bench: $(BENCH_EXPORTS)
 		--batch 1,8 --seconds 15 \
 		--json bench/runtime.json --markdown bench/runtime.md
 	$(PY) -m bench.openvino --build build/bench --out bench
+	$(CLI) bench $(DENSE)/model.opt.onnx $(DENSE)/model.opt.fp16.onnx $(DENSE)/model.opt.int8-ort.onnx \
+		$(DENSE)/model.opt.onnx $(DENSE)/model.opt.int8-trt.onnx \
+		--labels "ORT FP32,ORT FP16,ORT INT8 ort,OpenVINO FP32,OpenVINO INT8 trt" \
+		--backend onnxruntime,onnxruntime,onnxruntime,openvino,openvino --sizes 256x256,512x512,1024x1024 --batch 1 \
+		--seconds 10 --title "DeepLabV3-ResNet50 against resolution" --json bench/resolution.json \
+		--markdown bench/resolution.md
 	$(PY) -m bench.serve --build build/bench --out bench
 	$(PY) -m bench.serve_triton --build build/bench --out bench
 	$(PY) -m bench.accuracy --build build/bench --out bench

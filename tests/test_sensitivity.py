@@ -12,7 +12,7 @@ from onnx import helper
 
 from onebyone.optimize.precision.calibrate import collect
 from onebyone.optimize.precision.qdq import TensorRange
-from onebyone.optimize.precision.sensitivity import drop_points, fall_back, quantized, rank_layers, run
+from onebyone.optimize.precision.sensitivity import METRIC, drop_points, fall_back, quantized, rank_layers, run
 from onebyone.runtime.bundle.sources import DataSource
 from tests.graphs import model as onnx_model
 from tests.graphs import tensor_input
@@ -61,8 +61,8 @@ def test_the_hostile_layer_ranks_first_and_the_budget_keeps_it_float(hostile, fl
     assert result.drop_before > BUDGET and result.excluded == ["conv2"] and result.drop_after <= BUDGET
     fresh = rng.standard_normal((256, 3, 8, 8)).astype(np.float32)  # held-out: the choice generalises
     reference = run(model, fresh)
-    error = {name: float(np.linalg.norm(run(quantized(model, ranges, flavour, excluded), fresh) - reference)
-                         / np.linalg.norm(reference))
+    error = {name: float(np.linalg.norm(run(quantized(model, ranges, flavour, excluded), fresh)["logits"]
+                                        - reference["logits"]) / np.linalg.norm(reference["logits"]))
              for name, excluded in (("all int8", set()), ("conv2 float", {"conv2"}))}
     drops = {name: drop_points(reference, run(quantized(model, ranges, flavour, excluded), fresh))
              for name, excluded in (("all int8", set()), ("conv2 float", {"conv2"}))}
@@ -83,7 +83,7 @@ def test_quantize_accuracy_budget_writes_conv2_float(hostile, cli, tmp_path):
     model, _, inputs = hostile
     ir.save(model, tmp_path / "hostile.onnx")
     reference = run(model, inputs)
-    np.savez(tmp_path / "calib.npz", inputs=inputs, labels=reference.argmax(1))
+    np.savez(tmp_path / "calib.npz", inputs=inputs, labels=reference["logits"].argmax(1))
     code, out, err = cli("quantize", tmp_path / "hostile.onnx", "--precision", "int8", "--calib",
                          tmp_path / "calib.npz", "--method", "minmax", "--accuracy-budget", str(BUDGET))
     assert code == 0, out + err
@@ -116,8 +116,20 @@ def test_the_fallback_is_recorded_in_the_bundle_manifest(bundle_copy, cli):
     fallback = read_manifest(bundle).artifacts["model.int8-trt.onnx"].made_by["fallback"]
     first = fallback["ranking"][0][0]
     assert fallback["auto_exclude"] == 1 and fallback["excluded"] == [first]
-    assert fallback["metric"] == "top-1 changes vs float (points)" and fallback["samples"] == 180
+    assert fallback["metric"] == METRIC and fallback["samples"] == 180
     assert [name for name, _ in fallback["ranking"]] == sorted((name for name, _ in fallback["ranking"]),
                                                                key=dict(fallback["ranking"]).get, reverse=True)
     assert read_manifest(bundle).artifacts["model.int8-trt.onnx"].made_by["float_nodes"][first].startswith(
         "kept float by the sensitivity fallback")
+
+
+def test_the_drop_is_that_of_the_output_whose_decisions_change_most():
+    """Every output is held to the budget: a second output's changes count; per-pixel scores count per pixel."""
+    classes = np.eye(3)
+    reference = {"first": classes[[0, 1, 2, 0]], "second": classes[[0, 0, 0, 0]]}
+    assert drop_points(reference, {"first": reference["first"], "second": classes[[1, 0, 0, 0]]}) == 25.0
+    masks = np.zeros((2, 4, 4), dtype=int)
+    scores = np.eye(2)[masks].transpose(0, 3, 1, 2)  # N × classes × H × W
+    moved = scores.copy()
+    moved[0, :, 0, 0] = moved[0, ::-1, 0, 0]  # one pixel of 32 changes class
+    assert drop_points({"out": scores}, {"out": moved}) == pytest.approx(100 / 32)

@@ -62,7 +62,7 @@ class QuantizeOptions:
     exclude: tuple[str, ...] = ()  # int8: node names left unquantized
     keep_fp32: tuple[str, ...] = ()  # node names kept FP32
     fp16_io: bool = False  # fp16 graph inputs/outputs
-    accuracy_budget: float | None = None  # int8: points of top-1 changes on the calibration data
+    accuracy_budget: float | None = None  # int8: points of top-1 (per-pixel) changes, worst output, calibration data
     auto_exclude: int | None = None  # int8: keep the K most sensitive layers float
     sensitivity: bool = False  # int8: rank every weighted layer (recorded)
     trt_version: str | None = None  # the legacy cache's header; None: the installed TensorRT, else the default

@@ -21,6 +21,7 @@ import numpy as np
 
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME
+from onebyone.runtime.bundle.preprocess import resized
 from onebyone.runtime.bundle.tensors import DYNAMIC
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.errors import UserError, option
@@ -39,6 +40,7 @@ class BenchOptions:
     """How to time. The defaults are the CLI's (`onebyone bench --help`)."""
 
     batches: Sequence[int] = (1, 8)  # batch sizes
+    sizes: Sequence[tuple[int, int]] = ()  # input H×W to time at (a model with a dynamic H×W); () its own
     seconds: float = 10.0  # timing budget per artifact and batch size (at least MIN_ROUNDS rounds)
     labels: Sequence[str] | None = None  # names for the artifacts, in order (default: as given)
     backends: Sequence[str] = ("auto",)  # one backend for all artifacts, or one per artifact
@@ -46,6 +48,7 @@ class BenchOptions:
     self_check: bool = True  # check bundle artifacts against their golden outputs when opening them
     json: Path | None = None  # write the result as JSON here
     markdown: Path | None = None  # write the table as a Markdown section here
+    title: str = "Runtime sessions"  # the Markdown section's heading
 
 
 @dataclasses.dataclass
@@ -64,16 +67,17 @@ class BenchResult:
     def as_record(self) -> dict[str, Any]:
         return {"machine": self.machine, "seconds": self.seconds, "artifacts": self.artifacts, "results": self.rows}
 
-    def markdown(self) -> str:
-        lines = ["## Runtime sessions (`onebyone bench`)", "",
+    def markdown(self, title: str = "Runtime sessions") -> str:
+        lines = [f"## {title} (`onebyone bench`)", "",
                  f"Throughput ratios are relative to the first artifact, each the median of per-round pairs. "
                  f"CPU: {this_cpu().describe()}.", "",
-                 "| artifact | backend | batch | median ms | p90 ms | p99 ms | samples/s | × first "
+                 "| artifact | backend | H×W | batch | median ms | p90 ms | p99 ms | samples/s | × first "
                  "| rel. diff vs first |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in self.rows:
             if "skipped" not in row:
-                lines.append(f"| {row['artifact']} | {self.backend_of(row['artifact'])} | {row['batch']} | "
+                lines.append(f"| {row['artifact']} | {self.backend_of(row['artifact'])} | {row.get('size', '')} | "
+                             f"{row['batch']} | "
                              f"{row['median_ms']:.2f} | {row['p90_ms']:.2f} | {row['p99_ms']:.2f} | "
                              f"{row['throughput']:.1f} | {row['vs_first']:.2f}× | {row['max_rel_diff_vs_first']:.1e} |")
         return "\n".join(lines) + "\n"
@@ -100,7 +104,7 @@ def bench(artifacts: Sequence[str], options: BenchOptions) -> BenchResult:
             {"label": label, "target": str(artifact), "backend": s.backend, "device": s.device,
              "precision": s.model.precision, "described": s.describe(), "self_check": s.self_check_note}
             for (label, s), artifact in zip(sessions.items(), artifacts, strict=True)],
-            _time(sessions, options.batches, options.seconds))
+            _time(sessions, options.batches, options.seconds, list(options.sizes)))
     finally:
         for session in sessions.values():
             session.close()
@@ -109,31 +113,41 @@ def bench(artifacts: Sequence[str], options: BenchOptions) -> BenchResult:
             tmp.write_text(json.dumps(result.as_record(), indent=2) + "\n")
     if options.markdown is not None:
         with atomic_write(options.markdown) as tmp:
-            tmp.write_text(result.markdown())
+            tmp.write_text(result.markdown(options.title))
     return result
 
 
-def _feed(session: Session, batch: int) -> dict[str, np.ndarray]:
+def _feed(session: Session, batch: int, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
     """The bundle's golden inputs repeated to `batch` (real data where the model has some, e.g. digits), else
-    standard-normal inputs from a fixed seed."""
+    standard-normal inputs from a fixed seed; resized to H×W `size` when one is given."""
     golden_path = session.target.bundle / GOLDEN_NAME if session.target.bundle is not None else None
     if golden_path is not None and golden_path.is_file():
         golden = Golden.load(golden_path).inputs
-        return {name: np.resize(value, (batch, *value.shape[1:])) for name, value in golden.items()}
-    rng = np.random.default_rng(INPUT_SEED + batch)
-    feed = {}
-    for spec in session.inputs:
-        shape = [batch if axis == 0 and size == DYNAMIC else size for axis, size in enumerate(spec.shape)]
-        feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-    return feed
+        feed = {name: np.resize(value, (batch, *value.shape[1:])) for name, value in golden.items()}
+    else:
+        rng = np.random.default_rng(INPUT_SEED + batch)
+        feed = {}
+        for spec in session.inputs:
+            if DYNAMIC in spec.shape[1:] and size is None:
+                raise UserError(f"{session.target.label} takes any H×W; say which to time at with "
+                                f"{option('sizes', 'HxW,...')}")
+            shape = [batch if axis == 0 and dim == DYNAMIC else dim for axis, dim in enumerate(spec.shape)]
+            shape[2:] = size if size is not None and DYNAMIC in spec.shape[2:] else shape[2:]
+            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+    return feed if size is None else {name: value if value.shape[2:] == size else resized(value, size)
+                                      for name, value in feed.items()}
 
 
 def _accepts(session: Session, feed: dict[str, np.ndarray]) -> bool:
     batch = len(next(iter(feed.values())))
     fixed = {spec.shape[0] for spec in session.inputs if spec.shape and spec.shape[0] != DYNAMIC}
     upper = session.batch_range.maximum
-    return (not fixed or fixed == {batch}) and session.batch_range.minimum <= batch and (upper is None
-                                                                                          or batch <= upper)
+    sized = all(len(spec.shape) == feed[spec.name].ndim and all(
+        dim in (DYNAMIC, got) for dim, got in zip(spec.shape[1:], feed[spec.name].shape[1:], strict=True))
+        for spec in session.inputs)
+    return (sized and session.accepts({name: value.shape for name, value in feed.items()}) and
+            (not fixed or fixed == {batch}) and session.batch_range.minimum <= batch
+            and (upper is None or batch <= upper))
 
 
 def _difference(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> dict[str, float | None]:
@@ -142,14 +156,17 @@ def _difference(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
     return {"max_rel_diff_vs_first": metrics.max_rel, "top1_agreement_vs_first": metrics.top1_agreement}
 
 
-def _time(sessions: dict[str, Session], batches: Sequence[int], seconds: float) -> list[dict[str, Any]]:
-    """Per batch size: every session that accepts it, timed interleaved against the first (module docstring)."""
+def _time(sessions: dict[str, Session], batches: Sequence[int], seconds: float,
+          sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Per input size and batch size: every session that accepts it, timed interleaved against the first (module
+    docstring)."""
     rows: list[dict[str, Any]] = []
     first_label, first = next(iter(sessions.items()))
-    for batch in batches:
-        feed = _feed(first, batch)
+    for size, batch in [(size, batch) for size in (sizes or [None]) for batch in batches]:
+        feed = _feed(first, batch, size)
+        shown = {"size": "x".join(map(str, size))} if size is not None else {}
         runnable = {label: s for label, s in sessions.items() if _accepts(s, feed)}
-        rows.extend({"artifact": label, "batch": batch, "skipped": "batch outside what the artifact accepts"}
+        rows.extend({"artifact": label, "batch": batch, **shown, "skipped": "shape outside what the artifact accepts"}
                     for label in sessions if label not in runnable)
         if first_label not in runnable:
             continue
@@ -162,6 +179,7 @@ def _time(sessions: dict[str, Session], batches: Sequence[int], seconds: float) 
         timings = time_interleaved({label: (lambda s=s, f=feed: s.run(f)) for label, s in runnable.items()}, batch,
                                    rounds, warmup=1, label="bench")
         for label, timing in timings.items():
-            rows.append({"artifact": label, **timing.as_record(), "vs_first": timing.speedup_over(timings[first_label]),
+            rows.append({"artifact": label, **shown, **timing.as_record(),
+                         "vs_first": timing.speedup_over(timings[first_label]),
                          **_difference(outputs[first_label], outputs[label])})
     return rows
