@@ -188,8 +188,10 @@ def test_resolve_knows_the_dense_models():
 
 def test_parity_reports_each_output_at_each_size_with_pixels_and_miou(segmenter, cli, tmp_path):
     code, out, err = cli("parity", segmenter, segmenter / "model.opt.onnx", segmenter / "model.opt.int8-ort.onnx",
-                         "--no-layers", "--json", tmp_path / "parity.json")
+                         "--no-layers", "--json", tmp_path / "parity.json", "--report", tmp_path / "parity.html")
     assert code == 0, err + out
+    page = (tmp_path / "parity.html").read_text()
+    assert "Per output and input size" in page and "out@1x24x40" in page and "mIoU" in page
     report = json.loads((tmp_path / "parity.json").read_text())
     for candidate in report["candidates"]:
         metrics = candidate["metrics"]

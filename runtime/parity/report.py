@@ -88,13 +88,33 @@ def _row(record: dict[str, Any]) -> str:
 
     verdict = "<span class='fail'>FAIL</span>" if record["failures"] else "<span class='pass'>PASS</span>"
     first = (record.get("layers") or {}).get("first_divergence")
+    agreement = m["top1_agreement"] if m["top1_agreement"] is not None else m["pixel_agreement"]
+    accuracy = (_accuracy(record.get("accuracy")) if m["miou_candidate"] is None
+                else f"mIoU {m['miou_candidate']:.2%} (reference {m['miou_reference']:.2%})")
     cells = [html.escape(record["artifact"]), record["precision"], verdict, number(m["max_rel"], ".2e"),
-             number(m["rel_l2"], ".2e"), number(m["cosine"], ".6f"), number(m["top1_agreement"], ".2%"),
-             number(m["top5_overlap"], ".2%"), _accuracy(record.get("accuracy")),
+             number(m["rel_l2"], ".2e"), number(m["cosine"], ".6f"), number(agreement, ".2%"),
+             number(m["top5_overlap"], ".2%"), accuracy,
              number((record.get("kernel") or {}).get("metrics", {}).get("rel_l2"), ".2e"),
              html.escape(f"{first['node']} ({first['rel_l2']:.2e})") if first else "—",
              html.escape("; ".join(record["failures"])) or "—"]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def _per_output(records: list[dict[str, Any]]) -> list[str]:
+    """A table of every output (and every output at another input size, NAME@CxHxW) of every candidate, when a
+    model has more than one."""
+    rows = [(record["artifact"], name, out) for record in records for name, out in record["metrics"]["outputs"].items()
+            if len(record["metrics"]["outputs"]) > 1]
+    if not rows:
+        return []
+    headers = ["artifact", "output @ input size", "max|diff|/max|ref|", "rel-L2", "cosine", "pixel argmax agree"]
+    body = ["<h2>Per output and input size</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>"]
+    for artifact, name, out in rows:
+        agree = "—" if out["pixel_agreement"] is None else f"{out['pixel_agreement']:.2%}"
+        cells = [html.escape(artifact), html.escape(name), f"{out['max_rel']:.2e}", f"{out['rel_l2']:.2e}",
+                 f"{out['cosine']:.6f}", agree]
+        body.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    return [*body, "</table>"]
 
 
 def _accuracy(accuracy: dict[str, Any] | None) -> str:
@@ -111,7 +131,7 @@ def write_report(path: Path, reference: str, data: str, cpu: str, records: list[
     import matplotlib
 
     matplotlib.use("Agg")
-    headers = ["artifact", "precision", "verdict", "max|diff|/max|ref|", "rel-L2", "cosine", "top-1 agree",
+    headers = ["artifact", "precision", "verdict", "max|diff|/max|ref|", "rel-L2", "cosine", "top-1 (pixel) agree",
                "top-5 overlap", "accuracy", "kernel rel-L2 vs exact Q/DQ", "first divergence", "out of bounds"]
     figures = [_layer_plot(records), _difference_plot(records, reference_outputs),
                *[_calibration_plot(c) for c in calibrations]]
@@ -124,7 +144,7 @@ def write_report(path: Path, reference: str, data: str, cpu: str, records: list[
     body = [f"<h1>onebyone parity</h1><p>reference: {html.escape(reference)}<br>data: {html.escape(data)}<br>"
             f"cpu: {html.escape(cpu)}{accuracy_line}</p>",
             "<table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>",
-            *[_row(r) for r in records], "</table>",
+            *[_row(r) for r in records], "</table>", *_per_output(records),
             *[f"<p><img alt='plot' src='{figure}'></p>" for figure in figures if figure]]
     document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>onebyone parity</title>"
                 f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
