@@ -291,7 +291,9 @@ def test_building_a_dynamic_resolution_model_needs_its_shapes(segmenter, cli):
                           (["--shapes", "input:1x1x32..2x1x32..4x1x32"], "has rank 4"),
                           (["--shapes", "input:1x3x32x32..1x3x32x32..1x3x32x32"], "axis 1 of input"),
                           (["--shapes", "image:1x1x8x8..1x1x8x8..1x1x8x8"], "names inputs ['image']"),
-                          (["--shapes", "input:1x1x8x8..2x1x8x8", "--max-batch", "4"], "is not NAME:MIN..OPT..MAX")):
+                          (["--shapes", "input:1x1x8x8..2x1x8x8"], "is not NAME:MIN..OPT..MAX"),
+                          (["--shapes", "input:1x1x8x8..2x1x8x8..4x1x8x8", "--max-batch", "4"],
+                           "gives the batch range itself")):
         code, _, err = cli("build", segmenter / "model.opt.onnx", *args)
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
 

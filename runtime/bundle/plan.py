@@ -40,8 +40,9 @@ class BuildOptions:
     workspace_mib: int | None = None  # None: TensorRT's default (the device's memory)
     timing_cache: Path | None = None
     opt_level: int = DEFAULT_OPT_LEVEL
-    # optimization profiles, each input → (min, opt, max) shapes (`parse_shapes`); empty: one from the batch options
-    shapes: tuple[dict[str, tuple[tuple[int, ...], ...]], ...] = ()
+    # optimization profiles: "NAME:MIN..OPT..MAX[,...]" each (`parse_shapes`), or input → (min, opt, max) shapes;
+    # empty: one profile from the batch options
+    shapes: tuple[str | dict[str, tuple[tuple[int, ...], ...]], ...] = ()
 
     def batches(self) -> tuple[int, int, int]:
         opt = self.opt_batch if self.opt_batch is not None else max(self.min_batch, min(DEFAULT_OPT_BATCH,
@@ -118,7 +119,8 @@ def profile_shapes(inputs: list[TensorSpec], options: BuildOptions) -> list[dict
         if asked != (DEFAULT_MIN_BATCH, None, DEFAULT_MAX_BATCH):
             raise UserError(f"{option('shapes', 'NAME:MIN..OPT..MAX')} gives the batch range itself; drop the batch "
                             "options")
-        return [_checked_profile(inputs, profile, index) for index, profile in enumerate(options.shapes)]
+        return [_checked_profile(inputs, parse_shapes(profile) if isinstance(profile, str) else profile, index)
+                for index, profile in enumerate(options.shapes)]
     profiles: dict[str, Profile] = {}
     for spec in inputs:
         if not spec.shape:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.runtime.bundle.plan import DEFAULT_MAX_BATCH, DEFAULT_MIN_BATCH, BuildOptions, parse_shapes
+from onebyone.runtime.bundle.plan import DEFAULT_MAX_BATCH, DEFAULT_MIN_BATCH, BuildOptions
 from onebyone.runtime.commands.arguments import options_from, positive_int
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -39,6 +39,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from onebyone.stages import build
 
-    options = options_from(args, BuildOptions, shapes=tuple(parse_shapes(text) for text in args.shapes))
+    options = options_from(args, BuildOptions, shapes=tuple(args.shapes))
     stdout.print(build(args.onnx, options, output=args.output).describe())
     return 0
