@@ -312,3 +312,35 @@ def test_the_accuracy_budget_holds_per_pixel(segmenter, tmp_path):
     fallback = result.record["fallback"]
     assert fallback["metric"] == METRIC and fallback["drop_before_pt"] > BUDGET_PT >= fallback["drop_after_pt"]
     assert 0 < len(fallback["excluded"]) < len(fallback["ranking"]), "some layers, not all, went float"
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_infer_runs_two_sizes_in_one_process(segmenter, cli, tmp_path, engine):
+    """`onebyone infer` with inputs of two H×W: one batch per size, outputs keyed by input size, each torch's."""
+    small, _ = canvases("test", 2, (32, 32))
+    large, _ = canvases("test", 1, (48, 40))
+    np.save(tmp_path / "small.npy", small)
+    np.save(tmp_path / "large.npy", large[0])
+    code, out, err = cli("infer", segmenter / "model.opt.int8-ort.onnx", "--input", tmp_path / "small.npy",
+                         tmp_path / "large.npy", "--backend", engine, "-o", tmp_path / "out.npz")
+    assert code == 0, err + out
+    assert "large.npy: 48x40 pixels: class 0 (background)" in out
+    with np.load(tmp_path / "out.npz") as saved:
+        for key, inputs in (("out@1x32x32", small), ("out@1x48x40", large)):
+            expected = _torch("digits_segmenter", inputs)
+            assert saved[key].shape == expected.shape
+            assert np.mean(saved[key].argmax(1) == expected.argmax(1)) >= PIXEL_AGREEMENT
+
+
+def test_bench_times_each_resolution(segmenter, tmp_path):
+    from onebyone.stages import bench
+
+    result = bench([segmenter / "model.opt.onnx", segmenter / "model.opt.int8-ort.onnx"], sizes=((32, 32), (64, 48)),
+                   batches=(1,), seconds=0.2, backends=("onnxruntime",), markdown=tmp_path / "bench.md",
+                   title="digits_segmenter against resolution")
+    assert [(row["artifact"].rsplit("/", 1)[-1], row["size"]) for row in result.rows] == [
+        ("model.opt.onnx", "32x32"), ("model.opt.int8-ort.onnx", "32x32"),
+        ("model.opt.onnx", "64x48"), ("model.opt.int8-ort.onnx", "64x48")]
+    assert all(row["median_ms"] > 0 and row["max_rel_diff_vs_first"] < 0.25 for row in result.rows)
+    text = (tmp_path / "bench.md").read_text()
+    assert text.startswith("## digits_segmenter against resolution") and "| 64x48 | 1 |" in text

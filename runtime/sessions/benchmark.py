@@ -68,16 +68,17 @@ class BenchResult:
         return {"machine": self.machine, "seconds": self.seconds, "artifacts": self.artifacts, "results": self.rows}
 
     def markdown(self, title: str = "Runtime sessions") -> str:
+        sized = any("size" in row for row in self.rows)
         lines = [f"## {title} (`onebyone bench`)", "",
                  f"Throughput ratios are relative to the first artifact, each the median of per-round pairs. "
                  f"CPU: {this_cpu().describe()}.", "",
-                 "| artifact | backend | H×W | batch | median ms | p90 ms | p99 ms | samples/s | × first "
-                 "| rel. diff vs first |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                 "| artifact | backend | " + ("H×W | " if sized else "") + "batch | median ms | p90 ms | p99 ms | "
+                 "samples/s | × first | rel. diff vs first |",
+                 "|---|---|" + ("---:|" if sized else "") + "---:|---:|---:|---:|---:|---:|---:|"]
         for row in self.rows:
             if "skipped" not in row:
-                lines.append(f"| {row['artifact']} | {self.backend_of(row['artifact'])} | {row.get('size', '')} | "
-                             f"{row['batch']} | "
+                size = f"{row.get('size', '')} | " if sized else ""
+                lines.append(f"| {row['artifact']} | {self.backend_of(row['artifact'])} | {size}{row['batch']} | "
                              f"{row['median_ms']:.2f} | {row['p90_ms']:.2f} | {row['p99_ms']:.2f} | "
                              f"{row['throughput']:.1f} | {row['vs_first']:.2f}× | {row['max_rel_diff_vs_first']:.1e} |")
         return "\n".join(lines) + "\n"

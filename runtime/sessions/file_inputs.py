@@ -1,6 +1,7 @@
 """Sessions fed from files and outputs kept in files: images (preprocessed as the model records) and model-ready
-.npy arrays stacked into one batch, outputs saved as .npy/.npz, class scores turned into top-k with softmax
-probabilities (`onebyone infer`)."""
+.npy arrays stacked into batches of equal shape (a model with a dynamic H×W takes several sizes, one batch each),
+outputs saved as .npy/.npz, class scores turned into top-k with softmax probabilities, per-pixel scores into the
+share of each class (`onebyone infer`)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.sessions.base import Session
 
 
-def load_inputs(paths: list[Path], session: Session) -> tuple[np.ndarray, list[str]]:
-    """One batch from image and .npy files, and a label per sample."""
+def load_inputs(paths: list[Path], session: Session) -> list[tuple[np.ndarray, list[str]]]:
+    """Batches from image and .npy files, one per sample shape in order of first appearance, each with a label per
+    sample."""
     arrays: list[np.ndarray] = []
     labels: list[str] = []
     for path in paths:
@@ -40,10 +42,24 @@ def load_inputs(paths: list[Path], session: Session) -> tuple[np.ndarray, list[s
             labels.extend([path.name] if len(array) == 1 else [f"{path.name}[{i}]" for i in range(len(array))])
         else:
             raise UserError(f"input {path}: expected {', '.join(IMAGE_SUFFIXES)} or .npy")
-    shapes = {a.shape[1:] for a in arrays}
-    if len(shapes) > 1:
-        raise UserError(f"the inputs have different sample shapes {sorted(shapes)}; they cannot form one batch")
-    return np.concatenate(arrays), labels
+    groups: dict[tuple[int, ...], tuple[list[np.ndarray], list[str]]] = {}
+    start = 0
+    for array in arrays:
+        batch, names = groups.setdefault(array.shape[1:], ([], []))
+        batch.append(array)
+        names.extend(labels[start:start + len(array)])
+        start += len(array)
+    return [(np.concatenate(batch), names) for batch, names in groups.values()]
+
+
+def class_shares(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """Per sample of per-pixel class scores (N × classes × H × W): (class, share of pixels) for the k classes that
+    cover most pixels, largest first."""
+    shares = []
+    for predicted in scores.argmax(axis=1):
+        counts = np.bincount(predicted.ravel(), minlength=scores.shape[1]) / predicted.size
+        shares.append([(int(c), float(counts[c])) for c in np.argsort(-counts, kind="stable")[:k] if counts[c]])
+    return shares
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
