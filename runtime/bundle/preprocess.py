@@ -79,5 +79,4 @@ def resized(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A model-ready batch (N, C, H, W) at another H×W, bilinear: the same samples for a model that takes any
     resolution (golden samples and calibration batches at every size it is checked at)."""
     rows, columns = _bilinear_weights(batch.shape[2], size[0]), _bilinear_weights(batch.shape[3], size[1])
-    return np.ascontiguousarray(np.einsum("hy,ncyx,wx->nchw", rows, batch.astype(np.float64), columns),
-                                dtype=batch.dtype)
+    return np.ascontiguousarray(rows @ batch.astype(np.float64) @ columns.T, dtype=batch.dtype)
