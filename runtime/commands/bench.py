@@ -49,14 +49,15 @@ def run(args: argparse.Namespace) -> int:
     for artifact in result.artifacts:
         stdout.print(f"{artifact['label']}: {artifact['described']}; {artifact['self_check']}")
     table = Table(title="onebyone bench (ratios: throughput vs the first artifact, paired per round)")
-    for column in ("artifact", "backend", "H×W", "batch", "median ms", "p90 ms", "p99 ms", "samples/s", "× first",
-                   "rel. diff vs first"):
+    sized = bool(args.sizes)
+    for column in ("artifact", "backend", *(("H×W",) if sized else ()), "batch", "median ms", "p90 ms", "p99 ms",
+                   "samples/s", "× first", "rel. diff vs first"):
         table.add_column(column, justify="left" if column in ("artifact", "backend") else "right", no_wrap=True)
     for row in result.rows:
         cells = ([row["skipped"], "", "", "", "", ""] if "skipped" in row else
                  [f"{row['median_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}", f"{row['throughput']:.1f}",
                   f"{row['vs_first']:.2f}×", f"{row['max_rel_diff_vs_first']:.1e}"])
-        table.add_row(row["artifact"], result.backend_of(row["artifact"]), row.get("size", ""), str(row["batch"]),
-                      *cells)
+        size = (row.get("size", ""),) if sized else ()
+        table.add_row(row["artifact"], result.backend_of(row["artifact"]), *size, str(row["batch"]), *cells)
     Console(highlight=False, width=None if stdout.is_terminal else 160).print(table)  # files, pipes: no truncation
     return 0
