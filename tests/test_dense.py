@@ -344,3 +344,37 @@ def test_bench_times_each_resolution(segmenter, tmp_path):
     assert all(row["median_ms"] > 0 and row["max_rel_diff_vs_first"] < 0.25 for row in result.rows)
     text = (tmp_path / "bench.md").read_text()
     assert text.startswith("## digits_segmenter against resolution") and "| 64x48 | 1 |" in text
+
+
+def test_a_real_tritonserver_serves_two_resolutions_of_one_model(segmenter, tmp_path):
+    """`triton-repo --backend python` of the dynamic-H×W INT8 file, loaded by a real tritonserver (2.51, CPU): its
+    config has -1 for H and W, and requests at two sizes are answered like torch at each."""
+    import tritonclient.http as triton_http
+
+    from bench.serve import free_port
+    from bench.tritonserver import FetchFailed, TritonServer, home, unsupported_here
+    from onebyone.runtime.commands.main import main
+
+    if (reason := unsupported_here()) is not None:
+        pytest.skip(reason)
+    try:
+        home()
+    except FetchFailed as err:
+        pytest.skip(f"no tritonserver: {err}")
+    repo = tmp_path / "repo"
+    assert main(["triton-repo", str(segmenter / "model.opt.int8-ort.onnx"), "-o", str(repo), "--backend", "python",
+                 "--instance-kind", "cpu", "--max-batch", "4"]) == 0
+    (name,) = [folder.name for folder in repo.iterdir() if folder.is_dir()]
+    with TritonServer([repo], tmp_path, (free_port(), free_port(), free_port())) as server:
+        client = triton_http.InferenceServerClient(server.http)
+        assert client.is_model_ready(name), server.failures()
+        config = client.get_model_config(name)
+        assert config["input"][0]["dims"] == [1, -1, -1] and config["output"][0]["dims"] == [11, -1, -1]
+        for size in ((32, 32), (40, 56)):
+            images, _ = canvases("test", 2, size)
+            tensor = triton_http.InferInput("input", list(images.shape), "FP32")
+            tensor.set_data_from_numpy(images)
+            got = client.infer(name, [tensor]).as_numpy("out")
+            expected = _torch("digits_segmenter", images)
+            assert got.shape == expected.shape == (2, 11, *size)
+            assert np.mean(got.argmax(1) == expected.argmax(1)) >= PIXEL_AGREEMENT
