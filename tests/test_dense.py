@@ -148,7 +148,7 @@ def test_dynamic_options_are_checked_before_any_work(cli, tmp_path):
     assert files_under(tmp_path) == []
 
 
-def test_fpn_exports_five_named_outputs_with_their_own_dims(tmp_path):
+def test_fpn_exports_five_named_outputs_with_their_own_dims_and_serves_them(tmp_path):
     result = export("resnet50_fpn", ExportOptions(output=tmp_path / "fpn", input_shape=(3, 64, 64),
                                                   dynamic=("height", "width"), check_shapes=((96, 64),)))
     model = read_manifest(result.bundle).model
@@ -160,6 +160,28 @@ def test_fpn_exports_five_named_outputs_with_their_own_dims(tmp_path):
     dims = {o.name: [d.dim_param for d in o.type.tensor_type.shape.dim[2:]]
             for o in onnx.load(result.onnx_path, load_external_data=False).graph.output}
     assert dims["p3"] == ["p3_height", "p3_width"], "each map names its own H and W"
+    # served: every map in one response, at two sizes, each torch's
+    import tritonclient.http as triton_http
+
+    from onebyone.runtime.serve.server import create_app, load_models
+    from tests.serving import BackgroundServer
+
+    entries = load_models([result.onnx_path], "onnxruntime", None, 4, 0.002)
+    model = instantiate(ZOO["resnet50_fpn"])
+    with BackgroundServer(create_app(entries, 1 << 24, 2000)) as server:
+        client = triton_http.InferenceServerClient(server.url)
+        name = next(iter(entries))
+        for size in ((64, 64), (96, 128)):
+            x = np.random.default_rng(size[1]).standard_normal((1, 3, *size)).astype(np.float32)
+            tensor = triton_http.InferInput("input", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x)
+            answer = client.infer(name, [tensor])
+            with torch.no_grad():
+                expected = model(torch.from_numpy(x))
+            for output, reference in zip(("p2", "p3", "p4", "p5", "p6"), expected, strict=True):
+                got = answer.as_numpy(output)
+                assert got.shape == tuple(reference.shape), (output, size)
+                assert np.abs(got - reference.numpy()).max() <= FP32_REL_TOL * reference.abs().max().item()
 
 
 @pytest.mark.slow

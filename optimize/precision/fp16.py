@@ -43,6 +43,7 @@ FP16_OPS = frozenset({
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean",
     "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice", "Identity", "Pad",
     "QuantizeLinear", "DequantizeLinear",
+    "Shape",  # reads only its input's shape (a dynamic H×W's size arithmetic): any dtype
 })
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 FP16_QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear take FP16 scales from opset 19
