@@ -84,6 +84,7 @@ class TensorRTSession(Session):
         plan = target.path
         info = read_plan_info(plan)
         trt = import_tensorrt()
+        self.target = target  # named by the errors opening the engine can raise (Session.__init__ sets it again)
         self._device = CudaDevice()
         try:
             check_compatible(info, plan, trt.__version__, self._device.compute_capability, self._device.name)
