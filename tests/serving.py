@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 from aiohttp import web
 
 from onebyone.runtime.serve.server import ServerRunner, close_models, grpc_for
@@ -51,3 +52,16 @@ class BackgroundServer:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
+
+
+def tritonserver_or_skip() -> None:
+    """Skip the calling test, with the reason, where the real tritonserver (bench/tritonserver.py) cannot run or
+    cannot be fetched; fetch it into the cache otherwise."""
+    from bench.tritonserver import FetchFailed, home, unsupported_here
+
+    if (reason := unsupported_here()) is not None:
+        pytest.skip(reason)
+    try:
+        home()
+    except FetchFailed as err:
+        pytest.skip(f"no tritonserver: {err}")

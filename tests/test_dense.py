@@ -374,15 +374,11 @@ def test_a_real_tritonserver_serves_two_resolutions_of_one_model(segmenter, tmp_
     import tritonclient.http as triton_http
 
     from bench.serve import free_port
-    from bench.tritonserver import FetchFailed, TritonServer, home, unsupported_here
+    from bench.tritonserver import TritonServer
     from onebyone.runtime.commands.main import main
+    from tests.serving import tritonserver_or_skip
 
-    if (reason := unsupported_here()) is not None:
-        pytest.skip(reason)
-    try:
-        home()
-    except FetchFailed as err:
-        pytest.skip(f"no tritonserver: {err}")
+    tritonserver_or_skip()
     repo = tmp_path / "repo"
     assert main(["triton-repo", str(segmenter / "model.opt.int8-ort.onnx"), "-o", str(repo), "--backend", "python",
                  "--instance-kind", "cpu", "--max-batch", "4"]) == 0

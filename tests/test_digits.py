@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from onebyone.export.models.digits import Recipe, accuracy, cached_files
+from onebyone.export.models.digits import Recipe, accuracy
+from onebyone.export.models.trained import cached_files
 from onebyone.export.zoo import ZOO, instantiate
 from onebyone.runtime.bundle.digits import CALIB_SIZE, digits_splits
 from onebyone.runtime.bundle.golden import reference_session, run_session
@@ -40,6 +41,6 @@ def test_held_out_accuracy_in_torch_and_onnx(exported):
     result = exported("digits_resnet")
     assert result.torch_accuracy == torch_accuracy and result.check.accuracy == onnx_accuracy
     assert read_manifest(result.bundle).artifacts["model.onnx"].parity["accuracy"] == onnx_accuracy
-    report = json.loads(cached_files(Recipe())[1].read_text())
+    report = json.loads(cached_files("digits_resnet", Recipe())[1].read_text())
     assert report is not None and report["test_accuracy"] == torch_accuracy
     assert report["test_samples"] == len(test.labels)

@@ -16,7 +16,8 @@ import tritonclient.http as triton_http
 
 import onebyone
 from bench.serve import free_port
-from bench.tritonserver import FetchFailed, TritonServer, home, unsupported_here
+from bench.tritonserver import TritonServer
+from tests.serving import tritonserver_or_skip
 
 MAX_BATCH, DELAY_US = 8, 2000
 
@@ -26,12 +27,7 @@ def served(bundle_copy, tmp_path_factory):
     """tritonserver with three repositories of digits_resnet; yields (server, {model: (artifact, engine)})."""
     from onebyone.runtime.commands.main import main
 
-    if (reason := unsupported_here()) is not None:
-        pytest.skip(reason)
-    try:
-        home()
-    except FetchFailed as err:
-        pytest.skip(f"no tritonserver: {err}")
+    tritonserver_or_skip()
     bundle = bundle_copy("digits_resnet")
     work = tmp_path_factory.mktemp("triton")
     for flavour in ("ort", "trt"):

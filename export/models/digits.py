@@ -11,16 +11,14 @@ import dataclasses
 import hashlib
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from onebyone.export.models.resnet import ResNet
+from onebyone.export.models.trained import trained
 from onebyone.runtime.bundle.digits import PREPROCESS, Split, digits_splits
-from onebyone.runtime.core.cache import cache_dir
-from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.core.progress import progress
 
 
@@ -102,23 +100,6 @@ def train(recipe: Recipe) -> tuple[ResNet, dict[str, float]]:
     return model, report
 
 
-def cached_files(recipe: Recipe) -> tuple[Path, Path]:
-    """Where the recipe's trained weights (.pth) and training report (.json: held-out accuracy, seconds) are cached."""
-    stem = cache_dir() / "digits_resnet" / f"weights-{recipe.key()}"
-    return stem.with_suffix(".pth"), stem.with_suffix(".json")
-
-
 def trained_digits_resnet(recipe: Recipe | None = None) -> ResNet:
     """The trained model: loaded from the cache when its recipe matches, else trained now and cached."""
-    recipe = recipe or Recipe()
-    weights, report_path = cached_files(recipe)
-    model = build_digits_resnet()
-    if weights.is_file():
-        model.load_state_dict(torch.load(weights, weights_only=True))
-        return model.eval()
-    model, report = train(recipe)
-    with atomic_write(weights) as tmp:
-        torch.save(model.state_dict(), tmp)
-    with atomic_write(report_path) as tmp:
-        tmp.write_text(json.dumps(report | {"recipe": dataclasses.asdict(recipe)}, indent=2) + "\n")
-    return model
+    return trained("digits_resnet", recipe or Recipe(), build_digits_resnet, train)

@@ -20,10 +20,9 @@ from torch import nn
 from torch.nn import functional
 
 from onebyone.export.models.resnet import ResNet
+from onebyone.export.models.trained import trained
 from onebyone.runtime.bundle.accuracy import mean_iou
 from onebyone.runtime.bundle.digit_canvases import CLASSES, TEST_CANVASES, canvases
-from onebyone.runtime.core.cache import cache_dir
-from onebyone.runtime.core.files import atomic_write
 from onebyone.runtime.core.progress import progress
 
 
@@ -91,16 +90,4 @@ def train(recipe: Recipe) -> tuple[DigitsSegmenter, dict[str, float]]:
 
 def trained_digits_segmenter(recipe: Recipe | None = None) -> DigitsSegmenter:
     """The trained model: loaded from the cache when its recipe matches, else trained now and cached."""
-    recipe = recipe or Recipe()
-    stem = cache_dir() / "digits_segmenter" / f"weights-{recipe.key()}"
-    weights, report_path = stem.with_suffix(".pth"), stem.with_suffix(".json")
-    model = DigitsSegmenter()
-    if weights.is_file():
-        model.load_state_dict(torch.load(weights, weights_only=True))
-        return model.eval()
-    model, report = train(recipe)
-    with atomic_write(weights) as tmp:
-        torch.save(model.state_dict(), tmp)
-    with atomic_write(report_path) as tmp:
-        tmp.write_text(json.dumps(report | {"recipe": dataclasses.asdict(recipe)}, indent=2) + "\n")
-    return model
+    return trained("digits_segmenter", recipe or Recipe(), DigitsSegmenter, train)
