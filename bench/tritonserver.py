@@ -3,8 +3,9 @@ the PyPI wheel `nvidia-pytriton==0.7.0` ships it. The wheel is used as a binary:
 (`make tritonserver`) and unpacked there, never installed (it pins numpy<2).
 
 That build has no onnxruntime or openvino backend, so `backends()` adds each as a Python-based backend (a
-`backends/<name>/model.py`, Triton's stand-in for a backend library) running the artifact with onebyone: a
-repository `onebyone triton-repo` writes for those backends loads unmodified, as does a `--backend python` one.
+`backends/<name>/model.py`, Triton's stand-in for a backend library) that builds its session from the model's
+config as the real backend does (bench/triton_stand_in.py), not with onebyone: a repository `onebyone triton-repo`
+writes for those backends loads unmodified and is computed as Triton computes it, as a `--backend python` one is.
 Traps handled here: the Python backend's stub is per Python version and finds Python as the first `python3` on
 PATH (this venv's), and needs `libpython3.x.so` on LD_LIBRARY_PATH.
 """
@@ -22,10 +23,11 @@ import zipfile
 from pathlib import Path
 
 from onebyone.runtime.core.cache import cache_dir
-from onebyone.runtime.serve.triton_python import MODEL_FILENAME, MODEL_PY
+from onebyone.runtime.serve.triton_python import MODEL_FILENAME
 
 WHEEL = "nvidia-pytriton==0.7.0"
 STAND_INS = ("onnxruntime", "openvino")
+STAND_IN = Path(__file__).with_name("triton_stand_in.py")
 READY_SECONDS = 180
 
 
@@ -85,7 +87,7 @@ def backends(server: Path, folder: Path) -> Path:
     shutil.copy2(server / "python_backend_stubs" / version / "triton_python_backend_stub", python)
     for name in STAND_INS:
         (folder / name).mkdir(exist_ok=True)
-        (folder / name / MODEL_FILENAME).write_text(MODEL_PY)
+        shutil.copy2(STAND_IN, folder / name / MODEL_FILENAME)
     return folder
 
 

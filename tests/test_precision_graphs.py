@@ -50,7 +50,10 @@ def test_trt_qdq_computes_torch_fake_quantization(rng):
     weight = torch.from_numpy(weight_dq.inputs[0].const_value.numpy().astype(np.float32))
     scale, _ = activation_scale(TensorRange(amax, 0, 0), "trt")
     quantized_x = torch.fake_quantize_per_tensor_affine(torch.from_numpy(x), float(scale), 0, -128, 127)
-    bias = torch.from_numpy(conv.inputs[2].const_value.numpy().copy())
+    assert len(conv.inputs) == 2, "the bias of a quantized product is stated as an Add after it"
+    bias_add = next(use.node for use in conv.outputs[0].uses())
+    assert bias_add.op_type == "Add" and bias_add.outputs[0].name == "c", "the Add keeps the product's name"
+    bias = torch.from_numpy(bias_add.inputs[1].const_value.numpy().reshape(-1).copy())
     expected = torch.nn.functional.conv2d(quantized_x, weight * weight_scale[:, None, None, None], bias, padding=1)
     expected = (expected + quantized_x).numpy()
     got = run_model(graph, {"x": x})["y"]

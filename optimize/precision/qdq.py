@@ -21,7 +21,8 @@ Flavours, from the same ranges:
 Weights (both flavours): per output channel c, s_c = max(max|W_c| / L, MIN_SCALE), W_q = clip(round(W / s_c), −L, L)
 as an INT8 initializer read through a DequantizeLinear on the channel axis (0 for Conv and transB Gemm, 1 for
 ConvTranspose, Gemm without transB and MatMul). `ort` also stores the bias as INT32 with s = s_x · s_c, as ORT's
-QLinearConv requires. The weight range sets L:
+QLinearConv requires; a float bias of a quantized product (every `trt` one) is stated as an Add after it, which
+stock ONNX Runtime computes as written (`_bias_as_add` says why). The weight range sets L:
 - `safe`, L = 64: |W_q| ≤ 64, so every pair a₁w₁ + a₂w₂ with a ∈ [0, 255] stays within ±255·128 = ±32640 and fits the
   saturating int16 of a non-VNNI x86 int8 dot product (runtime/bundle/int8_overflow.py): the file computes its own Q/DQ
   math on every CPU. The same levels as ONNX Runtime's `reduce_range`.
@@ -94,6 +95,7 @@ class QuantizeReport:
     float_nodes: dict[str, str] = dataclasses.field(default_factory=dict)  # weighted node → why it stays float
     degenerate: dict[str, str] = dataclasses.field(default_factory=dict)  # tensor → why it got the floor scale
     bias_corrected: int = 0  # weighted nodes whose bias takes out their weights' mean rounding error
+    biases_added: int = 0  # quantized products whose float bias is stated as an Add after them (`_bias_as_add`)
 
 
 def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str],
@@ -101,7 +103,7 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
     """Quantize `model` in place; nodes named in `exclude` keep float inputs and weights. `weight_range`: "safe" or
     "full" (None: the default on this CPU, `default_weight_range`). `input_means`: node → the tap means of its input
     (`Calibration.input_means`); each node found there gets its bias corrected for its weights' rounding
-    (bias_correction.py)."""
+    (bias_correction.py). Last, every quantized product's float bias moves to an Add after it (`_bias_as_add`)."""
     if flavour not in FLAVOURS:
         raise UserError(f"unknown flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
     levels = WEIGHT_LEVELS[weight_range or default_weight_range(this_cpu().int8_saturates)]
@@ -147,6 +149,7 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
         report.bias_corrected += corrected
         if kept_float is not None:
             report.float_nodes[node.name] = kept_float
+    report.biases_added = sum(_bias_as_add(graph, node) for node in list(graph))
     return report
 
 
@@ -377,6 +380,60 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | 
     if int32_bias is not None:
         _dequantized_constant(graph, node, bias_index, *int32_bias, 0, "bias")
     return 1, None, corrected is not None
+
+
+def _bias_as_add(graph: ir.Graph, node: ir.Node) -> bool:
+    """State the float bias of a quantized product as an Add after it: for a Conv/ConvTranspose or Gemm whose data
+    input is dequantized and whose bias input b is a float constant,
+
+        Conv(x, W, b)                 = Add(Conv(x, W), b reshaped to [C, 1, …, 1])   (one 1 per spatial axis)
+        Gemm(A, B, C; alpha, beta)    = Add(Gemm(A, B; alpha), beta · C)              (C broadcasts as in Gemm)
+
+    exactly, in any float type. The Add's output keeps the product's name, so per-layer reports still line up.
+
+    Why: ONNX Runtime's WeightBiasQuantization transformer (every level from basic up, so a plain session) rewrites
+    a float bias of such a node into round(b / (s_x · s_w)) as INT32, computed in the bias's float type: FP16 float
+    parts underflow s_x · s_w and overflow the quotient, and even FP32 rounds b to a grid the file never stated. It
+    matches only a bias *input* that is a constant (onnxruntime/core/optimizer/qdq_transformer/
+    weight_bias_quantization.cc), so a bias stated as an Add is computed as written. TensorRT fuses an Add of a
+    per-channel constant after a Q/DQ convolution into its epilogue as it does a BatchNormalization (TensorRT's
+    explicit-quantization guide); OpenVINO reads an ONNX Conv bias as such an Add anyway. An INT32 bias (the `ort`
+    flavour's) is left as it is: it already states the integer math. Returns whether it rewrote the node."""
+    if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or node.domain != "" or len(node.inputs) < 3:
+        return False
+    data, bias_value = node.inputs[0], node.inputs[2]
+    producer = data.producer() if data is not None else None
+    bias = constant(bias_value)
+    if producer is None or producer.op_type != "DequantizeLinear" or bias is None or \
+            not np.issubdtype(bias.dtype, np.floating):
+        return False
+    if node.op_type == "Gemm":
+        bias = bias * np.asarray(node.attributes.get_float("beta", 1.0), bias.dtype)
+        node.attributes.pop("beta", None)
+    else:
+        ranks = [len(v.shape) for v in (node.outputs[0], data, node.inputs[1]) if v is not None and v.shape is not None]
+        if not ranks:
+            return False
+        bias = bias.reshape(-1, *([1] * (ranks[0] - 2)))
+    product = node.outputs[0]
+    name = product.name
+    offset = add_initializer(graph, f"{bias_value.name or node.name}_after", bias)
+    node.resize_inputs(2)
+    drop_if_unused(graph, bias_value)
+    add = ir.node("Add", [product, offset], name=f"{node.name}/bias")
+    result = add.outputs[0]
+    result.dtype = product.dtype  # its own type and shape objects: the FP16 pass retypes values one by one
+    result.shape = None if product.shape is None else ir.Shape(product.shape)
+    for use in list(product.uses()):
+        if use.node is not add:
+            use.node.replace_input_with(use.idx, result)
+    for index, output in enumerate(graph.outputs):
+        if output is product:
+            graph.outputs[index] = result
+    product.name = unique_name(graph, f"{name}_product")
+    result.name = name
+    graph.insert_after(node, add)
+    return True
 
 
 def _plain_gemm(node: ir.Node, bias: np.ndarray | None) -> bool:

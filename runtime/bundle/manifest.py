@@ -55,12 +55,14 @@ class ArtifactRecord:
     # INT8 files: the kernel check per CPU class and engine, {cpu class: {engine: KernelCheck.as_record()}}
     # (runtime/sessions/engine_checks.py); `auto` opens the file only on an engine that passed it on this class
     kernel_checks: dict[str, dict[str, dict[str, Any]]] | None = None
+    auto_engine: dict[str, str] | None = None  # INT8 files: the engine `auto` chose from those checks, per CPU class
     created: str = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
     def kernel_check_passed(self, cpu_class: str, engine: str) -> bool | None:
-        """Whether `engine` passed the kernel check on `cpu_class` (None: never checked there)."""
+        """Whether `engine` passed the kernel check on `cpu_class` with the margin `auto` asks for (None: never
+        checked there); a record written before the margin counts its plain verdict."""
         checked = (self.kernel_checks or {}).get(cpu_class, {}).get(engine)
-        return None if checked is None else bool(checked["ok"])
+        return None if checked is None else bool(checked.get("with_margin", checked["ok"]))
 
     @classmethod
     def for_file(cls, path: Path, **fields: Any) -> ArtifactRecord:

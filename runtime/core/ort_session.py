@@ -13,12 +13,11 @@ affinity where that is narrower. ORT's pool threads also spin on for millisecond
 handling, another session's run. Every session sets `session.force_spinning_stop`: its threads spin during a run and
 stop when it returns; the cost is waking them at the next run (docs/runtime.md#threads has the measurements).
 
-One ORT transformer is turned off: WeightBiasQuantization (level "basic" and up) rewrites the float bias b of a
-Conv/Gemm between a DequantizeLinear and a QuantizeLinear into round(b / (s_x · s_w)) as INT32, computed in the bias's
-float type. With FP16 float parts (`quantize --float-dtype fp16`) s_x · s_w underflows and b / (s_x · s_w) overflows
-FP16; with a vanishing s_x it overflows INT32 — either way the outputs are garbage (tests/test_precision_graphs.py,
-dead activations). onebyone's Q/DQ files state their biases as they mean them (INT32 in `ort`, float in `trt`), so
-every level runs the file's own bias.
+Nothing here changes what a session computes: threads and spinning change speed only, and every ORT transformer
+stays on, as in a plain `onnxruntime.InferenceSession` or Triton's onnxruntime backend. A file that computes
+something else once ORT has rewritten it is the file's defect, and the consumer check (runtime/parity/consumers.py)
+catches it; the Q/DQ writer states biases so that ORT's WeightBiasQuantization has nothing to rewrite
+(optimize/precision/qdq.py).
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from onebyone.runtime.core.errors import UserError
 
 LEVELS = ("none", "basic", "extended", "all")
 CPU = ("CPUExecutionProvider",)
-DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)  # see the module docstring
 SPINNING_STOPS = {"session.force_spinning_stop": "1"}  # see the module docstring
 
 
@@ -51,26 +49,28 @@ def affinity_threads() -> int | None:
 
 def ort_session(model: Path | bytes, optimization: str, *, providers: Sequence[str] = CPU,
                 provider_options: Sequence[dict[str, Any]] | None = None, config: Mapping[str, str] | None = None,
-                optimized_model_path: Path | None = None) -> Any:
+                optimized_model_path: Path | None = None, plain: bool = False) -> Any:
     """An `onnxruntime.InferenceSession` over a file path or a serialized model. `config`: session config entries
-    (e.g. {"session.x64quantprecision": "1"}); `optimized_model_path`: where ORT writes the graph it optimized."""
+    (e.g. {"session.x64quantprecision": "1"}); `optimized_model_path`: where ORT writes the graph it optimized;
+    `plain`: the level and nothing else but a quiet log — a user's `InferenceSession(path)` (level "all") or
+    Triton's onnxruntime backend (its `optimization.graph.level` picks the level)."""
     import onnxruntime as ort
 
+    ort.set_default_logger_severity(3)  # ORT's process-wide log too: errors only (warnings reach no user action)
     level = ort.GraphOptimizationLevel
     levels = (level.ORT_DISABLE_ALL, level.ORT_ENABLE_BASIC, level.ORT_ENABLE_EXTENDED, level.ORT_ENABLE_ALL)
     options = ort.SessionOptions()
     options.graph_optimization_level = dict(zip(LEVELS, levels, strict=True))[optimization]
     options.log_severity_level = 3
-    if (threads := affinity_threads()) is not None:
+    if not plain and (threads := affinity_threads()) is not None:
         options.intra_op_num_threads = threads
-    for key, value in {**SPINNING_STOPS, **(config or {})}.items():
+    for key, value in ({} if plain else {**SPINNING_STOPS, **(config or {})}).items():
         options.add_session_config_entry(key, value)
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
     try:
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                    providers=list(providers), provider_options=provider_options,
-                                    disabled_optimizers=list(DISABLED_OPTIMIZERS))
+                                    providers=list(providers), provider_options=provider_options)
     except Exception as err:  # ORT raises its own exception classes for unreadable or invalid models
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         origin = "the model" if isinstance(model, bytes) else model

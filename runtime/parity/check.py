@@ -13,6 +13,7 @@ from onebyone.runtime.bundle.golden import Golden, Run, reference_session, run_s
 from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.cpu import this_cpu
+from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.metrics import Parity, check_golden
 
 MAX_BATCH = 32  # samples per run when the model takes any batch (bounds activation memory)
@@ -28,22 +29,39 @@ class Engine:
 
 @dataclasses.dataclass(frozen=True)
 class ArtifactCheck:
+    """The golden check of the file as written (ONNX Runtime, nothing fused), and the same check in each stock
+    configuration a consumer runs it in (`consumers`: level → parity)."""
+
     parity: Parity
     accuracy: float | None  # top-1 (or mIoU) on the bundle's labelled data, when it has some
     metric: str = "top-1"  # what `accuracy` is: LabelledSet.metric
+    consumers: dict[str, Parity] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.parity.ok
+        return self.parity.ok and all(parity.ok for parity in self.consumers.values())
 
     def describe(self) -> str:
         accuracy = f"  {self.metric} {self.accuracy:.2%}" if self.accuracy is not None else ""
-        return self.parity.describe() + accuracy
+        failed = [f"stock ONNX Runtime ({STOCK_CONSUMERS[level]}) computes something else: {parity.describe()}"
+                  for level, parity in self.consumers.items() if not parity.ok]
+        return self.parity.describe() + accuracy + ("; " + "; ".join(failed) if failed else "")
 
     def as_record(self) -> dict[str, Any]:
-        """The parity (and accuracy) measured, and the CPU it was measured on."""
+        """The parity (and accuracy) measured, each stock configuration's, and the CPU they were measured on."""
         return (self.parity.as_record() | ({"accuracy": self.accuracy} if self.accuracy is not None else {})
+                | {"stock_onnxruntime": {level: parity.as_record() for level, parity in self.consumers.items()}}
                 | {"cpu": this_cpu().as_record()})
+
+
+# The configurations a file meets outside onebyone: a plain ONNX Runtime session (a path and no options), and
+# Triton's onnxruntime backend, whose `optimization { graph { level } }` picks among these (onnxruntime_backend
+# src/onnxruntime.cc: unset → all, -1 → basic, 1 → extended, 2 → none, which is the file as written).
+STOCK_CONSUMERS = {
+    "basic": "level basic: Triton's optimization.graph.level -1",
+    "extended": "level extended: Triton's optimization.graph.level 1",
+    "all": "level all: a plain InferenceSession, Triton's default",
+}
 
 
 def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance, labelled: LabelledSet | None = None,
@@ -62,8 +80,17 @@ def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance, labell
 
         labelled_outputs = run_in_batches(session, input_name, labelled.inputs) if labelled is not None else None
     parity = check_golden(golden, run, tolerance)
+    consumers = {} if engine is not None else {level: stock_check(onnx_path, level, golden, tolerance)
+                                               for level in STOCK_CONSUMERS}
     accuracy = labelled.accuracy(labelled_outputs[output_name]) if labelled_outputs is not None else None
-    return ArtifactCheck(parity=parity, accuracy=accuracy, metric=labelled.metric if labelled else "top-1")
+    return ArtifactCheck(parity=parity, accuracy=accuracy, metric=labelled.metric if labelled else "top-1",
+                         consumers=consumers)
+
+
+def stock_check(onnx_path: Path, level: str, golden: Golden, tolerance: Tolerance) -> Parity:
+    """The golden check in a plain ONNX Runtime session at `level`: what a user's session or Triton computes."""
+    session = ort_session(onnx_path, level, plain=True)
+    return check_golden(golden, lambda feeds: run_session(session, feeds), tolerance)
 
 
 def run_in_batches(session: object, input_name: str, inputs: np.ndarray) -> dict[str, np.ndarray]:

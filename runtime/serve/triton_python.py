@@ -2,9 +2,8 @@
 `onebyone.open` — an OpenVINO INT8 or BF16 file on CPU instances included — so CPU results run in an existing Triton
 fleet (`onebyone triton-repo --backend python`).
 
-The model reads its artifact and engine from the config's `parameters` (`onebyone_artifact`, `onebyone_engine`), or
-else — as a Python-based backend standing in for the `onnxruntime` or `openvino` backend a CPU-only Triton build
-lacks — the config's `default_model_filename` (default `model.onnx`) and the backend's name. Requests Triton batched
+The model reads its artifact and engine from the config's `parameters` (`onebyone_artifact`, `onebyone_engine`;
+else the config's `default_model_filename`, default `model.onnx`, on `auto`). Requests Triton batched
 together are concatenated along the batch axis and run once.
 
 Tensors cross through DLPack via torch: with NumPy 2, the Python backend's `as_numpy()` and `Tensor(name, ndarray)`
@@ -29,8 +28,6 @@ from torch.utils.dlpack import from_dlpack, to_dlpack
 
 import onebyone
 
-STAND_INS = ("onnxruntime", "openvino")  # backends this file may stand in for
-
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -38,8 +35,7 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         folder = os.path.join(args["model_repository"], args["model_version"])
         artifact = parameters.get("onebyone_artifact") or config.get("default_model_filename") or "model.onnx"
-        backend = config.get("backend", "")
-        engine = parameters.get("onebyone_engine") or (backend if backend in STAND_INS else "auto")
+        engine = parameters.get("onebyone_engine") or "auto"
         self.session = onebyone.open(os.path.join(folder, artifact), engine)
         self.batching = config.get("max_batch_size", 0) > 0
         self.outputs = [output["name"] for output in config["output"]]

@@ -90,6 +90,8 @@ def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, t
     if description.precision == "bf16" and backend not in ("openvino", PYTHON):
         raise UserError(f"{target.path} is a bf16 artifact (OpenVINO's BF16 inference hint); write it with "
                         f"{option('engine', 'openvino')}")
+    if (wrong := computed_wrongly(target, backend)) is not None:
+        raise UserError(wrong)
     if options.trt_accelerator is not None and (backend != "onnxruntime" or options.instance_kind != "gpu"):
         raise UserError(f"{option('trt_accelerator')} applies to ONNX models on GPU instances")
     skip = 1 if batching else 0
@@ -109,6 +111,26 @@ def config_text(name: str, target: Target, options: RepoOptions) -> tuple[str, t
                  f'        parameters {{ key: "precision_mode" value: "{options.trt_accelerator.upper()}" }}\n'
                  "      }\n    ]\n  }\n}\n")
     return text, description.labels
+
+
+def computed_wrongly(target: Target, backend: str) -> str | None:
+    """Why Triton's `backend` would compute a bundle's INT8 file wrongly on this CPU class — its kernel check there
+    (runtime/sessions/engine_checks.py; onnxruntime's is a plain session's arithmetic) failed — naming the backends
+    whose check passed; None when it passed or was never run here (nothing is known against it)."""
+    from onebyone.runtime.core.cpu import this_cpu
+
+    record = target.record
+    if record is None or record.precision != "int8" or backend not in ("onnxruntime", "openvino"):
+        return None
+    checks = (record.kernel_checks or {}).get(this_cpu().cpu_class, {})
+    if backend not in checks or checks[backend]["ok"]:
+        return None
+    right = [name for name, check in checks.items() if check["ok"]]
+    instead = (f"write it with {' or '.join(option('engine', name) for name in right)}, whose check passed"
+               if right else "no engine computed it right here: re-quantize it (docs/cpus.md)")
+    return (f"{target.path}: Triton's {backend} backend would compute something else than the file states on this "
+            f"CPU class ({this_cpu().cpu_class}): its kernel check failed ({'; '.join(checks[backend]['failures'])}); "
+            f"{instead}")
 
 
 def triton_backend(target: Target, options: RepoOptions) -> str:

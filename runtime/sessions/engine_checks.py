@@ -17,6 +17,7 @@ from onebyone.runtime.bundle.labelled import LabelledSet
 from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest, write_manifest
 from onebyone.runtime.bundle.tensors import DYNAMIC
 from onebyone.runtime.core.cpu import this_cpu
+from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.parity.check import MAX_BATCH
 from onebyone.runtime.parity.kernel_check import KernelCheck, check_kernels, fresh_inputs
 from onebyone.runtime.sessions import engines
@@ -31,10 +32,11 @@ def installed_engines() -> list[str]:
 
 def kernel_check(path: Path, engine: str, golden: Golden, labelled: LabelledSet | None) -> KernelCheck:
     """The INT8 file on `engine` (every optimization on) against its exact Q/DQ math, on the golden inputs, the
-    labelled data and FRESH_SAMPLES new random samples (whole batches of a fixed-batch model)."""
+    labelled data and FRESH_SAMPLES new random samples seeded by the file's content, so two checks of one file on
+    one machine see the same samples (whole batches of a fixed-batch model)."""
     from onebyone.runtime.sessions.opening import open as open_session
 
-    fresh = fresh_inputs(golden.inputs, FRESH_SAMPLES, np.random.default_rng())
+    fresh = fresh_inputs(golden.inputs, FRESH_SAMPLES, np.random.default_rng(int(sha256_file(path)[:16], 16)))
     inputs = {name: np.concatenate([values, *([labelled.inputs] if labelled is not None else []), fresh[name]])
               for name, values in golden.inputs.items()}
     with open_session(path, engine, self_check=False) as session:
@@ -47,14 +49,21 @@ def kernel_check(path: Path, engine: str, golden: Golden, labelled: LabelledSet 
 
 def check_and_record(bundle: Path, name: str) -> dict[str, KernelCheck]:
     """Run the kernel check of bundle artifact `name` (an INT8 ONNX file) on every installed CPU engine and record the
-    outcomes under this CPU's class in the manifest, replacing what an earlier check recorded for that class."""
+    outcomes under this CPU's class in the manifest, replacing what an earlier check recorded for that class, with
+    the engine `auto` now chooses from them (`ArtifactRecord.auto_engine`)."""
+    from onebyone.runtime.sessions.opening import auto_backend
+
     golden = Golden.load(bundle / GOLDEN_NAME)
     manifest = read_manifest(bundle)
     labelled = LabelledSet.of_bundle(bundle, manifest)
     results = {engine: kernel_check(bundle / name, engine, golden, labelled) for engine in installed_engines()}
     manifest = read_manifest(bundle)  # as it is now: the checks took a while
     record = manifest.artifacts[name]
+    cpu_class = this_cpu().cpu_class
     record.kernel_checks = (record.kernel_checks or {}) | {
-        this_cpu().cpu_class: {engine: check.as_record() for engine, check in results.items()}}
+        cpu_class: {engine: check.as_record() for engine, check in results.items()}}
+    write_manifest(bundle, manifest)
+    chosen = auto_backend(bundle / name)  # reads the checks just recorded
+    record.auto_engine = (record.auto_engine or {}) | {cpu_class: chosen}
     write_manifest(bundle, manifest)
     return results
