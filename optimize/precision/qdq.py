@@ -95,7 +95,6 @@ class QuantizeReport:
     float_nodes: dict[str, str] = dataclasses.field(default_factory=dict)  # weighted node → why it stays float
     degenerate: dict[str, str] = dataclasses.field(default_factory=dict)  # tensor → why it got the floor scale
     bias_corrected: int = 0  # weighted nodes whose bias takes out their weights' mean rounding error
-    biases_added: int = 0  # quantized products whose float bias is stated as an Add after them (`_bias_as_add`)
 
 
 def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, exclude: set[str],
@@ -149,7 +148,8 @@ def insert_qdq(model: ir.Model, ranges: dict[str, TensorRange], flavour: str, ex
         report.bias_corrected += corrected
         if kept_float is not None:
             report.float_nodes[node.name] = kept_float
-    report.biases_added = sum(_bias_as_add(graph, node) for node in list(graph))
+    for node in list(graph):
+        _bias_as_add(graph, node)
     return report
 
 
@@ -382,7 +382,7 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_scale: np.float32 | 
     return 1, None, corrected is not None
 
 
-def _bias_as_add(graph: ir.Graph, node: ir.Node) -> bool:
+def _bias_as_add(graph: ir.Graph, node: ir.Node) -> None:
     """State the float bias of a quantized product as an Add after it: for a Conv/ConvTranspose or Gemm whose data
     input is dequantized and whose bias input b is a float constant,
 
@@ -398,22 +398,22 @@ def _bias_as_add(graph: ir.Graph, node: ir.Node) -> bool:
     weight_bias_quantization.cc), so a bias stated as an Add is computed as written. TensorRT fuses an Add of a
     per-channel constant after a Q/DQ convolution into its epilogue as it does a BatchNormalization (TensorRT's
     explicit-quantization guide); OpenVINO reads an ONNX Conv bias as such an Add anyway. An INT32 bias (the `ort`
-    flavour's) is left as it is: it already states the integer math. Returns whether it rewrote the node."""
+    flavour's) is left as it is: it already states the integer math."""
     if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or node.domain != "" or len(node.inputs) < 3:
-        return False
+        return
     data, bias_value = node.inputs[0], node.inputs[2]
     producer = data.producer() if data is not None else None
     bias = constant(bias_value)
     if producer is None or producer.op_type != "DequantizeLinear" or bias is None or \
             not np.issubdtype(bias.dtype, np.floating):
-        return False
+        return
     if node.op_type == "Gemm":
         bias = bias * np.asarray(node.attributes.get_float("beta", 1.0), bias.dtype)
         node.attributes.pop("beta", None)
     else:
         ranks = [len(v.shape) for v in (node.outputs[0], data, node.inputs[1]) if v is not None and v.shape is not None]
         if not ranks:
-            return False
+            return
         bias = bias.reshape(-1, *([1] * (ranks[0] - 2)))
     product = node.outputs[0]
     name = product.name
@@ -433,7 +433,6 @@ def _bias_as_add(graph: ir.Graph, node: ir.Node) -> bool:
     product.name = unique_name(graph, f"{name}_product")
     result.name = name
     graph.insert_after(node, add)
-    return True
 
 
 def _plain_gemm(node: ir.Node, bias: np.ndarray | None) -> bool:
