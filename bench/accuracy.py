@@ -6,7 +6,10 @@ torch FP32; onebyone FP32, FP16 and INT8 — both flavours × safe/full weights 
 corrected as by default, the default options without bias correction, and the `ort` one with the accuracy-budget
 fallback instead — each on ONNX Runtime and on OpenVINO;
 ONNX Runtime's `quantize_static` (QDQ, per-channel, U8/S8, MinMax/Entropy/Percentile, with and without
-`reduce_range`) on the same 100 images, run on ONNX Runtime; and FP16 from onnxconverter-common.
+`reduce_range`) on the same 100 images, run on ONNX Runtime; and FP16 from onnxconverter-common. The files
+`onebyone quantize` writes by default (FP32, FP16, both INT8 flavours with this CPU's default options) are scored
+once more where they go: in plain ONNX Runtime sessions at each graph optimization level (a user's
+`InferenceSession`, Triton's onnxruntime backend) and in OpenVINO's `compile_model` with default properties.
 Every row: top-1 and top-5 against the labels with a 95% Wilson interval, top-1 agreement with torch, and top-1 as a
 share of torch's FP32 top-1. One run, one machine (named in the results).
 
@@ -31,7 +34,7 @@ from bench.precision import ArrayReader, onebyone
 from bench.report import part_arguments, write_part
 from onebyone.export.zoo import ZOO
 from onebyone.optimize.precision.calibrate import Calibration, collect
-from onebyone.optimize.precision.flavours import DEFAULT_FLOAT_DTYPE, WEIGHT_LEVELS
+from onebyone.optimize.precision.flavours import DEFAULT_FLOAT_DTYPE, WEIGHT_LEVELS, default_weight_range
 from onebyone.optimize.precision.fp16 import convert_to_fp16
 from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
 from onebyone.optimize.precision.ranges import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
@@ -40,7 +43,9 @@ from onebyone.runtime.bundle.accuracy import Accuracy, score
 from onebyone.runtime.bundle.onnx_file import save_model, with_types
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import DataSource, open_source
+from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.files import sha256_file
+from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.core.progress import progress
 from onebyone.runtime.core.timing import machine
 from onebyone.runtime.parity.metrics import measure
@@ -53,6 +58,21 @@ ENGINES = ("onnxruntime", "openvino")
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 BATCH = 32
 FALLBACK_BUDGET = 0.5  # points of top-1 changes on the 100 calibration images: none may change
+STOCK = ("stock ORT basic", "stock ORT extended", "stock ORT all", "stock OpenVINO")  # where files go
+
+
+def stock_logits(path: Path, consumer: str, images: np.ndarray) -> np.ndarray:
+    """`images` through `path` as a consumer runs it: a plain ONNX Runtime session at the named level (the level and
+    nothing else: runtime/core/ort_session.py `plain`), or OpenVINO's `compile_model` with default properties."""
+    batches = [images[start:start + BATCH] for start in range(0, len(images), BATCH)]
+    if consumer == "stock OpenVINO":
+        import openvino
+
+        compiled = openvino.Core().compile_model(str(path), "CPU")
+        return np.concatenate([np.array(compiled(batch)[0]) for batch in batches])
+    session = ort_session(path, consumer.rsplit(" ", 1)[1], plain=True)
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: batch})[0] for batch in batches])
 
 
 @dataclasses.dataclass
@@ -70,8 +90,11 @@ class Row:
 
 def evaluate(path: Path, engine: str, images: np.ndarray, labels: np.ndarray,
              reference: np.ndarray) -> tuple[Accuracy, dict[str, float]]:
-    with open_session(path, engine, self_check=False) as session:
-        logits = session.run_batched({session.inputs[0].name: images}, batch=BATCH)[session.outputs[0].name]
+    if engine in STOCK:
+        logits = stock_logits(path, engine, images)
+    else:
+        with open_session(path, engine, self_check=False) as session:
+            logits = session.run_batched({session.inputs[0].name: images}, batch=BATCH)[session.outputs[0].name]
     metrics = measure({"logits": reference}, {"logits": logits})
     return score(logits, labels, reference), {"max_rel": metrics.max_rel, "rel_l2": metrics.rel_l2,
                                               "cosine": metrics.cosine}
@@ -163,6 +186,10 @@ def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[li
                 files.append((f"ORT quantize_static {method}{' reduce_range' if reduce_range else ''}", path,
                               ("onnxruntime",)))
                 bar.advance(task)
+        defaults = default_weight_range(this_cpu().int8_saturates)
+        files += [(label, path, STOCK) for label, path, _ in list(files) if label in (
+            "onebyone FP32", "onebyone FP16", f"onebyone INT8 trt {defaults} {DEFAULT_METHOD}",
+            f"onebyone INT8 ort {defaults} {DEFAULT_METHOD}")]
         task = bar.add_task(f"{name}: evaluating", total=sum(len(engines) for *_, engines in files))
         for label, path, engines in files:
             for engine in engines:

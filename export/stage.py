@@ -23,6 +23,7 @@ from onebyone.runtime.bundle.labels import check_labels, read_labels
 from onebyone.runtime.bundle.manifest import (
     GOLDEN_NAME,
     MANIFEST_NAME,
+    RANDOM_GOLDEN,
     ArtifactRecord,
     Manifest,
     ModelInfo,
@@ -52,6 +53,7 @@ class ExportResult:
     check: ArtifactCheck
     torch_accuracy: float | None  # the torch model's top-1 on the same labelled data, when the model has some
     removed_stale: list[str]
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the user should know about the bundle
 
 
 def split_destination(output: Path) -> tuple[Path, str]:
@@ -125,7 +127,17 @@ def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights
             publish(path, bundle / path.name)
         write_manifest(bundle, manifest)
     return ExportResult(bundle=bundle, onnx_path=bundle / onnx_name, check=check, torch_accuracy=torch_accuracy,
-                        removed_stale=removed)
+                        removed_stale=removed, notes=_notes(spec))
+
+
+def _notes(spec: ModelSpec) -> list[str]:
+    """A classifier of images exported without data gets random golden inputs it will never see: say what that
+    means for later checks and how to give real ones."""
+    if spec.labelled_data is not None or spec.preprocess is None or spec.task != "classification":
+        return []
+    return ["note: no --data: the golden samples are random N(0,1) inputs, which an image classifier never sees. "
+            "quantize judges its files on samples of the calibration data it held out of the calibration; for checks "
+            "and top-1 on real images in every stage, export with --data DIR[:SPLIT] (labelled images)"]
 
 
 def export_model(model: str, options: ExportOptions) -> ExportResult:
@@ -176,7 +188,7 @@ def _manifest(spec: ModelSpec, options: ExportOptions, weights: Path | None, sta
         GOLDEN_NAME: ArtifactRecord.for_file(
             stage / GOLDEN_NAME, kind="golden",
             made_by={"stage": "export", "outputs_from": "torch",
-                     "source": "labelled data" if spec.labelled_data else f"N(0,1) seed {GOLDEN_SEED}"}),
+                     "source": "labelled data" if spec.labelled_data else f"{RANDOM_GOLDEN} seed {GOLDEN_SEED}"}),
     }
     if (stage / LABELLED_NAME).is_file():
         artifacts[LABELLED_NAME] = ArtifactRecord.for_file(stage / LABELLED_NAME, kind="labelled-data",

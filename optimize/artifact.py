@@ -30,11 +30,14 @@ class Companion:
 
 
 def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, tolerance: Tolerance,
-                   made_by: dict[str, Any], companions: list[Companion] = (), engine: Engine | None = None) -> str:
+                   made_by: dict[str, Any], companions: list[Companion] = (), engine: Engine | None = None,
+                   golden: Companion | None = None, consumers: tuple[Engine, ...] = ()) -> str:
     """Save `output` (and its companions beside it). When `source` is a bundle artifact and `output` sits beside
-    it, check the result against the bundle's golden outputs first — publishing nothing if it fails — and record
+    it, check the result against the bundle's golden outputs first — or against `golden`, its own golden samples
+    (quantize's held-out real samples), published and recorded with it — publishing nothing if it fails, and record
     everything in the manifest. `engine`: what runs the check when it is not ONNX Runtime's reference session (a
-    bf16 artifact: OpenVINO). Returns the line to show the user; raises CheckFailed when the check fails."""
+    bf16 artifact: OpenVINO); `consumers`: stock configurations beyond ONNX Runtime's to check it in. Returns the
+    line to show the user; raises CheckFailed when the check fails."""
     bundle = source.parent
     in_bundle = manifest_path(bundle).is_file() and output.parent.resolve() == bundle.resolve()
     manifest = read_manifest(bundle) if in_bundle else None
@@ -48,11 +51,15 @@ def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, 
                 publish(path, output.parent / path.name)
             return f"{output}  written (not in a bundle: no golden check)"
         labelled = LabelledSet.of_bundle(bundle, manifest)
-        check = check_artifact(staged, Golden.load(bundle / GOLDEN_NAME), tolerance, labelled, engine)
+        companions = [*companions, *([golden] if golden is not None else [])]
+        golden_file = golden.staged if golden is not None else bundle / manifest.golden_of(source.name)
+        check = check_artifact(staged, Golden.load(golden_file), tolerance, labelled, engine, consumers)
         if not check.ok:
-            raise CheckFailed(f"{output} fails its golden check: {check.describe()}; nothing was written")
+            raise CheckFailed(f"{output} fails its golden check{_on(golden)}: {check.describe()}; nothing was "
+                              "written")
         manifest.artifacts[output.name] = ArtifactRecord.for_file(
-            staged, kind="onnx", precision=precision, tolerance=tolerance, parity=check.as_record(), made_by=made_by)
+            staged, kind="onnx", precision=precision, tolerance=tolerance, parity=check.as_record(), made_by=made_by,
+            golden=golden_file.name if golden_file.name != GOLDEN_NAME else None)
         for data_file in written[:-1]:
             manifest.artifacts[data_file.name] = ArtifactRecord.for_file(
                 data_file, kind="onnx-external-data", made_by={"stage": made_by["stage"], "belongs_to": output.name})
@@ -62,4 +69,9 @@ def write_artifact(model: ir.Model, source: Path, output: Path, precision: str, 
         for path in [*(c.staged for c in companions), *written]:
             publish(path, bundle / path.name)
         write_manifest(bundle, manifest)
-    return f"{output}  {precision}  {'ORT' if engine is None else engine.name} vs torch: {check.describe()}"
+    reference = "torch" if golden is None else f"{source.name} on held-out samples"
+    return f"{output}  {precision}  {'ORT' if engine is None else engine.name} vs {reference}: {check.describe()}"
+
+
+def _on(golden: Companion | None) -> str:
+    return f" on its held-out real samples ({golden.staged.name}, reference: the FP32 file)" if golden else ""

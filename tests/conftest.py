@@ -1,7 +1,9 @@
-"""Shared fixtures: zoo exports are made once per session; digits_resnet trains once and is cached under build/."""
+"""Shared fixtures: zoo exports are made once per session, and so is `make demo`; digits_resnet trains once and is
+cached under build/."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -15,6 +17,7 @@ from onebyone.export.options import ExportOptions
 from onebyone.export.stage import ExportResult, export_bundle
 from onebyone.export.zoo import resolve
 from onebyone.runtime.commands.main import main
+from tests.readme_demo import DEMO_IMAGES, run_demo
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +45,22 @@ def bundle_copy(exported, tmp_path_factory: pytest.TempPathFactory) -> Callable[
         return folder
 
     return copy
+
+
+@dataclasses.dataclass(frozen=True)
+class Demo:
+    bundle: Path  # pretrained Lite0: FP32, optimized, FP16 and both INT8 flavours, parity.json on DEMO_IMAGES
+    printed: list[str]  # what `make demo` printed, the scratch folder named as README names it
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """`make demo` run once into a scratch folder: README's demo block is compared with what it printed
+    (tests/test_readme.py), and its bundle is the real network the ImageNet tests score
+    (tests/test_imagenet_accuracy.py); tests that add to the bundle copy it first. Its parity run scores DEMO_IMAGES
+    evaluation images instead of the Makefile's 300 (the block masks every number): the run takes half as long."""
+    scratch = tmp_path_factory.mktemp("demo")
+    return Demo(scratch / "efficientnet_lite0", run_demo(scratch, DEMO_IMAGES))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ README = REPO / "README.md"
 START, END = "<!-- demo -->\n```\n", "```\n<!-- /demo -->"
 BUNDLE = "build/efficientnet_lite0"
 FIRST = "labelled data: "  # the block starts at verify's first line
+DEMO_IMAGES = 100  # the tests' demo run scores this many evaluation images in parity (the Makefile's default: 300)
 
 
 def readme_block() -> list[str]:
@@ -28,9 +29,11 @@ def readme_block() -> list[str]:
     return text[text.index(START) + len(START):text.index(END)].splitlines()
 
 
-def run_demo(scratch: Path) -> list[str]:
-    """`make demo` with its bundle in `scratch`; stdout with the scratch path named as README does."""
-    done = subprocess.run(["make", "--no-print-directory", "demo", f"BUNDLE={scratch}/efficientnet_lite0"],
+def run_demo(scratch: Path, eval_samples: int | None = None) -> list[str]:
+    """`make demo` with its bundle in `scratch` (its parity run on `eval_samples` images, default the Makefile's);
+    stdout with the scratch path named as README does."""
+    samples = [f"EVAL_SAMPLES={eval_samples}"] if eval_samples is not None else []
+    done = subprocess.run(["make", "--no-print-directory", "demo", f"BUNDLE={scratch}/efficientnet_lite0", *samples],
                           cwd=REPO, capture_output=True, text=True, timeout=1200)
     if done.returncode != 0:
         raise AssertionError(f"make demo failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

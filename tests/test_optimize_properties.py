@@ -4,9 +4,11 @@ optimizes again to the same outputs; and its FP16 and INT8 (both flavours) files
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx_ir as ir
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from onebyone.optimize.pipeline import run_passes, select_passes
@@ -16,7 +18,7 @@ from onebyone.optimize.precision.qdq import TensorRange, insert_qdq
 from onebyone.optimize.targets import TARGETS
 from onebyone.optimize.verify import random_inputs, run_model
 from onebyone.runtime.bundle.golden import run_session
-from onebyone.runtime.bundle.onnx_file import validity_problem
+from onebyone.runtime.bundle.onnx_file import activation_names, exposing, validity_problem, with_types
 from onebyone.runtime.bundle.sources import DataSource
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.ort_session import ort_session
@@ -57,14 +59,30 @@ def test_every_target_preserves_outputs(seed, channels, layers):
 
 
 layers_and_head = st.tuples(st.lists(layer, min_size=1, max_size=6), st.booleans())
+FP16_UNIT_ROUNDOFF = 2.0**-11
+
+
+def fp16_bound(model: ir.Model, inputs: dict[str, np.ndarray]) -> float:
+    """The fp16 golden bound, widened where the graph cancels: FP16 rounds every intermediate by up to 2⁻¹¹ of its
+    own scale, so an output much smaller than the intermediates it sums (x·0.280 + x·(−0.273)) carries their rounding
+    magnified by that ratio, whatever the conversion does. Four roundings' worth of it, at least the fp16 row; a wrong
+    conversion is off by O(1) of the output and still fails."""
+    typed = with_types(model)
+    session = ort_session(exposing(typed, activation_names(typed)), "none")
+    values = run_session(session, inputs)
+    outputs = [v.name for v in model.graph.outputs]
+    largest = max(float(np.abs(a).max()) for a in values.values())
+    output_scale = max(max(float(np.abs(values[name]).max()) for name in outputs), 1e-30)
+    return max(TOLERANCES["fp16"].golden().max_rel, 4 * FP16_UNIT_ROUNDOFF * largest / output_scale)
 
 
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), channels=st.integers(1, 4), network=layers_and_head)
+@example(seed=2928, channels=1, network=([("siblings", 1, False)], False))  # x·0.280 + x·(−0.273): FP16 cancels
 def test_every_precision_of_every_target_is_valid_and_within_bounds(seed, channels, network):
-    """Each target's output converted to FP16 (within the fp16 row of the FP32 graph) and to INT8 in both flavours
-    (ONNX Runtime with every optimization on within the kernel-check row of the file's exact Q/DQ math): every file
-    passes onnx.checker's full check."""
+    """Each target's output converted to FP16 (within the fp16 row of the FP32 graph, widened where it cancels) and
+    to INT8 in both flavours (ONNX Runtime with every optimization on within the kernel-check row of the file's exact
+    Q/DQ math): every file passes onnx.checker's full check."""
     layers, head = network
     builder = Builder(seed, channels)
     for kind, width, flag in layers:
@@ -84,7 +102,8 @@ def test_every_precision_of_every_target_is_valid_and_within_bounds(seed, channe
         half = ir.from_proto(ir.to_proto(optimized))
         convert_to_fp16(half, None, set())
         assert validity_problem(half) is None, f"{target} fp16: {validity_problem(half)}"
-        assert compare(reference, run_model(half, inputs), TOLERANCES["fp16"].golden()).ok, f"{target} fp16"
+        bound = dataclasses.replace(TOLERANCES["fp16"].golden(), max_rel=fp16_bound(optimized, inputs))
+        assert compare(reference, run_model(half, inputs), bound).ok, f"{target} fp16 (max_rel {bound.max_rel:.3g})"
         if target == "ort":
             continue  # contrib ops: quantize refuses them (an ort-target file is for ONNX Runtime's FP32 kernels)
         statistics = collect(optimized, "", DataSource.of_arrays("generated", calibration, None), 8)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from onebyone.runtime.core.cpu import this_cpu
-from tests.readme_demo import README, REPO, masked, readme_block, readme_cpu, run_demo
+from tests.readme_demo import README, REPO, masked, readme_block, readme_cpu
 
 README_LIMIT = 12_000
 
@@ -26,9 +26,9 @@ def test_every_relative_link_in_readme_and_docs_resolves():
 
 
 @pytest.mark.slow
-def test_the_demo_block_is_what_make_demo_prints(tmp_path):
+def test_the_demo_block_is_what_make_demo_prints(demo):
     block = readme_block()
-    printed = run_demo(tmp_path)
+    printed = demo.printed
     cpu = this_cpu()
     described, cpu_class = readme_cpu(block)
     same_class = cpu.cpu_class == cpu_class

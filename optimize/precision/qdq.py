@@ -422,8 +422,10 @@ def _bias_as_add(graph: ir.Graph, node: ir.Node) -> None:
     drop_if_unused(graph, bias_value)
     add = ir.node("Add", [product, offset], name=f"{node.name}/bias")
     result = add.outputs[0]
-    result.dtype = product.dtype  # its own type and shape objects: the FP16 pass retypes values one by one
-    result.shape = None if product.shape is None else ir.Shape(product.shape)
+    if product.type is not None:  # its own type and shape objects: the FP16 pass retypes values one by one
+        result.type = ir.TensorType(product.dtype)
+    if product.shape is not None:
+        result.shape = ir.Shape(product.shape)
     for use in list(product.uses()):
         if use.node is not add:
             use.node.replace_input_with(use.idx, result)

@@ -152,9 +152,11 @@ def in_bundle(path: Path) -> bool:
     return manifest_path(path.parent).is_file() and path.name in read_manifest(path.parent).artifacts
 
 
-def quantize(source: Path, options: QuantizeOptions, bf16_engine: Engine | None = None) -> QuantizeResult:
+def quantize(source: Path, options: QuantizeOptions, bf16_engine: Engine | None = None,
+             consumers: tuple[Engine, ...] = ()) -> QuantizeResult:
     """Write `source` at `options.precision`. `bf16_engine`: what runs a bf16 file's golden check (OpenVINO with its
-    BF16 hint; the caller has checked that this CPU has BF16 instructions)."""
+    BF16 hint; the caller has checked that this CPU has BF16 instructions). `consumers`: stock configurations the
+    golden check also runs the file in, beyond ONNX Runtime's (OpenVINO's defaults, where it is installed)."""
     from onebyone.runtime.bundle.onnx_file import load_model, with_types
 
     options = options.settled()
@@ -168,17 +170,19 @@ def quantize(source: Path, options: QuantizeOptions, bf16_engine: Engine | None 
         raise UserError(f"{source} holds ONNX Runtime contrib ops (from `optimize --target ort`), which cannot "
                         "be quantized; quantize an export or an `optimize --target trt` (or generic) output")
     with staging_dir(output.parent) as stage:
-        calibration, calib_file, companions, data = _calibration(source, options, model, output, stage, messages)
+        calibrated = _calibration(source, options, model, output, stage, messages)
+        calibration = calibrated.calibration
         if options.precision == "fp16":
             made_by = _to_fp16(model, calibration, keep, options.fp16_io, messages)
         else:
-            made_by = _to_int8(model, calibration, options, exclude, keep, data, messages)
+            made_by = _to_int8(model, calibration, options, exclude, keep, calibrated.data, messages)
         made_by = {"stage": "quantize", "from": source.name, "precision": options.precision} | made_by
         if calibration is not None:
             made_by["calibration"] = {"source": calibration.source, "samples": calibration.samples,
-                                      "file": calib_file.name}
+                                      "file": calibrated.file.name}
+        judged_on = _judged_on(source, output, calibrated.held_out, stage, messages)
         summary = write_artifact(model, source, output, options.precision, TOLERANCES[options.precision], made_by,
-                                 companions)
+                                 calibrated.companions, golden=judged_on, consumers=consumers)
     return QuantizeResult(output, options.precision, summary, made_by, messages, in_bundle(output))
 
 
@@ -211,15 +215,28 @@ def _calib_path(source: Path, output: Path) -> Path:
     return output.parent / f"{source.name.removesuffix('.onnx')}.calib.json"
 
 
-def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output: Path, stage: Path,
-                 messages: list[str]) -> tuple[Calibration | None, Path | None, list[Companion], DataSource | None]:
+@dataclasses.dataclass(frozen=True)
+class Calibrated:
     """The calibration to use, the calib.json it lives in, the files to publish with the output (calib.json and the
-    TensorRT cache, when this run calibrated), and the data it was calibrated on (None for a calib.json)."""
+    TensorRT cache, when this run calibrated), the data it was calibrated on (None for a calib.json), and the real
+    samples held out of that data to judge the output on (held_out.py; None when the bundle's golden inputs are
+    data already, or the data is not real)."""
+
+    calibration: Calibration | None = None
+    file: Path | None = None
+    companions: list[Companion] = dataclasses.field(default_factory=list)
+    data: DataSource | None = None
+    held_out: DataSource | None = None
+
+
+def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output: Path, stage: Path,
+                 messages: list[str]) -> Calibrated:
     from onebyone.optimize.precision.calibrate import Calibration, collect
+    from onebyone.optimize.precision.held_out import split_off
     from onebyone.runtime.bundle.onnx_file import check_sizes, nominal_shape
 
     if not options.calib:
-        return None, None, [], None
+        return Calibrated()
     model_sha256 = sha256_file(source)
     calib_file = Path(options.calib)
     if calib_file.suffix == ".json" and calib_file.is_file():
@@ -229,14 +246,21 @@ def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output
                             f"{source.name} is {model_sha256[:12]}…); calibrate this one with "
                             f"{option('calib', 'DATA')}")
         messages.append(f"calibration: {calib_file} ({calibration.samples} samples of {calibration.source})")
-        return calibration, calib_file, [], None
+        return Calibrated(calibration, calib_file)
     graph_input = model.graph.inputs[0]
     sample_shape = tuple(d if isinstance(d, int) else None for d in graph_input.shape[1:])
     preprocess = model.metadata_props.get("onebyone.preprocess")
     nominal = nominal_shape(model)
+    hold_out = _golden_is_random(source, output)
     data = open_source(str(options.calib), sample_shape,
-                       Preprocess.from_dict(json.loads(preprocess)) if preprocess else None, options.calib_samples,
-                       graph_input.name, nominal=tuple(nominal) if nominal else None)
+                       Preprocess.from_dict(json.loads(preprocess)) if preprocess else None,
+                       None if hold_out else options.calib_samples, graph_input.name,
+                       nominal=tuple(nominal) if nominal else None, random_samples=options.calib_samples or 64)
+    held = None
+    if hold_out and not data.smoke_only:
+        batch = graph_input.shape[0] if isinstance(graph_input.shape[0], int) else None
+        split = split_off(data, options.calib_samples, batch)
+        data, held = split.calibration, split.held_out
     if len(sizes := check_sizes(model)) > 1:  # a dynamic H×W: ranges over every size it is checked at
         data = data.at_sizes(sizes)
     if data.smoke_only:
@@ -245,7 +269,7 @@ def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output
     if (reused := _same_calibration(kept, model_sha256, data)) is not None:
         messages.append(f"calibration: {kept} (its {reused.samples} samples of {reused.source}: this model, this "
                         "data)")
-        return reused, kept, [], data
+        return Calibrated(reused, kept, [], data, held)
     calibration = collect(model, model_sha256, data, options.batch_size)
     messages.append(f"calibration: {calibration.samples} samples of {calibration.source}, "
                     f"{len(calibration.statistics)} tensors")
@@ -254,7 +278,32 @@ def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output
     cache = calib_json.with_name(calib_json.name.removesuffix(".json") + ".cache")
     write_cache(cache, calibration.ranges(options.method, options.percentile), options.trt_version)
     companions = [Companion(calib_json, "calibration"), Companion(cache, "tensorrt-calibration-cache")]
-    return calibration, kept, companions, data
+    return Calibrated(calibration, kept, companions, data, held)
+
+
+def _golden_is_random(source: Path, output: Path) -> bool:
+    """Whether the output will be checked against a bundle's golden samples that are generated noise."""
+    from onebyone.runtime.bundle.manifest import read_manifest
+
+    return in_bundle(source) and output.parent.resolve() == source.parent.resolve() and \
+        read_manifest(source.parent).golden_is_random()
+
+
+def _judged_on(source: Path, output: Path, held: DataSource | None, stage: Path,
+               messages: list[str]) -> Companion | None:
+    """The held-out golden samples the output is checked on (saved in `stage`), when there are any."""
+    if held is None:
+        return None
+    from onebyone.optimize.precision.held_out import held_out_golden
+    from onebyone.runtime.bundle.golden import Golden
+    from onebyone.runtime.bundle.manifest import read_manifest
+
+    bundle = source.parent
+    path = stage / f"{output.name.removesuffix('.onnx')}.golden.npz"
+    held_out_golden(source, held, Golden.load(bundle / read_manifest(bundle).golden_of(source.name)), path)
+    messages.append(f"checked on {held.description}, against {source.name}: the bundle's golden inputs are random "
+                    "noise, which this model never sees")
+    return Companion(path, "golden")
 
 
 def _same_calibration(path: Path, model_sha256: str, data: DataSource) -> Calibration | None:

@@ -79,9 +79,11 @@ def quantize(source: str | Path, options: QuantizeOptions | None = None, **field
     options or inputs that cannot work, CheckFailed when the written file fails its golden check (nothing written)."""
     from onebyone.optimize.precision.quantize import QuantizeOptions
     from onebyone.optimize.precision.quantize import quantize as write
+    from onebyone.runtime.sessions.engine_checks import stock_consumers
 
     options = _options(QuantizeOptions, options, fields)
-    result = write(Path(source), options, _bf16_engine() if options.precision == "bf16" else None)
+    result = write(Path(source), options, _bf16_engine() if options.precision == "bf16" else None,
+                   stock_consumers(options.precision))
     if result.precision == "int8" and result.in_bundle:
         from onebyone.runtime.sessions.bundle_check import engine_checks
 

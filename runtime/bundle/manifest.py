@@ -19,6 +19,7 @@ PRECISION_KEY = "onebyone.precision"  # ONNX metadata: a precision that is an en
 MANIFEST_NAME = "manifest.json"
 GOLDEN_NAME = "golden.npz"
 BUNDLE_FORMAT = "onebyone.bundle/1"
+RANDOM_GOLDEN = "N(0,1)"  # how the golden record's `source` begins when export generated the inputs
 
 
 @dataclasses.dataclass
@@ -56,6 +57,9 @@ class ArtifactRecord:
     # (runtime/sessions/engine_checks.py); `auto` opens the file only on an engine that passed it on this class
     kernel_checks: dict[str, dict[str, dict[str, Any]]] | None = None
     auto_engine: dict[str, str] | None = None  # INT8 files: the engine `auto` chose from those checks, per CPU class
+    # the golden samples this file is judged on when they are not the bundle's golden.npz: quantize's held-out real
+    # samples, for a bundle whose golden inputs are random (optimize/precision/held_out.py)
+    golden: str | None = None
     created: str = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
     def kernel_check_passed(self, cpu_class: str, engine: str) -> bool | None:
@@ -80,6 +84,16 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    def golden_of(self, name: str | None) -> str:
+        """The file of golden samples artifact `name` is judged on: its own, else the bundle's golden.npz."""
+        record = self.artifacts.get(name) if name is not None else None
+        return record.golden if record is not None and record.golden else GOLDEN_NAME
+
+    def golden_is_random(self) -> bool:
+        """Whether the bundle's golden inputs are generated noise rather than data (export without --data)."""
+        record = self.artifacts.get(GOLDEN_NAME)
+        return record is not None and str(record.made_by.get("source", "")).startswith(RANDOM_GOLDEN)
 
     def primary_onnx(self) -> str | None:
         """The bundle's own model: the first ONNX artifact recorded (the export's model.onnx)."""

@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     for name in result.removed_stale:
         stdout.print(f"removed stale artifact {result.bundle / name} (derived from the previous export)")
     stdout.print(f"{result.onnx_path}  fp32  ORT vs torch: {result.check.describe()}")
+    for note in result.notes:
+        stdout.print(note)
     if result.torch_accuracy is not None:
         stdout.print(f"held-out {result.check.metric}: torch {result.torch_accuracy:.2%}, ONNX "
                      f"{result.check.accuracy:.2%}")

@@ -16,7 +16,7 @@ stop when it returns; the cost is waking them at the next run (docs/runtime.md#t
 Nothing here changes what a session computes: threads and spinning change speed only, and every ORT transformer
 stays on, as in a plain `onnxruntime.InferenceSession` or Triton's onnxruntime backend. A file that computes
 something else once ORT has rewritten it is the file's defect: the golden check in plain sessions at each level
-(runtime/parity/check.py, `STOCK_CONSUMERS`) catches it, and the Q/DQ writer states biases so that ORT's
+(runtime/parity/check.py, `STOCK_ONNXRUNTIME`) catches it, and the Q/DQ writer states biases so that ORT's
 WeightBiasQuantization has nothing to rewrite (optimize/precision/qdq.py).
 """
 

@@ -21,53 +21,75 @@ MAX_BATCH = 32  # samples per run when the model takes any batch (bounds activat
 
 @dataclasses.dataclass(frozen=True)
 class Engine:
-    """An engine other than ONNX Runtime's reference session to check an artifact with."""
+    """What runs a file other than ONNX Runtime's reference session: the engine of an artifact whose precision is
+    its setting (bf16: OpenVINO), or a configuration a file meets outside onebyone, with its defaults. `open` turns
+    a file into a run; `tolerance`, when set, is the least a consumer that computes in another precision by default
+    (OpenVINO's bf16 on BF16 CPUs) is held to: the wider of it and the artifact's row applies. A consumer that is not
+    `binding` for the file has its verdict recorded and shown, but a failure does not fail the check (OpenVINO on an
+    INT8 file, whose engine the kernel check chooses: docs/parity.md)."""
 
     name: str
     open: Callable[[Path], Run]  # opens an ONNX file, returns how to run inputs through it
+    description: str = ""
+    tolerance: Tolerance | None = None
+    binding: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class ArtifactCheck:
     """The golden check of the file as written (ONNX Runtime, nothing fused), and the same check in each stock
-    configuration a consumer runs it in (`consumers`: level → parity)."""
+    configuration a consumer runs it in (`consumers`: consumer name → parity; `described`: name → description)."""
 
     parity: Parity
     accuracy: float | None  # top-1 (or mIoU) on the bundle's labelled data, when it has some
     metric: str = "top-1"  # what `accuracy` is: LabelledSet.metric
     consumers: dict[str, Parity] = dataclasses.field(default_factory=dict)
+    described: dict[str, str] = dataclasses.field(default_factory=dict)
+    advisory: frozenset[str] = frozenset()  # consumers whose failure is shown, not counted (Engine.binding)
 
     @property
     def ok(self) -> bool:
-        return self.parity.ok and all(parity.ok for parity in self.consumers.values())
+        return self.parity.ok and all(p.ok for name, p in self.consumers.items() if name not in self.advisory)
 
     def describe(self) -> str:
         accuracy = f"  {self.metric} {self.accuracy:.2%}" if self.accuracy is not None else ""
-        failed = [f"stock ONNX Runtime ({STOCK_CONSUMERS[level]}) computes something else: {parity.describe()}"
-                  for level, parity in self.consumers.items() if not parity.ok]
+        failed = [f"{'note: ' if name in self.advisory else ''}{self.described[name]} computes something else: "
+                  f"{parity.describe()}" for name, parity in self.consumers.items() if not parity.ok]
         return self.parity.describe() + accuracy + ("; " + "; ".join(failed) if failed else "")
 
     def as_record(self) -> dict[str, Any]:
         """The parity (and accuracy) measured, each stock configuration's, and the CPU they were measured on."""
         return (self.parity.as_record() | ({"accuracy": self.accuracy} if self.accuracy is not None else {})
-                | {"stock_onnxruntime": {level: parity.as_record() for level, parity in self.consumers.items()}}
+                | {"stock": {name: parity.as_record() for name, parity in self.consumers.items()}}
                 | {"cpu": this_cpu().as_record()})
+
+
+def _plain_ort(level: str) -> Callable[[Path], Run]:
+    def open_file(path: Path) -> Run:
+        session = ort_session(path, level, plain=True)
+        return lambda feeds: run_session(session, feeds)
+
+    return open_file
 
 
 # The configurations a file meets outside onebyone: a plain ONNX Runtime session (a path and no options), and
 # Triton's onnxruntime backend, whose `optimization { graph { level } }` picks among these (onnxruntime_backend
 # src/onnxruntime.cc: unset → all, -1 → basic, 1 → extended, 2 → none, which is the file as written).
-STOCK_CONSUMERS = {
-    "basic": "level basic: Triton's optimization.graph.level -1",
-    "extended": "level extended: Triton's optimization.graph.level 1",
-    "all": "level all: a plain InferenceSession, Triton's default",
-}
+STOCK_ONNXRUNTIME = (
+    Engine("onnxruntime basic", _plain_ort("basic"),
+           "stock ONNX Runtime (level basic: Triton's optimization.graph.level -1)"),
+    Engine("onnxruntime extended", _plain_ort("extended"),
+           "stock ONNX Runtime (level extended: Triton's optimization.graph.level 1)"),
+    Engine("onnxruntime all", _plain_ort("all"),
+           "stock ONNX Runtime (level all: a plain InferenceSession, Triton's default)"),
+)
 
 
 def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance, labelled: LabelledSet | None = None,
-                   engine: Engine | None = None) -> ArtifactCheck:
+                   engine: Engine | None = None, consumers: tuple[Engine, ...] = ()) -> ArtifactCheck:
     """Run golden inputs (and labelled inputs) through one ORT reference session — or through `engine`, for an
-    artifact whose precision is an engine's setting (bf16: OpenVINO) — and measure both."""
+    artifact whose precision is an engine's setting (bf16: OpenVINO) — and measure both; then the golden check in
+    every stock ONNX Runtime configuration (not for an engine's artifact) and in `consumers`."""
     input_name, output_name = next(iter(golden.inputs)), next(iter(golden.outputs))
     if engine is not None:
         run = engine.open(onnx_path)
@@ -80,17 +102,17 @@ def check_artifact(onnx_path: Path, golden: Golden, tolerance: Tolerance, labell
 
         labelled_outputs = run_in_batches(session, input_name, labelled.inputs) if labelled is not None else None
     parity = check_golden(golden, run, tolerance)
-    consumers = {} if engine is not None else {level: stock_check(onnx_path, level, golden, tolerance)
-                                               for level in STOCK_CONSUMERS}
+    every = (*(STOCK_ONNXRUNTIME if engine is None else ()), *consumers)
     accuracy = labelled.accuracy(labelled_outputs[output_name]) if labelled_outputs is not None else None
     return ArtifactCheck(parity=parity, accuracy=accuracy, metric=labelled.metric if labelled else "top-1",
-                         consumers=consumers)
+                         consumers={c.name: check_golden(golden, c.open(onnx_path), _wider(tolerance, c.tolerance))
+                                    for c in every},
+                         described={c.name: c.description for c in every},
+                         advisory=frozenset(c.name for c in every if not c.binding))
 
 
-def stock_check(onnx_path: Path, level: str, golden: Golden, tolerance: Tolerance) -> Parity:
-    """The golden check in a plain ONNX Runtime session at `level`: what a user's session or Triton computes."""
-    session = ort_session(onnx_path, level, plain=True)
-    return check_golden(golden, lambda feeds: run_session(session, feeds), tolerance)
+def _wider(own: Tolerance, least: Tolerance | None) -> Tolerance:
+    return least if least is not None and least.max_rel > own.max_rel else own
 
 
 def run_in_batches(session: object, input_name: str, inputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from onebyone.runtime.bundle.golden import Golden
-from onebyone.runtime.bundle.manifest import GOLDEN_NAME
 from onebyone.runtime.bundle.preprocess import resized
 from onebyone.runtime.bundle.tensors import DYNAMIC
 from onebyone.runtime.core.cpu import this_cpu
@@ -121,7 +120,8 @@ def bench(artifacts: Sequence[str], options: BenchOptions) -> BenchResult:
 def _feed(session: Session, batch: int, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
     """The bundle's golden inputs repeated to `batch` (real data where the model has some, e.g. digits), else
     standard-normal inputs from a fixed seed; resized to H×W `size` when one is given."""
-    golden_path = session.target.bundle / GOLDEN_NAME if session.target.bundle is not None else None
+    target = session.target
+    golden_path = target.bundle / target.manifest.golden_of(target.record_name) if target.bundle is not None else None
     if golden_path is not None and golden_path.is_file():
         golden = Golden.load(golden_path).inputs
         feed = {name: np.resize(value, (batch, *value.shape[1:])) for name, value in golden.items()}

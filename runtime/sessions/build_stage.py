@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from onebyone.runtime.bundle.golden import Golden
-from onebyone.runtime.bundle.manifest import GOLDEN_NAME, ArtifactRecord, write_manifest
+from onebyone.runtime.bundle.manifest import ArtifactRecord, write_manifest
 from onebyone.runtime.bundle.plan import (
     BuildOptions,
     PlanInfo,
@@ -66,7 +66,8 @@ def build(onnx: Path, output: Path | None, options: BuildOptions) -> BuildResult
     record = source.record
     precision = record.precision if record is not None and record.precision else graph_precision(model)
     tolerance = record.tolerance if record is not None and record.tolerance else TOLERANCES[precision]
-    golden = Golden.load(source.bundle / GOLDEN_NAME) if source.bundle is not None else None
+    golden = Golden.load(source.bundle / source.manifest.golden_of(source.record_name)) \
+        if source.bundle is not None else None
     with staging_dir(output.parent) as stage:
         staged = stage / output.name
         built = build_plan(onnx, staged, profiles, options)
@@ -110,7 +111,7 @@ def _record(source: Target, output: Path, info: PlanInfo, parity: Parity) -> Non
                "compute_capability": info.compute_capability, "options": info.options}
     manifest.artifacts[output.name] = ArtifactRecord.for_file(
         output, kind=PLAN_KIND, made_by=made_by, precision=info.precision, tolerance=parity.tolerance,
-        parity=parity.as_record())
+        parity=parity.as_record(), golden=source.record.golden if source.record is not None else None)
     manifest.artifacts[plan_info_path(output).name] = ArtifactRecord.for_file(
         plan_info_path(output), kind="tensorrt-plan-info", made_by={"stage": "build", "belongs_to": output.name})
     write_manifest(source.bundle, manifest)

@@ -15,6 +15,7 @@ from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.parity.check import ArtifactCheck, check_artifact
 from onebyone.runtime.parity.kernel_check import KernelCheck
+from onebyone.runtime.sessions.engine_checks import stock_consumers
 from onebyone.runtime.sessions.locate import PLAN_KIND
 
 
@@ -44,7 +45,6 @@ class VerifyResult:
 
 def verify(bundle: Path) -> VerifyResult:
     manifest = read_manifest(bundle)
-    golden = Golden.load(bundle / GOLDEN_NAME)
     labelled = LabelledSet.of_bundle(bundle, manifest)
     verdicts = []
     for name, record in manifest.artifacts.items():
@@ -58,9 +58,12 @@ def verify(bundle: Path) -> VerifyResult:
         if record.kind == PLAN_KIND and (missing := tensorrt_missing()):
             verdicts.append(ArtifactVerdict(name, record.precision, missing, ok=True, skipped=True))
             continue
-        check = check_artifact if record.kind == "onnx" else check_plan
-        result = check(path, golden, record.tolerance, labelled)
-        verdict = ArtifactVerdict(name, record.precision, result.describe(), result.ok)
+        golden = Golden.load(bundle / manifest.golden_of(name))
+        result = (check_artifact(path, golden, record.tolerance, labelled, consumers=stock_consumers(record.precision))
+                  if record.kind == "onnx" else check_plan(path, golden, record.tolerance, labelled))
+        judged_on = manifest.golden_of(name)
+        held_out = f"on {judged_on} (held-out real samples): " if judged_on != GOLDEN_NAME else ""
+        verdict = ArtifactVerdict(name, record.precision, held_out + result.describe(), result.ok)
         if record.kind == "onnx" and record.precision == "int8":
             verdict.kernel_checks, verdict.auto_engine = engine_checks(bundle, name)
             verdict.ok = verdict.ok and verdict.kernel_checks[verdict.auto_engine].ok

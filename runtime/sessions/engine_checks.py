@@ -14,11 +14,11 @@ import numpy as np
 
 from onebyone.runtime.bundle.golden import Golden
 from onebyone.runtime.bundle.labelled import LabelledSet
-from onebyone.runtime.bundle.manifest import GOLDEN_NAME, read_manifest, write_manifest
+from onebyone.runtime.bundle.manifest import read_manifest, write_manifest
 from onebyone.runtime.bundle.tensors import DYNAMIC
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.files import sha256_file
-from onebyone.runtime.parity.check import MAX_BATCH
+from onebyone.runtime.parity.check import MAX_BATCH, Engine
 from onebyone.runtime.parity.kernel_check import KernelCheck, check_kernels, fresh_inputs
 from onebyone.runtime.sessions import engines
 
@@ -28,6 +28,19 @@ FRESH_SAMPLES = 16  # new random samples per kernel check, beside the golden and
 def installed_engines() -> list[str]:
     """The CPU engines (of the registry) this machine can run INT8 ONNX files on."""
     return [e.name for e in engines.opening("onnx") if "cpu" in e.devices and "int8-ort" in e.kinds and e.available()]
+
+
+def stock_consumers(precision: str | None) -> tuple[Engine, ...]:
+    """The stock configurations beyond ONNX Runtime's a file of `precision` is golden-checked in on this machine:
+    OpenVINO with default properties, when it is installed (runtime/sessions/openvino_backend.py `stock_openvino`).
+    Binding for FP32/FP16 files; for an INT8 file its verdict is shown and recorded, and the kernel check decides
+    whether OpenVINO may run it (`auto`, triton-repo): OpenVINO departs from some `trt` files by design
+    (docs/openvino.md), which TensorRT and ONNX Runtime compute as written."""
+    if "openvino" not in installed_engines():
+        return ()
+    from onebyone.runtime.sessions.openvino_backend import stock_openvino
+
+    return (stock_openvino(this_cpu(), binding=precision != "int8"),)
 
 
 def kernel_check(path: Path, engine: str, golden: Golden, labelled: LabelledSet | None) -> KernelCheck:
@@ -53,8 +66,8 @@ def check_and_record(bundle: Path, name: str) -> dict[str, KernelCheck]:
     the engine `auto` now chooses from them (`ArtifactRecord.auto_engine`)."""
     from onebyone.runtime.sessions.opening import auto_backend
 
-    golden = Golden.load(bundle / GOLDEN_NAME)
     manifest = read_manifest(bundle)
+    golden = Golden.load(bundle / manifest.golden_of(name))
     labelled = LabelledSet.of_bundle(bundle, manifest)
     results = {engine: kernel_check(bundle / name, engine, golden, labelled) for engine in installed_engines()}
     manifest = read_manifest(bundle)  # as it is now: the checks took a while

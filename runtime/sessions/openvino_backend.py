@@ -26,9 +26,11 @@ import numpy as np
 from onebyone.runtime.bundle.int8_overflow import warn_if_overflow_prone
 from onebyone.runtime.bundle.onnx_file import onnx_metadata
 from onebyone.runtime.bundle.tensors import DYNAMIC, TensorSpec
+from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.cpu import Cpu, this_cpu
 from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.ort_session import affinity_threads
+from onebyone.runtime.parity.check import Engine
 from onebyone.runtime.sessions.base import Session
 from onebyone.runtime.sessions.engines import OpenOptions
 from onebyone.runtime.sessions.target import Target, describe_from_manifest, describe_from_metadata
@@ -133,6 +135,23 @@ class OpenVinoSession(Session):
 
     def close(self) -> None:
         self._compiled = None
+
+
+def stock_openvino(cpu: Cpu, binding: bool = True) -> Engine:
+    """OpenVINO as a user's `compile_model(path, "CPU")` or Triton's openvino backend runs a file: default
+    properties. Its default inference precision is bf16 on a CPU with AVX512-BF16 or AMX-BF16 (the CPU plugin's
+    documented default), so there a file is held to the wider of its own row and the bf16 row; elsewhere to its own.
+    `binding`: whether a failure fails the check (Engine.binding)."""
+    openvino = import_openvino()
+
+    def open_file(path: Any) -> Any:
+        compiled = openvino.Core().compile_model(str(path), "CPU")
+        names = [port.get_any_name() for port in compiled.outputs]
+        return lambda feeds: dict(zip(names, (np.array(v) for v in compiled(feeds).to_tuple()), strict=True))
+
+    default = "bf16" if bf16_refusal(cpu) is None else "f32"
+    return Engine("openvino defaults", open_file, f"stock OpenVINO (compile_model defaults: {default} on this CPU)",
+                  TOLERANCES["bf16"] if default == "bf16" else None, binding)
 
 
 def _first_line(err: Exception) -> str:

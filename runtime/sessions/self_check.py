@@ -1,5 +1,6 @@
-"""Self-check on open: a session whose target belongs to a bundle runs the bundle's golden inputs and must match the
-golden torch outputs within the artifact's recorded tolerance, or it is refused with the measured error. An INT8
+"""Self-check on open: a session whose target belongs to a bundle runs the bundle's golden inputs (or the artifact's
+own, held out of its calibration data: optimize/precision/held_out.py) and must match their outputs within the
+artifact's recorded tolerance, or it is refused with the measured error. An INT8
 ONNX artifact must also pass the kernel check: the session's outputs against the file's exact Q/DQ math."""
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def check_session(session: Session) -> None:
     if target.bundle is None or tolerance is None:
         session.self_check_note = "not checked: not recorded in a bundle manifest"
         return
-    golden_path = target.bundle / GOLDEN_NAME
+    golden_path = target.bundle / target.manifest.golden_of(target.record_name)
     if not golden_path.is_file():
         session.self_check_note = f"not checked: {golden_path} is missing"
         return
@@ -61,9 +62,11 @@ def check_session(session: Session) -> None:
                                   f"on this CPU: {kernels.describe()}; re-quantize it with `onebyone quantize "
                                   "--weight-range safe`, or open it without the self-check to inspect it")
     if not parity.ok:
-        golden_record = target.manifest.artifacts.get(GOLDEN_NAME) if target.manifest else None
+        golden_record = target.manifest.artifacts.get(golden_path.name) if target.manifest else None
         changed = golden_record is not None and sha256_file(golden_path) != golden_record.sha256
         cause = (f"; {golden_path} itself changed since export" if changed
                  else "; rebuild the artifact, or open it without the self-check to inspect it")
-        raise SelfCheckFailed(f"{target.label} fails its self-check against the golden torch outputs: "
+        against = ("the golden torch outputs" if golden_path.name == GOLDEN_NAME
+                   else f"its held-out golden outputs ({golden_path.name})")
+        raise SelfCheckFailed(f"{target.label} fails its self-check against {against}: "
                               f"{parity.describe()}{cause}")
