@@ -4,6 +4,7 @@ shared with HTTP."""
 
 from __future__ import annotations
 
+import logging
 import queue
 
 import grpc
@@ -148,3 +149,42 @@ def test_a_request_that_is_not_protobuf_is_an_invalid_argument(served, client, b
     error = raw_model_infer(served, body)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a ModelInferRequest" in error.details()
     assert client.is_server_live()
+
+
+def test_raw_and_typed_contents_together_are_an_invalid_argument(served, rng):
+    """Triton refuses an input given twice; onebyone once used the raw bytes and ignored the typed ones."""
+    x = rng.uniform(-1, 1, (1, 1, 8, 8)).astype(np.float32)
+    request = triton_grpc.service_pb2.ModelInferRequest(model_name="digits_resnet")
+    request.inputs.add(name="input", datatype="FP32", shape=list(x.shape)).contents.fp32_contents.extend(x.ravel())
+    request.raw_input_contents.append(x.tobytes())
+    error = raw_model_infer(served, request.SerializeToString())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "both raw_input_contents and typed contents" in error.details()
+
+
+UNIMPLEMENTED = ["RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryStatus",
+                 "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
+                 "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings"]
+
+
+def test_unimplemented_methods_answer_in_one_line_and_log_once(served, caplog):
+    """Every method onebyone does not serve answers UNIMPLEMENTED naming itself, as many times as a client asks,
+    and the log gets at most one line per method — never a traceback (a client could flood it)."""
+    pb = triton_grpc.service_pb2
+    caplog.set_level(logging.DEBUG)
+    with grpc.insecure_channel(served[0].grpc_url) as channel:
+        for method in UNIMPLEMENTED:
+            call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}",
+                                       response_deserializer=pb.ServerLiveResponse.FromString)
+            for _ in range(3):
+                with pytest.raises(grpc.RpcError) as error:
+                    call(b"", timeout=30)
+                assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+                assert error.value.details() == f"{method} is not implemented by onebyone serve"
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        with pytest.raises(grpc.RpcError) as error:
+            list(stream(iter([pb.ModelInferRequest(model_name="digits_resnet").SerializeToString()]), timeout=30))
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    for method in [*UNIMPLEMENTED, "ModelStreamInfer"]:
+        assert sum(method in r.getMessage() for r in caplog.records) <= 1, method

@@ -3,8 +3,9 @@ statistics as the HTTP server. The message and service definitions are the ones 
 Triton's published .proto), so a client moving between Triton and onebyone keeps its transport.
 
 Implemented: ServerLive, ServerReady, ServerMetadata, ModelReady, ModelMetadata, ModelConfig, ModelStatistics,
-ModelInfer (raw contents, or typed contents per datatype; outputs always raw, classification as BYTES). The rest
-(repository control, shared memory, tracing, streaming) answers UNIMPLEMENTED, as the generated base class does.
+ModelInfer (raw contents, or typed contents per datatype — never both; outputs always raw, classification as BYTES).
+The rest (repository control, shared memory, tracing, streaming) answers UNIMPLEMENTED with one line naming the
+method, logged once per method: no client can flood the log with the generated base class's tracebacks.
 Status codes as Triton's: INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown model or version,
 UNAVAILABLE for a model that is not ready.
 """
@@ -12,6 +13,7 @@ UNAVAILABLE for a model that is not ready.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -43,6 +45,7 @@ from onebyone.runtime.serve.protocol import (
 )
 
 SERVICE = "inference.GRPCInferenceService"
+log = logging.getLogger("onebyone.serve")
 TYPED_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
                   "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
                   "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
@@ -60,6 +63,8 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
     if not request.inputs:
         raise ProtocolError("inputs must be a non-empty list")
     raw = list(request.raw_input_contents)
+    if raw and any(tensor.HasField("contents") for tensor in request.inputs):
+        raise ProtocolError("the request gives both raw_input_contents and typed contents; give each input once")
     if raw and len(raw) != len(request.inputs):
         raise ProtocolError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; give one per input")
     inputs: dict[str, np.ndarray] = {}
@@ -118,10 +123,36 @@ def encode_response(entry: ModelEntry, request: InferRequest, outputs: Tensors) 
     return response
 
 
+def _unimplemented(method: str) -> Callable[..., Any]:
+    """A method onebyone does not serve: UNIMPLEMENTED in one line, logged the first time a client calls it."""
+
+    async def answer(self: InferenceService, request: object, context: grpc.aio.ServicerContext) -> None:
+        if method not in self._refused:
+            self._refused.add(method)
+            log.info("a client called %s, which onebyone serve does not implement (logged once)", method)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by onebyone serve")
+
+    return answer
+
+
 class InferenceService(GRPCInferenceServiceServicer):
     def __init__(self, entries: dict[str, ModelEntry], settings: dict[str, Any]) -> None:
         self._entries = entries
         self._settings = settings
+        self._refused: set[str] = set()  # unimplemented methods a client has called
+
+    ModelStreamInfer = _unimplemented("ModelStreamInfer")
+    RepositoryIndex = _unimplemented("RepositoryIndex")
+    RepositoryModelLoad = _unimplemented("RepositoryModelLoad")
+    RepositoryModelUnload = _unimplemented("RepositoryModelUnload")
+    SystemSharedMemoryStatus = _unimplemented("SystemSharedMemoryStatus")
+    SystemSharedMemoryRegister = _unimplemented("SystemSharedMemoryRegister")
+    SystemSharedMemoryUnregister = _unimplemented("SystemSharedMemoryUnregister")
+    CudaSharedMemoryStatus = _unimplemented("CudaSharedMemoryStatus")
+    CudaSharedMemoryRegister = _unimplemented("CudaSharedMemoryRegister")
+    CudaSharedMemoryUnregister = _unimplemented("CudaSharedMemoryUnregister")
+    TraceSetting = _unimplemented("TraceSetting")
+    LogSettings = _unimplemented("LogSettings")
 
     def _entry(self, name: str, version: str, need_ready: bool = True) -> ModelEntry:
         entry = self._entries.get(name)
