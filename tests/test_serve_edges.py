@@ -632,3 +632,38 @@ def test_sigterm_under_keep_alive_load_answers_every_request_sent_before_it(bund
             process.kill()
     assert unanswered == [] and set(statuses) == {200}, (unanswered, set(statuses))
     assert elapsed < 30, f"exited {elapsed:.1f} s after SIGTERM"
+
+
+CONFLICTING_BODIES = [
+    (json.dumps(digits_request()).encode("utf-16-le"), "not valid JSON"),  # JSON is UTF-8 (RFC 8259)
+    (b"\xef\xbb\xbf" + json.dumps(digits_request()).encode(), "not valid JSON"),  # no byte order mark
+    (json.dumps({"id": "\ud800", **digits_request()}).encode(), "lone surrogate"),  # strings are valid Unicode
+    (json.dumps({"id": "a\\ud800b", **digits_request()}).encode(), None),  # an escaped backslash: a valid string
+]
+
+
+@pytest.mark.parametrize(("body", "message"), CONFLICTING_BODIES)
+def test_a_body_that_is_not_utf8_json_of_valid_strings_is_a_400(server, body, message):
+    status, _, data = post(server[0], "/v2/models/digits_resnet/infer", body)
+    if message is None:
+        assert status == 200, data
+        return
+    assert status == 400 and message in json.loads(data)["error"], data
+
+
+def test_an_input_with_both_data_and_binary_data_is_a_400(server):
+    """Triton refuses an input given twice; onebyone once took the binary part and ignored `data`."""
+    header = digits_request(parameters={"binary_data_size": 256})
+    text = json.dumps(header).encode()
+    status, _, data = post(server[0], "/v2/models/digits_resnet/infer", text + bytes(256),
+                           {"Inference-Header-Content-Length": str(len(text))})
+    assert status == 400 and "both data and parameters.binary_data_size" in json.loads(data)["error"]
+
+
+def test_two_different_header_lengths_are_a_400(server):
+    text = json.dumps(digits_request()).encode()
+    request = (b"POST /v2/models/digits_resnet/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Content-Length: " + str(len(text)).encode() + b"\r\nInference-Header-Content-Length: "
+               + str(len(text)).encode() + b"\r\nInference-Header-Content-Length: 5\r\n\r\n" + text)
+    answer = raw_exchange(server[0], request)
+    assert answer.startswith(b"HTTP/1.1 400") and b"Inference-Header-Content-Length" in answer, answer[:300]

@@ -31,6 +31,7 @@ EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "st
 MAX_RANK = 32  # numpy's limit is 64; no model here takes more than a handful
 MAX_TIMEOUT_US = 2**63 - 1
 HEADER_LENGTH_DIGITS = re.compile("[0-9]{1,18}")
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a \uD800–\uDFFF escape: maybe a lone surrogate
 MAX_ELEMENTS = 1 << 40  # the product of a shape's non-zero dimensions (a zero beside huge dims is still nonsense)
 
 
@@ -71,11 +72,15 @@ def checked_timeout(value: object) -> int:
     return value
 
 
-def header_length_of(text: str | None) -> int | None:
-    """The `Inference-Header-Content-Length` header as a byte count: ASCII digits only (int() would also take other
-    scripts' digits, signs and spaces, and refuses more than 4,300 digits)."""
-    if text is None:
+def header_length_of(values: list[str]) -> int | None:
+    """The `Inference-Header-Content-Length` header (every value the request gives) as a byte count: one value, ASCII
+    digits only (int() would also take other scripts' digits, signs and spaces, and refuses more than 4,300 digits);
+    the same header with different values is a conflict, not a choice."""
+    if not values:
         return None
+    if len(set(values)) > 1:
+        raise ProtocolError(f"{HEADER_LENGTH} is given {len(values)} times with different values; give it once")
+    text = values[0]
     if not HEADER_LENGTH_DIGITS.fullmatch(text):
         shown = text if len(text) <= 40 else f"{text[:40]}… ({len(text)} characters)"
         raise ProtocolError(f"{HEADER_LENGTH} {shown!r} is not a byte count (ASCII digits)")
@@ -96,11 +101,18 @@ def _split_body(body: bytes, header_length: int | None) -> tuple[dict[str, Any],
         if not 0 < size <= len(body):
             raise ProtocolError(f"{HEADER_LENGTH} {size} is outside the body's {len(body)} bytes")
     try:
-        header = json.loads(bytes(body[:size]))
+        text = bytes(body[:size]).decode("utf-8")  # strictly: json.loads(bytes) would also take UTF-16/32 and a BOM
+        header = json.loads(text)
     except (UnicodeDecodeError, ValueError) as err:
-        raise ProtocolError(f"the request header is not valid JSON: {err}") from None
+        raise ProtocolError(f"the request header is not valid JSON (UTF-8, no byte order mark): {err}") from None
     except RecursionError:
         raise ProtocolError("the request header is nested too deeply to be an infer request") from None
+    if SURROGATE_ESCAPE.search(text):  # rare: only then pay for the exact check
+        try:
+            json.dumps(header, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError("the request header has a string with a lone surrogate (\\uD800–\\uDFFF without "
+                                "its pair): strings must be valid Unicode") from None
     return _object(header, "the request"), memoryview(body)[size:]
 
 
@@ -139,6 +151,8 @@ def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[st
     count = math.prod(shape)
     parameters = _object(tensor.get("parameters", {}), f"input {name!r} parameters")
     if "binary_data_size" in parameters:
+        if "data" in tensor:
+            raise ProtocolError(f"input {name!r} has both data and parameters.binary_data_size; give its values once")
         size = parameters["binary_data_size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ProtocolError(f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}")

@@ -261,7 +261,7 @@ def _json_parser(app: web.Application) -> concurrent.futures.ProcessPoolExecutor
     return workers[0]
 
 
-async def _parsed(app: web.Application, body: bytes, header: str | None) -> InferRequest:
+async def _parsed(app: web.Application, body: bytes, header: list[str]) -> InferRequest:
     """The request, parsed on the event loop when its JSON is small; otherwise in a worker process: json.loads holds
     the GIL for the whole document, which would stall every other request and the health probes (a thread would
     not help; tests/test_serve_edges.py measures the probes during a 60 MB request)."""
@@ -279,7 +279,7 @@ async def infer(request: web.Request) -> web.Response:
     body = await decoded(await request.read(), request.headers.get("Content-Encoding", ""),
                          request.app[SETTINGS]["max_request_bytes"])
     content, header_length = await answer(
-        entry, received, lambda: _parsed(request.app, body, request.headers.get(HEADER_LENGTH)),
+        entry, received, lambda: _parsed(request.app, body, request.headers.getall(HEADER_LENGTH, [])),
         lambda parsed, outputs: encode_infer_response(entry.name, entry.version, parsed, outputs,
                                                                  entry.labels))
     if header_length is None:
