@@ -667,3 +667,12 @@ def test_two_different_header_lengths_are_a_400(server):
                + str(len(text)).encode() + b"\r\nInference-Header-Content-Length: 5\r\n\r\n" + text)
     answer = raw_exchange(server[0], request)
     assert answer.startswith(b"HTTP/1.1 400") and b"Inference-Header-Content-Length" in answer, answer[:300]
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_an_unregistered_shared_memory_region_is_a_400(server, where):
+    header = digits_request(**({"parameters": {"shared_memory_region": "r0"}} if where == "input" else {}))
+    if where == "output":
+        header["outputs"] = [{"name": "logits", "parameters": {"shared_memory_region": "r0"}}]
+    status, body = infer_json(server[0], header)
+    assert status == 400 and "shared memory region 'r0' is not registered" in body["error"]

@@ -188,3 +188,16 @@ def test_unimplemented_methods_answer_in_one_line_and_log_once(served, caplog):
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     for method in [*UNIMPLEMENTED, "ModelStreamInfer"]:
         assert sum(method in r.getMessage() for r in caplog.records) <= 1, method
+
+
+def test_an_unregistered_shared_memory_region_is_an_invalid_argument(served, rng):
+    """The server registers no shared memory, so a region a request names cannot exist (Triton's answer); onebyone
+    once ignored it and sent the output inline."""
+    x = rng.uniform(-1, 1, (1, 1, 8, 8)).astype(np.float32)
+    request = triton_grpc.service_pb2.ModelInferRequest(model_name="digits_resnet")
+    request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+    request.raw_input_contents.append(x.tobytes())
+    request.outputs.add(name="logits").parameters["shared_memory_region"].string_param = "r0"
+    error = raw_model_infer(served, request.SerializeToString())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "shared memory region 'r0' is not registered" in error.details()

@@ -41,6 +41,7 @@ from onebyone.runtime.serve.protocol import (
     checked_datatype,
     checked_shape,
     checked_timeout,
+    refuse_shared_memory,
     reshaped,
 )
 
@@ -70,6 +71,7 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
     inputs: dict[str, np.ndarray] = {}
     for index, tensor in enumerate(request.inputs):
         name = tensor.name
+        refuse_shared_memory(_strings(tensor.parameters), f"input {name!r}")
         shape, dtype = checked_shape(list(tensor.shape), name), checked_datatype(tensor.datatype, name)
         count = math.prod(shape)
         if raw:
@@ -89,6 +91,7 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
         inputs[name] = reshaped(array, shape, name)
     outputs = {}
     for output in request.outputs:
+        refuse_shared_memory(_strings(output.parameters), f"output {output.name!r}")
         parameter = output.parameters.get("classification")
         class_count = 0
         if parameter is not None:
@@ -100,6 +103,11 @@ def parse_request(request: pb.ModelInferRequest) -> InferRequest:
     timeout_us = checked_timeout(timeout.int64_param if timeout.WhichOneof("parameter_choice") == "int64_param"
                                  else None) if timeout is not None else 0
     return InferRequest(request.id or None, inputs, outputs or None, True, timeout_us)
+
+
+def _strings(parameters: Any) -> dict[str, str]:
+    """A protobuf parameter map's string values by key (the shared memory keys are strings)."""
+    return {key: value.string_param for key, value in parameters.items()}
 
 
 def _typed(name: str, datatype: str, values: Any, dtype: np.dtype) -> np.ndarray:

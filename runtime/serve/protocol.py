@@ -150,6 +150,7 @@ def _tensor(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[st
     shape, dtype = checked_shape(tensor.get("shape"), name), checked_datatype(tensor.get("datatype"), name)
     count = math.prod(shape)
     parameters = _object(tensor.get("parameters", {}), f"input {name!r} parameters")
+    refuse_shared_memory(parameters, f"input {name!r}")
     if "binary_data_size" in parameters:
         if "data" in tensor:
             raise ProtocolError(f"input {name!r} has both data and parameters.binary_data_size; give its values once")
@@ -182,6 +183,15 @@ def _flag(parameters: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def refuse_shared_memory(parameters: Any, what: str) -> None:
+    """A tensor that names a shared memory region: this server registers none (the shared memory extension is not
+    implemented), so the region cannot exist — Triton's answer to an unregistered region — and the data is not sent
+    inline either."""
+    if "shared_memory_region" in parameters:
+        raise ProtocolError(f"{what}: shared memory region {str(parameters['shared_memory_region'])[:64]!r} is not "
+                            "registered (onebyone serve registers none); send the data inline")
+
+
 def _requested_outputs(header: dict[str, Any], binary_default: bool) -> dict[str, RequestedOutput] | None:
     """The outputs asked for; None when the request names none (no `outputs`, or an empty list, as Triton reads it)."""
     outputs = header.get("outputs", [])
@@ -194,6 +204,7 @@ def _requested_outputs(header: dict[str, Any], binary_default: bool) -> dict[str
         if not isinstance(name, str):
             raise ProtocolError(f"every requested output needs a string name, got {name!r}")
         parameters = _object(output.get("parameters", {}), f"output {name!r} parameters")
+        refuse_shared_memory(parameters, f"output {name!r}")
         class_count = parameters.get("classification", 0)
         if "classification" in parameters and (not isinstance(class_count, int) or isinstance(class_count, bool)
                                                or class_count <= 0):
