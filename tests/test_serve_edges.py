@@ -676,3 +676,16 @@ def test_an_unregistered_shared_memory_region_is_a_400(server, where):
         header["outputs"] = [{"name": "logits", "parameters": {"shared_memory_region": "r0"}}]
     status, body = infer_json(server[0], header)
     assert status == 400 and "shared memory region 'r0' is not registered" in body["error"]
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body(server):
+    """Without `Expect: 100-continue` too: the 413 comes as soon as the headers declare more than the limit (the
+    connection then closes), not after the client has uploaded it."""
+    request = (b"POST /v2/models/digits_resnet/infer HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Length: " + str(LIMIT * 4).encode() + b"\r\n\r\n")
+    host, port = server[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request + b"{" * 100)
+        first = connection.recv(65536)
+    assert first.startswith(b"HTTP/1.1 413"), first[:80]
+    assert b"error" in first

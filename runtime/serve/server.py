@@ -95,13 +95,22 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+def _declared_too_large(request: web.Request) -> web.Response | None:
+    """The 413 for a request whose `Content-Length` is over the limit, answered before its body is read (the
+    connection then closes: the unread body is not drained); None when it declares no more than the limit."""
+    limit = request.app[SETTINGS]["max_request_bytes"]
+    if request.content_length is None or request.content_length <= limit:
+        return None
+    response = _json({"error": f"the body is {request.content_length} bytes; this server takes at most {limit}"}, 413)
+    response.force_close()
+    return response
+
+
 async def _refuse_oversized_bodies(request: web.Request) -> web.StreamResponse | None:
     """`Expect: 100-continue`: a body over the limit is refused (413) before the client sends it."""
     if request.headers.get("Expect", "").lower() == "100-continue":
-        limit = request.app[SETTINGS]["max_request_bytes"]
-        if request.content_length is not None and request.content_length > limit:
-            return _json({"error": f"the body is {request.content_length} bytes; this server takes at most {limit}"},
-                         413)
+        if (refused := _declared_too_large(request)) is not None:
+            return refused
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0
     return None
@@ -275,6 +284,8 @@ async def _parsed(app: web.Application, body: bytes, header: list[str]) -> Infer
 
 async def infer(request: web.Request) -> web.Response:
     entry = _entry(request)
+    if (refused := _declared_too_large(request)) is not None:
+        return refused
     received = time.perf_counter_ns()
     body = await decoded(await request.read(), request.headers.get("Content-Encoding", ""),
                          request.app[SETTINGS]["max_request_bytes"])
