@@ -689,3 +689,21 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(server):
         first = connection.recv(65536)
     assert first.startswith(b"HTTP/1.1 413"), first[:80]
     assert b"error" in first
+
+
+def test_compute_input_starts_when_the_body_is_complete(server):
+    """Triton's compute_input is input preparation: a client that takes a second to upload its body adds that second
+    to nothing the statistics report as compute (onebyone once counted it in compute_input)."""
+    client = triton.InferenceServerClient(server[0])
+    before = client.get_inference_statistics("digits_resnet")["model_stats"][0]["inference_stats"]["compute_input"]
+    text = json.dumps(digits_request()).encode()
+    host, port = server[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(b"POST /v2/models/digits_resnet/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                           b"Content-Length: " + str(len(text)).encode() + b"\r\n\r\n" + text[:10])
+        time.sleep(1.0)
+        connection.sendall(text[10:])
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    after = client.get_inference_statistics("digits_resnet")["model_stats"][0]["inference_stats"]["compute_input"]
+    assert after["count"] == before["count"] + 1
+    assert after["ns"] - before["ns"] < 0.5e9, f"compute_input grew by {(after['ns'] - before['ns']) / 1e9:.2f} s"
