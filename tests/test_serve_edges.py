@@ -707,3 +707,23 @@ def test_compute_input_starts_when_the_body_is_complete(server):
     after = client.get_inference_statistics("digits_resnet")["model_stats"][0]["inference_stats"]["compute_input"]
     assert after["count"] == before["count"] + 1
     assert after["ns"] - before["ns"] < 0.5e9, f"compute_input grew by {(after['ns'] - before['ns']) / 1e9:.2f} s"
+
+
+@pytest.mark.parametrize("keepalive_s", [2.0, 4.0])
+def test_an_idle_grpc_connection_is_closed_within_the_keep_alive_time(bundle_copy, keepalive_s):
+    """GOAWAY within `--keepalive-s` (+25% slack) after the last call; gRPC core's idle timer once closed it after
+    1.9× (3.73 s for 2 s, 139.8 s for 75 s)."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
+
+    entries = load_models([bundle_copy("digits_resnet")], "auto", None, 8, None)
+    with BackgroundServer(create_app(entries, LIMIT, None, keepalive_s=keepalive_s)) as background:
+        idle = threading.Event()
+        with grpc.insecure_channel(background.grpc_url) as channel:
+            GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(), timeout=10)
+            last_call = time.monotonic()
+            channel.subscribe(lambda state: state == grpc.ChannelConnectivity.IDLE and idle.set())
+            assert idle.wait(keepalive_s * 3), "never closed"
+            closed_after = time.monotonic() - last_call
+    assert 0.5 * keepalive_s < closed_after <= 1.25 * keepalive_s, f"closed after {closed_after:.2f} s"
