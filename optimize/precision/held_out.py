@@ -5,7 +5,8 @@ on them says little about its error on images (pretrained EfficientNet-Lite2: 0.
 0.024–0.036 on images). When quantize calibrates on real data it therefore keeps the last HELD_OUT samples of that
 data out of the calibration, runs them through the FP32 source file — which passed its own golden check against
 torch — and judges the new file on those inputs and outputs instead. They are saved beside the file as its own golden
-samples (`<file>.golden.npz`, recorded as `ArtifactRecord.golden`), so verify, the kernel check, serve's self-check
+samples (`<source>.held-out.golden.npz`, recorded as `ArtifactRecord.golden`; a later quantize from the
+calib.json reuses them), so verify, the kernel check, serve's self-check
 and build judge it on them too. docs/precision.md ("Judged on real inputs") states the decision.
 """
 
@@ -20,6 +21,12 @@ from onebyone.runtime.bundle.sources import DataSource
 from onebyone.runtime.parity.check import run_in_batches
 
 HELD_OUT = 8  # samples: a fixed-batch model holds out one batch instead
+
+
+def held_out_name(source: Path) -> str:
+    """The file of golden samples held out of `source`'s calibration: one per source file, which every file
+    quantized from it (FP16, both INT8 flavours, from the data or from its calib.json) is judged on."""
+    return f"{source.name.removesuffix('.onnx')}.held-out.golden.npz"
 
 
 @dataclasses.dataclass(frozen=True)

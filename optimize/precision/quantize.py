@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -261,6 +262,9 @@ def _calibration(source: Path, options: QuantizeOptions, model: ir.Model, output
         batch = graph_input.shape[0] if isinstance(graph_input.shape[0], int) else None
         split = split_off(data, options.calib_samples, batch)
         data, held = split.calibration, split.held_out
+        if held is None:
+            messages.append(f"warning: {data.description} is too small to hold samples out of the calibration; the "
+                            "file is checked on the bundle's random golden inputs")
     if len(sizes := check_sizes(model)) > 1:  # a dynamic H×W: ranges over every size it is checked at
         data = data.at_sizes(sizes)
     if data.smoke_only:
@@ -291,18 +295,25 @@ def _golden_is_random(source: Path, output: Path) -> bool:
 
 def _judged_on(source: Path, output: Path, held: DataSource | None, stage: Path,
                messages: list[str]) -> Companion | None:
-    """The held-out golden samples the output is checked on (saved in `stage`), when there are any."""
-    if held is None:
-        return None
-    from onebyone.optimize.precision.held_out import held_out_golden
+    """The held-out golden samples the output is checked on (staged in `stage`): made from `held`, or — quantizing
+    from a calib.json — the ones an earlier calibration of `source` on real data held out; None when there are none
+    (the bundle's golden inputs are data, or no real samples were ever held out)."""
+    from onebyone.optimize.precision.held_out import held_out_golden, held_out_name
     from onebyone.runtime.bundle.golden import Golden
     from onebyone.runtime.bundle.manifest import read_manifest
 
     bundle = source.parent
-    path = stage / f"{output.name.removesuffix('.onnx')}.golden.npz"
-    held_out_golden(source, held, Golden.load(bundle / read_manifest(bundle).golden_of(source.name)), path)
-    messages.append(f"checked on {held.description}, against {source.name}: the bundle's golden inputs are random "
-                    "noise, which this model never sees")
+    path = stage / held_out_name(source)
+    if held is not None:
+        held_out_golden(source, held, Golden.load(bundle / read_manifest(bundle).golden_of(source.name)), path)
+        messages.append(f"checked on {held.description}, against {source.name}: the bundle's golden inputs are "
+                        "random noise, which this model never sees")
+    elif _golden_is_random(source, output) and path.name in read_manifest(bundle).artifacts:
+        shutil.copyfile(bundle / path.name, path)
+        messages.append(f"checked on {path.name}, the real samples an earlier calibration of {source.name} held out, "
+                        "against it: the bundle's golden inputs are random noise")
+    else:
+        return None
     return Companion(path, "golden")
 
 
