@@ -58,10 +58,10 @@ def verify(bundle: Path) -> VerifyResult:
         if record.kind == PLAN_KIND and (missing := tensorrt_missing()):
             verdicts.append(ArtifactVerdict(name, record.precision, missing, ok=True, skipped=True))
             continue
-        golden = Golden.load(bundle / manifest.golden_of(name))
+        judged_on = manifest.golden_of(name)
+        golden = Golden.load(bundle / judged_on)
         result = (check_artifact(path, golden, record.tolerance, labelled, consumers=stock_consumers(record.precision))
                   if record.kind == "onnx" else check_plan(path, golden, record.tolerance, labelled))
-        judged_on = manifest.golden_of(name)
         held_out = f"on {judged_on} (held-out real samples): " if judged_on != GOLDEN_NAME else ""
         verdict = ArtifactVerdict(name, record.precision, held_out + result.describe(), result.ok)
         if record.kind == "onnx" and record.precision == "int8":
