@@ -149,18 +149,6 @@ class InferenceService(GRPCInferenceServiceServicer):
         self._settings = settings
         self._refused: set[str] = set()  # unimplemented methods a client has called
 
-    ModelStreamInfer = _unimplemented("ModelStreamInfer")
-    RepositoryIndex = _unimplemented("RepositoryIndex")
-    RepositoryModelLoad = _unimplemented("RepositoryModelLoad")
-    RepositoryModelUnload = _unimplemented("RepositoryModelUnload")
-    SystemSharedMemoryStatus = _unimplemented("SystemSharedMemoryStatus")
-    SystemSharedMemoryRegister = _unimplemented("SystemSharedMemoryRegister")
-    SystemSharedMemoryUnregister = _unimplemented("SystemSharedMemoryUnregister")
-    CudaSharedMemoryStatus = _unimplemented("CudaSharedMemoryStatus")
-    CudaSharedMemoryRegister = _unimplemented("CudaSharedMemoryRegister")
-    CudaSharedMemoryUnregister = _unimplemented("CudaSharedMemoryUnregister")
-    TraceSetting = _unimplemented("TraceSetting")
-    LogSettings = _unimplemented("LogSettings")
 
     def _entry(self, name: str, version: str, need_ready: bool = True) -> ModelEntry:
         entry = self._entries.get(name)
@@ -243,6 +231,14 @@ class InferenceService(GRPCInferenceServiceServicer):
             return await answer(entry, received, parse, lambda parsed, outputs: encode_response(entry, parsed, outputs))
 
         return await self._call(context, respond, request)
+
+
+UNIMPLEMENTED = ("ModelStreamInfer", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
+                 "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+                 "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting",
+                 "LogSettings")  # the service's other methods: the generated base class would raise in each
+for _method in UNIMPLEMENTED:
+    setattr(InferenceService, _method, _unimplemented(_method))
 
 
 @dataclasses.dataclass(frozen=True)
