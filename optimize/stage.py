@@ -13,7 +13,9 @@ from onebyone.optimize.artifact import write_artifact
 from onebyone.optimize.pipeline import PassReport, run_passes, select_passes
 from onebyone.optimize.targets import DEFAULT_TARGET
 from onebyone.runtime.bundle.tolerances import TOLERANCES
+from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
+from onebyone.runtime.preflight.operators import DEFAULT as DEFAULT_TENSORRT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +49,16 @@ def optimize(source: Path, options: OptimizeOptions) -> OptimizeResult:
 
     passes = select_passes(options.target, list(options.passes) if options.passes is not None else None)
     model = load_model(source)
+    if options.target == "trt" and any(node.domain == "com.microsoft" for node in model.graph):
+        raise UserError(f"{source} holds ONNX Runtime contrib ops (com.microsoft: `optimize --target ort`, ORT's "
+                        "offline optimizer), which TensorRT cannot parse; optimize the export (model.onnx) for "
+                        "TensorRT")
     output = options.output or default_output(source)
     reports = run_passes(model, passes, Verifier(model) if options.verify else None)
     made_by = {"stage": "optimize", "from": source.name, "target": options.target,
                "passes": [report.name for report in reports]}
-    summary = write_artifact(model, source, output, "fp32", TOLERANCES["fp32"], made_by)
+    summary = write_artifact(model, source, output, "fp32", TOLERANCES["fp32"], made_by,
+                             tensorrt=DEFAULT_TENSORRT if options.target == "trt" else ())
     if options.report:
         with atomic_write(options.report) as tmp:
             tmp.write_text(json.dumps({"input": str(source), "output": str(output), "target": options.target,

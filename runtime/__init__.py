@@ -8,6 +8,8 @@ docs/architecture.md explains it):
 - `runtime.bundle`    what lies in a bundle folder: manifest, the tolerance table, golden and labelled data, the data
                       sources, the digits split, preprocessing, tensor specs, ONNX file helpers, the TensorRT plan
                       record, the INT8 overflow rule.
+- `runtime.preflight` what a consumer's parser takes, known without it: TensorRT's ONNX parser tables per release,
+                      the rules beside them, and `lint`.
 - `runtime.parity`    measuring close enough: the one comparison, artifact and kernel checks, per-layer
                       localisation, the report.
 - `export`, `optimize` the stages (onebyone.export, onebyone.optimize): they use core, bundle and parity only.
@@ -24,12 +26,14 @@ docs/architecture.md explains it):
 LAYERS: dict[str, tuple[str, ...]] = {
     "runtime.core": (),
     "runtime.bundle": ("runtime.core",),
+    "runtime.preflight": ("runtime.core", "runtime.bundle"),
     "runtime.parity": ("runtime.core", "runtime.bundle"),
     "export": ("runtime.core", "runtime.bundle", "runtime.parity"),
-    "optimize": ("runtime.core", "runtime.bundle", "runtime.parity"),
-    "runtime.sessions": ("runtime.core", "runtime.bundle", "runtime.parity", "export"),
-    "runtime.serve": ("runtime.core", "runtime.bundle", "runtime.sessions"),
-    "runtime.commands": ("runtime.core", "runtime.bundle", "runtime.parity", "export", "optimize", "runtime.sessions",
-                         "runtime.serve", "api"),
-    "api": ("runtime.core", "runtime.bundle", "runtime.parity", "export", "optimize", "runtime.sessions"),
+    "optimize": ("runtime.core", "runtime.bundle", "runtime.preflight", "runtime.parity"),
+    "runtime.sessions": ("runtime.core", "runtime.bundle", "runtime.preflight", "runtime.parity", "export"),
+    "runtime.serve": ("runtime.core", "runtime.bundle", "runtime.preflight", "runtime.sessions"),
+    "runtime.commands": ("runtime.core", "runtime.bundle", "runtime.preflight", "runtime.parity", "export", "optimize",
+                         "runtime.sessions", "runtime.serve", "api"),
+    "api": ("runtime.core", "runtime.bundle", "runtime.preflight", "runtime.parity", "export", "optimize",
+            "runtime.sessions"),
 }

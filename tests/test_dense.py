@@ -22,6 +22,7 @@ from onebyone.runtime.bundle.manifest import read_manifest
 from onebyone.runtime.bundle.preprocess import resized
 from onebyone.runtime.bundle.sources import DataSource
 from onebyone.runtime.core.errors import UserError
+from onebyone.runtime.preflight.lint import lint_file
 from onebyone.stages import export, quantize
 from tests.helpers import FP32_REL_TOL, files_under
 
@@ -200,6 +201,10 @@ def test_deeplabv3_dynamic_through_int8_at_three_sizes(tmp_path):
     assert manifest.model.checked_shapes == [[2, 3, 64, 64], [2, 3, 96, 32], [2, 3, 32, 96]]
     assert all(manifest.artifacts[name].parity["ok"] for name in
                ("model.opt.onnx", "model.opt.fp16.onnx", "model.opt.int8-ort.onnx", "model.opt.int8-trt.onnx"))
+    # the dynamic H×W files for TensorRT pass its parser rules (written only if they do; the FP32 one checked here)
+    assert [manifest.artifacts[name].tensorrt_lint["versions"] for name in
+            ("model.opt.fp16.onnx", "model.opt.int8-trt.onnx")] == [["10.16", "11.1"]] * 2
+    assert lint_file(bundle / "model.opt.onnx", ["10.0", "10.16", "11.1"]).accepted
     shutil.rmtree(bundle)
 
 

@@ -45,6 +45,8 @@ def test_the_wheel_installs_only_onebyone_and_every_source_file(tmp_path):
     expected = {f"onebyone/{p.relative_to(REPO / 'runtime' / 'api')}" if p.parent == REPO / "runtime" / "api"
                 else f"onebyone/{p.relative_to(REPO)}" for p in sources()}
     assert expected == {n for n in names if n.endswith(".py")}
+    tables = {f"onebyone/{p.relative_to(REPO)}" for p in (REPO / "runtime" / "preflight" / "tables").glob("*.json")}
+    assert tables and tables <= set(names), "TensorRT's parser tables ship with the package"
 
 
 def test_users_modules_named_like_our_folders_change_nothing(tmp_path, exported):

@@ -21,6 +21,7 @@ from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.metrics import compare
+from onebyone.runtime.preflight.lint import lint_model
 from tests.graphs import model, tensor_input
 from tests.helpers import ZOO_PARAMS, files_under
 
@@ -145,11 +146,19 @@ def test_fp16_types_casts_and_kept_nodes(rng):
 
 
 @pytest.mark.parametrize("name", [p for p in ZOO_PARAMS if getattr(p, "values", (p,))[0] != "digits_resnet"])
-def test_fp16_zoo_matches_torch(name, exported):
-    """Every zoo model, converted to FP16, against its golden torch outputs within the FP16 tolerance."""
+def test_fp16_zoo_matches_torch_and_every_zoo_file_for_tensorrt_lints_clean(name, exported):
+    """Every zoo model, converted to FP16, against its golden torch outputs within the FP16 tolerance; its FP32
+    export, its FP16 file and a `trt` Q/DQ file of it (placement only: unit ranges, no calibration) pass TensorRT
+    10.0's, 10.16's and 11.1's parser rules."""
     result = exported(name)
+    releases = ("10.0", "10.16", "11.1")
+    assert lint_model(load_model(result.onnx_path), releases).accepted
+    int8 = with_types(load_model(result.onnx_path))
+    insert_qdq(int8, {tensor: TensorRange(1.0, -1.0, 1.0) for tensor in activation_names(int8)}, "trt", set())
+    assert lint_model(int8, releases).accepted, lint_model(int8, releases).refusals()[:3]
     graph = with_types(load_model(result.onnx_path))
     report = convert_to_fp16(graph, None, set())
+    assert lint_model(graph, releases).accepted, lint_model(graph, releases).refusals()[:3]
     # a dense model's upsampling (Resize: its scales input is float32 only) stays FP32; nothing else may
     assert {why.split()[0] for why in report.fp32_nodes.values()} <= {"Resize"}
     assert not report.fp32_nodes or name == "digits_segmenter"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from onebyone.runtime.commands.main import main
 from onebyone.runtime.core.cpu import this_cpu
 from onebyone.runtime.core.ort_session import ort_session
 from onebyone.runtime.parity.check import check_artifact
+from onebyone.runtime.preflight.lint import lint_file, lint_model
 from tests.formats import parse_cache
 from tests.helpers import files_under
 
@@ -217,6 +219,22 @@ def test_resnet50_trt_placement(exported, tmp_path):
     model = ir.load(output)
     assert qdq_placement(model) == RESNET50_TRT_PLACEMENT
     assert trt_violations(model, (), ()) == []
+    started = time.perf_counter()
+    lint = lint_file(output, ["10.0", "10.16", "11.1"])
+    assert time.perf_counter() - started < 2.0, "lint of a ResNet-50 INT8 file takes under 2 s"
+    assert lint.accepted and all(not v.warnings for v in lint.verdicts), lint.record()
+
+
+def test_files_for_tensorrt_are_linted_when_written_and_the_manifest_says_for_which_releases(digits_bundle):
+    """FP16 and `trt` INT8 files pass the default releases' parser rules when written (a refusal writes nothing);
+    the `ort` INT8 file is for ONNX Runtime and OpenVINO, and TensorRT would refuse it (UINT8, INT32 bias)."""
+    artifacts = read_manifest(digits_bundle).artifacts
+    for name in ("model.fp16.onnx", *(f"model.{method}.int8-trt.onnx" for method in METHODS)):
+        assert artifacts[name].tensorrt_lint["versions"] == ["10.16", "11.1"], name
+        assert lint_model(load_model(digits_bundle / name)).accepted, name
+    ort = f"model.{METHODS[0]}.int8-ort.onnx"
+    assert artifacts[ort].tensorrt_lint is None
+    assert not lint_model(load_model(digits_bundle / ort)).accepted
 
 
 def const(name: str, array: np.ndarray) -> ir.Value:
@@ -225,11 +243,11 @@ def const(name: str, array: np.ndarray) -> ir.Value:
 
 
 def test_trt_checker_catches_each_broken_rule(digits_bundle):
+    """The flavour's conventions (trt_violations) and the parser's rules (lint, both default releases) each see
+    a mutation of the digits `trt` file that breaks them."""
     path = digits_bundle / "model.entropy.int8-trt.onnx"
     half = np.float16
-    mutations = {
-        "zero point is not 0": lambda q, m: q.replace_input_with(2, const("zp3", np.array(3, np.int8))),
-        "scale is not finite and positive": lambda q, m: q.replace_input_with(1, const("neg", half(-0.1))),
+    conventions = {
         "zero point is UINT8, not INT8": lambda q, m: q.replace_input_with(2, const("u8", np.array(0, np.uint8))),
         "scale is not a constant": lambda q, m: q.replace_input_with(1, m.graph.inputs[0]),
         "no zero point": lambda q, m: q.resize_inputs(2),
@@ -237,17 +255,31 @@ def test_trt_checker_catches_each_broken_rule(digits_bundle):
             1, const("f32", np.float32(0.1))),
         "scale is DOUBLE, not FLOAT or FLOAT16": lambda q, m: q.replace_input_with(1, const("f64", np.float64(0.1))),
     }
-    for message, mutate in mutations.items():
+    parser = {
+        "`y_zero_point` must be 0": lambda q, m: q.replace_input_with(2, const("zp3", np.array(3, np.int8))),
+        "all scale coefficients must be strictly positive": lambda q, m: q.replace_input_with(
+            1, const("neg", half(-0.1))),
+    }
+    for message, mutate in conventions.items():
         model = ir.load(path)
         quantize = next(n for n in model.graph if n.op_type == "QuantizeLinear")
         mutate(quantize, model)
         assert any(message in problem for problem in trt_violations(model, ["/fc/Gemm"], ())), message
+    for message, mutate in parser.items():
+        model = ir.load(path)
+        quantize = next(n for n in model.graph if n.op_type == "QuantizeLinear")
+        mutate(quantize, model)
+        refusals = lint_model(model).refusals()
+        assert any(message in problem for problem in refusals) and all(
+            any(problem.startswith(f"TensorRT {v}:") for problem in refusals) for v in ("10.16", "11.1")), message
+        assert trt_violations(model, ["/fc/Gemm"], ()) == [], "one place for each rule"
     model = ir.load(path)
     activation_dq = next(n for n in model.graph if n.op_type == "DequantizeLinear"
                          and n.inputs[0].producer() is not None)
     weight_dq = next(n for n in model.graph if n.op_type == "DequantizeLinear" and n.inputs[0].producer() is None)
     activation_dq.replace_input_with(1, weight_dq.inputs[1])
-    assert any("per-channel scale on an activation" in p for p in trt_violations(model))
+    assert any("per-channel quantization is supported only for weight inputs" in p
+               for p in lint_model(model).refusals())
 
 
 def test_trt_checker_catches_misplaced_qdq(digits_bundle):

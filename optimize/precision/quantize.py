@@ -25,13 +25,15 @@ from onebyone.optimize.precision.flavours import (
     default_weight_range,
 )
 from onebyone.optimize.precision.ranges import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
-from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, installed_tensorrt, write_cache
+from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, write_cache
 from onebyone.runtime.bundle.preprocess import Preprocess
 from onebyone.runtime.bundle.sources import SOURCES_HELP, DataSource, open_source
 from onebyone.runtime.bundle.tolerances import TOLERANCES
 from onebyone.runtime.core import cpu
 from onebyone.runtime.core.errors import CheckFailed, UserError, option
 from onebyone.runtime.core.files import sha256_file, staging_dir
+from onebyone.runtime.core.version import installed_tensorrt
+from onebyone.runtime.preflight.operators import DEFAULT as DEFAULT_TENSORRT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,8 +184,13 @@ def quantize(source: Path, options: QuantizeOptions, bf16_engine: Engine | None 
             made_by["calibration"] = {"source": calibration.source, "samples": calibration.samples,
                                       "file": calibrated.file.name}
         judged_on = _judged_on(source, output, calibrated.held_out, stage, messages)
+        # made for TensorRT: FP16 and `trt` INT8 files, unless the source holds ONNX Runtime contrib ops (an `ort`
+        # optimize output: ONNX Runtime's file, which TensorRT cannot parse)
+        standard = all(node.domain in ("", "ai.onnx") for node in model.graph)
+        for_tensorrt = standard and (options.precision == "fp16" or options.flavour == "trt")
         summary = write_artifact(model, source, output, options.precision, TOLERANCES[options.precision], made_by,
-                                 calibrated.companions, golden=judged_on, consumers=consumers)
+                                 calibrated.companions, golden=judged_on, consumers=consumers,
+                                 tensorrt=DEFAULT_TENSORRT if for_tensorrt else ())
     return QuantizeResult(output, options.precision, summary, made_by, messages, in_bundle(output))
 
 

@@ -8,7 +8,6 @@ header names another version, so the version is the one the user will build with
 from __future__ import annotations
 
 import struct
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from onebyone.optimize.precision.flavours import INT8_MAX, activation_scale_of
@@ -16,13 +15,6 @@ from onebyone.runtime.core.errors import UserError
 from onebyone.runtime.core.files import atomic_write
 
 DEFAULT_TRT_VERSION = "10.13.0"
-
-
-def installed_tensorrt() -> str | None:
-    try:
-        return version("tensorrt")
-    except PackageNotFoundError:
-        return None
 
 
 def version_number(version: str) -> int:

@@ -1,10 +1,10 @@
-"""What TensorRT's ONNX parser accepts in an explicitly quantized graph, and where the `trt` flavour puts Q/DQ,
-checked before a `trt` model is written.
+"""How the `trt` flavour writes and places Q/DQ, checked before a `trt` model is written. What TensorRT's parser
+accepts (zero points of 0, positive scales, per-channel scales on weights only, ...) is not here: write_artifact lints
+every file made for TensorRT against the parser's published rules (runtime/preflight/).
 
-Parser rules: every QuantizeLinear/DequantizeLinear has an INT8 zero point that is a constant 0 (INT8 on both sides
-of the pair); its scale is a constant, finite and positive, FP32 or FP16, of the type of the pair's float side
-(QuantizeLinear's input, DequantizeLinear's output); a scale with more than one element (per-channel) only
-quantizes a constant (a weight).
+Conventions, stricter than the parser so that ONNX Runtime and TensorRT compute the same numbers: every
+QuantizeLinear/DequantizeLinear has a constant INT8 zero point (without one ONNX means UINT8); its scale is a
+constant, FP32 or FP16, of the type of the pair's float side (QuantizeLinear's input, DequantizeLinear's output).
 
 Placement rules (optimize/precision/qdq.py), for every node not left float on purpose (`float_nodes`): a Conv,
 ConvTranspose, Gemm or MatMul reads its data input(s) and its constant weight through DequantizeLinear (a weight
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-import numpy as np
 import onnx_ir as ir
 
 from onebyone.optimize.graph import constant
@@ -30,8 +29,8 @@ SCALE_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16)
 
 def trt_violations(model: ir.Model, float_nodes: Collection[str] = (),
                    fp32_nodes: Collection[str] | None = None) -> list[str]:
-    """Every rule broken, one line per node; empty when TensorRT can parse the Q/DQ as written and the placement is
-    the `trt` flavour's. `float_nodes`: nodes left float on purpose; `fp32_nodes`: with FP16 float parts, the
+    """Every convention broken, one line per node; empty when the Q/DQ is written and placed as the `trt` flavour
+    writes it. `float_nodes`: nodes left float on purpose; `fp32_nodes`: with FP16 float parts, the
     nodes kept FP32 (None: FP32 float parts, no Cast rule)."""
     problems = []
     for node in model.graph:
@@ -55,10 +54,6 @@ def _qdq_problems(node: ir.Node) -> list[str]:
     problems = []
     if scale is None:
         problems.append("scale is not a constant")
-    elif not (np.isfinite(scale).all() and (scale > 0).all()):
-        problems.append("scale is not finite and positive")
-    elif scale.size > 1 and constant(data) is None:
-        problems.append("per-channel scale on an activation (allowed only on weights)")
     float_side = data if node.op_type == "QuantizeLinear" else node.outputs[0]
     if scale_value.dtype not in SCALE_TYPES:
         problems.append(f"scale is {scale_value.dtype}, not FLOAT or FLOAT16")
@@ -67,14 +62,10 @@ def _qdq_problems(node: ir.Node) -> list[str]:
     if zero_point is None:
         problems.append("no zero point (QuantizeLinear would produce UINT8)")
     else:
-        zero = constant(zero_point)
-        if zero is None:
+        if constant(zero_point) is None:
             problems.append("zero point is not a constant")
-        else:
-            if zero_point.dtype != ir.DataType.INT8:
-                problems.append(f"zero point is {zero_point.dtype}, not INT8")
-            if np.any(zero != 0):
-                problems.append("zero point is not 0")
+        elif zero_point.dtype != ir.DataType.INT8:
+            problems.append(f"zero point is {zero_point.dtype}, not INT8")
     if node.op_type == "DequantizeLinear" and data.dtype not in (None, ir.DataType.INT8):
         problems.append(f"dequantizes {data.dtype}, not INT8")
     return problems

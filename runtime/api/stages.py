@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 
     from onebyone.export.options import ExportOptions
     from onebyone.export.stage import ExportResult
+    from onebyone.optimize.adopt import AdoptResult
     from onebyone.optimize.precision.quantize import QuantizeOptions, QuantizeResult
     from onebyone.optimize.stage import OptimizeOptions, OptimizeResult
     from onebyone.runtime.bundle.plan import BuildOptions
     from onebyone.runtime.parity.check import Engine
+    from onebyone.runtime.preflight.lint import Lint
     from onebyone.runtime.sessions.benchmark import BenchOptions, BenchResult
     from onebyone.runtime.sessions.build_stage import BuildResult
     from onebyone.runtime.sessions.bundle_check import VerifyResult
@@ -119,6 +121,25 @@ def parity(reference: str | Path, candidates: list[str | Path], options: ParityO
     from onebyone.runtime.sessions.comparison import parity as compare_all
 
     return compare_all(str(reference), [str(c) for c in candidates], _options(ParityOptions, options, fields))
+
+
+def lint(onnx: str | Path, tensorrt: list[str] | None = None) -> Lint:
+    """Will TensorRT take `onnx`? Every node against each named release's parser rules (default: the newest 10.x and
+    11.x known), without TensorRT: `lint("model.onnx", ["10.16", "11.1"]).accepted`; each verdict lists the refusals
+    (node, op, rule, source, fix) and the warnings. UserError for an unreadable file or an unknown release."""
+    from onebyone.runtime.preflight.lint import lint_file
+
+    return lint_file(Path(onnx), tensorrt)
+
+
+def adopt(foreign: str | Path, output: str | Path, tensorrt: list[str] | None = None) -> AdoptResult:
+    """Make another tool's Q/DQ file TensorRT-ready where the rewrite is exact (an INT32 bias DequantizeLinear folded
+    to a float bias, a UINT8 zero point of 128 shifted to INT8, half scales typed like their data), checked against
+    the foreign file on ONNX Runtime and linted for `tensorrt` (default: the newest 10.x and 11.x). CheckFailed,
+    naming the rules, when it cannot be made exact (nothing written)."""
+    from onebyone.optimize.adopt import adopt as rewrite
+
+    return rewrite(Path(foreign), Path(output), tensorrt)
 
 
 def bench(artifacts: list[str | Path], options: BenchOptions | None = None, **fields: object) -> BenchResult:

@@ -60,6 +60,9 @@ class ArtifactRecord:
     # the golden samples this file is judged on when they are not the bundle's golden.npz: quantize's held-out real
     # samples, for a bundle whose golden inputs are random (optimize/precision/held_out.py)
     golden: str | None = None
+    # files made for TensorRT: the releases whose parser rules it passed when written, and its warnings per release
+    # (runtime/preflight/lint.py), {"versions": [...], "warnings": {version: count}}
+    tensorrt_lint: dict[str, Any] | None = None
     created: str = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
     def kernel_check_passed(self, cpu_class: str, engine: str) -> bool | None:

@@ -27,6 +27,8 @@ STAGES: dict[str, tuple[str, str]] = {  # stage → (module under onebyone.runti
     "export": ("export", "export a model to an ONNX bundle, checked against torch"),
     "optimize": ("optimize", "fold BatchNorm and fuse 1x1 convs, each rewrite verifiable"),
     "quantize": ("quantize", "FP16 or calibrated INT8 (Q/DQ) ONNX, checked against torch"),
+    "lint": ("lint", "will TensorRT 10/11 take this ONNX file? its parser's published rules, checked on the CPU"),
+    "adopt": ("adopt", "make another tool's Q/DQ ONNX TensorRT-ready where the rewrite is exact, checked and linted"),
     "build": ("build", "build a TensorRT engine (.plan) from an ONNX file (NVIDIA GPU + TensorRT)"),
     "inspect": ("inspect", "per-layer type, precision and tactic of a TensorRT plan (NVIDIA GPU + TensorRT)"),
     "verify": ("verify", "check a bundle's ONNX artifacts and TensorRT plans against its golden torch outputs"),

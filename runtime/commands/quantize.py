@@ -10,9 +10,10 @@ from rich.console import Console
 
 from onebyone.optimize.precision.flavours import DEFAULT_BATCH_SIZE, FLAVOURS, FLOAT_DTYPES, PRECISIONS, WEIGHT_LEVELS
 from onebyone.optimize.precision.ranges import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
-from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION, installed_tensorrt
+from onebyone.optimize.precision.trt_cache import DEFAULT_TRT_VERSION
 from onebyone.runtime.commands.arguments import add_data_source, names, options_from, positive_int
 from onebyone.runtime.commands.verify import print_engine_checks
+from onebyone.runtime.core.version import installed_tensorrt
 
 stdout = Console(highlight=False, soft_wrap=True)
 

@@ -14,6 +14,7 @@ from onebyone.runtime.core.errors import CheckFailed
 
 if TYPE_CHECKING:
     from onebyone.runtime.parity.kernel_check import KernelCheck
+    from onebyone.runtime.preflight.lint import Lint
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -38,10 +39,20 @@ def run(args: argparse.Namespace) -> int:
             skip = "SKIP  " if artifact.skipped else ""
             stdout.print(f"{artifact.name:<24} {artifact.precision:<5} {skip}{artifact.verdict}")
         print_engine_checks(artifact.kernel_checks, artifact.auto_engine)
+        if artifact.lint is not None:
+            print_lint(artifact.lint)
     if result.failed:
         raise CheckFailed(f"{len(result.failed)} artifact(s) of {args.bundle} failed their checks (above): "
                           f"{', '.join(result.failed)}")
     return 0
+
+
+def print_lint(lint: Lint) -> None:
+    """One line: the TensorRT releases whose parser rules the file passes, or each rule it breaks."""
+    warnings = sum(len(v.warnings) for v in lint.verdicts)
+    state = "accepted" if lint.accepted else "REFUSED: " + "; ".join(lint.refusals())
+    stdout.print(f"{'':<31}TensorRT {' and '.join(lint.versions)} parser rules (onebyone lint): {state}"
+                 + (f", {warnings} warnings" if warnings else ""))
 
 
 def print_engine_checks(results: dict[str, KernelCheck], chosen: str | None) -> None:

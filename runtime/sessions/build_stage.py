@@ -25,7 +25,10 @@ from onebyone.runtime.bundle.tensors import spec_records
 from onebyone.runtime.bundle.tolerances import TOLERANCES, Tolerance
 from onebyone.runtime.core.errors import CheckFailed, UserError, option
 from onebyone.runtime.core.files import ensure_writable_dir, publish, sha256_file, staging_dir
+from onebyone.runtime.core.version import installed_tensorrt
 from onebyone.runtime.parity.metrics import Parity, check_golden
+from onebyone.runtime.preflight.lint import lint_model
+from onebyone.runtime.preflight.operators import tables_for
 from onebyone.runtime.sessions.locate import PLAN_KIND, locate
 from onebyone.runtime.sessions.target import Target
 
@@ -58,6 +61,10 @@ def build(onnx: Path, output: Path | None, options: BuildOptions) -> BuildResult
     from onebyone.runtime.sessions.tensorrt_build import build_plan
 
     model = load_model(onnx)
+    lint = lint_model(model, tables_for(installed_tensorrt()), onnx.name)
+    if not lint.accepted:
+        raise CheckFailed(f"TensorRT's ONNX parser would refuse {onnx} (onebyone lint; nothing was built): "
+                          + "; ".join(lint.refusals()))
     inputs, outputs = io_specs(model)
     profiles = profile_shapes(inputs, options)
     output = output or onnx.with_suffix(".plan")

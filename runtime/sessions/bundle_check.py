@@ -1,6 +1,7 @@
 """Verify: re-check every ONNX artifact and TensorRT plan of a bundle against its golden torch outputs (plans are
 skipped, with the reason, on machines without an NVIDIA GPU and TensorRT), and run the kernel check of every INT8
-ONNX artifact on each installed CPU engine (recorded for `auto`). `onebyone verify` and `onebyone.stages.verify` are
+ONNX artifact on each installed CPU engine (recorded for `auto`), and lint every file made for TensorRT again for the
+releases its record names (runtime/preflight/lint.py). `onebyone verify` and `onebyone.stages.verify` are
 shells over `verify()` here."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from onebyone.runtime.bundle.tolerances import Tolerance
 from onebyone.runtime.core.files import sha256_file
 from onebyone.runtime.parity.check import ArtifactCheck, check_artifact
 from onebyone.runtime.parity.kernel_check import KernelCheck
+from onebyone.runtime.preflight.lint import Lint, lint_file
 from onebyone.runtime.sessions.engine_checks import stock_consumers
 from onebyone.runtime.sessions.locate import PLAN_KIND
 
@@ -30,6 +32,7 @@ class ArtifactVerdict:
     skipped: bool = False
     kernel_checks: dict[str, KernelCheck] = dataclasses.field(default_factory=dict)  # INT8 ONNX: per CPU engine
     auto_engine: str | None = None  # INT8 ONNX: the engine `auto` opens it on here
+    lint: Lint | None = None  # files made for TensorRT: its parser rules, for the releases the manifest names
 
 
 @dataclasses.dataclass
@@ -67,6 +70,9 @@ def verify(bundle: Path) -> VerifyResult:
         if record.kind == "onnx" and record.precision == "int8":
             verdict.kernel_checks, verdict.auto_engine = engine_checks(bundle, name)
             verdict.ok = verdict.ok and verdict.kernel_checks[verdict.auto_engine].ok
+        if record.kind == "onnx" and record.tensorrt_lint is not None:
+            verdict.lint = lint_file(path, record.tensorrt_lint["versions"])
+            verdict.ok = verdict.ok and verdict.lint.accepted
         verdicts.append(verdict)
     return VerifyResult(bundle, labelled.description if labelled is not None else None, verdicts)
 
