@@ -13,9 +13,12 @@ once more where they go: in plain ONNX Runtime sessions at each graph optimizati
 Every row: top-1 and top-5 against the labels with a 95% Wilson interval, top-1 agreement with torch, and top-1 as a
 share of torch's FP32 top-1. One run, one machine (named in the results).
 
-Writes `bench/accuracy.json` and `bench/accuracy.md`.
+Writes `bench/accuracy.json` and `bench/accuracy.md`. `--stock-only` scores just the default files where they go
+(torch, then FP32, FP16 and both INT8 flavours in onebyone's ONNX Runtime session and in every stock configuration)
+and writes them as their own part, `bench/accuracy-stock.json` and `.md`: the rows a machine without the hours the
+whole part takes can refresh.
 
-    python -m bench.accuracy --build build/bench --out bench [--models efficientnet_lite0] [--eval 300]
+    python -m bench.accuracy --build build/bench --out bench [--models efficientnet_lite0] [--eval 300] [--stock-only]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import onnx
 import onnx_ir as ir
 from onnxconverter_common import float16
 from rich.console import Console
+from rich.progress import Progress, TaskID
 
 from bench.precision import ArrayReader, onebyone
 from bench.report import part_arguments, write_part
@@ -134,7 +138,8 @@ def fallback_int8(source: Path, output: Path, calibration: Calibration, images: 
     return len(result.excluded)
 
 
-def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[list[Row], float]:
+def model_rows(name: str, build: Path, evaluation_count: int | None,
+               stock_only: bool = False) -> tuple[list[Row], float]:
     bundle = build / name
     onebyone("export", name, "--weights", "pretrained", "-o", bundle)
     onebyone("optimize", bundle / "model.onnx", "--target", "trt")
@@ -152,44 +157,27 @@ def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[li
     rows.append(Row(name, "torch FP32", "torch", torch_accuracy, {"max_rel": 0.0, "rel_l2": 0.0, "cosine": 1.0}))
     calibration = collect(with_types(ir.load(source)), sha256_file(source),
                           DataSource.of_arrays("calibration", calibration_images, None), 8)
-    files: list[tuple[str, Path, tuple[str, ...]]] = [("onebyone FP32", source, ENGINES)]
-    fp16 = bundle / "bench.fp16.onnx"
+    defaults = default_weight_range(this_cpu().int8_saturates)
+    written = [("onebyone FP32", source), ("onebyone FP16", bundle / "bench.fp16.onnx")]
     model = ir.load(source)
     convert_to_fp16(model, calibration.ranges("minmax", 100.0), set(), False)
-    save_model(model, fp16, "bench.accuracy")
-    files.append(("onebyone FP16", fp16, ENGINES))
-    converted = bundle / "bench.onnxconverter-fp16.onnx"
-    onnx.save(float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(converted))
-    files.append(("onnxconverter-common FP16", converted, ("onnxruntime",)))
+    save_model(model, written[1][1], "bench.accuracy")
     with progress() as bar:
-        variants = [(f, w, m) for f in ("trt", "ort") for w in WEIGHT_LEVELS for m in METHODS]
-        task = bar.add_task(f"{name}: writing INT8 files", total=len(variants) + 3 + 2 * len(ORT_METHODS))
+        variants = ([(flavour, defaults, DEFAULT_METHOD) for flavour in ("trt", "ort")] if stock_only
+                    else [(f, w, m) for f in ("trt", "ort") for w in WEIGHT_LEVELS for m in METHODS])
+        task = bar.add_task(f"{name}: writing INT8 files",
+                            total=len(variants) + (0 if stock_only else 3 + 2 * len(ORT_METHODS)))
         for flavour, weight_range, method in variants:
             path = bundle / f"bench.int8-{flavour}-{weight_range}-{method}.onnx"
             onebyone_int8(source, path, calibration, flavour, weight_range, method)
-            files.append((f"onebyone INT8 {flavour} {weight_range} {method}", path, ENGINES))
+            written.append((f"onebyone INT8 {flavour} {weight_range} {method}", path))
             bar.advance(task)
-        for flavour in ("trt", "ort"):  # the default options without bias correction: what it buys
-            path = bundle / f"bench.int8-{flavour}-full-percentile-uncorrected.onnx"
-            onebyone_int8(source, path, calibration, flavour, "full", "percentile", bias_correction=False)
-            files.append((f"onebyone INT8 {flavour} full percentile, no bias correction", path, ENGINES))
-            bar.advance(task)
-        path = bundle / "bench.int8-ort-fallback.onnx"
-        kept = fallback_int8(source, path, calibration, calibration_images)
-        files.append((f"onebyone INT8 ort, no bias correction, budget {FALLBACK_BUDGET} pt ({kept} layers float)",
-                      path, ENGINES))
-        bar.advance(task)
-        for method in ORT_METHODS:
-            for reduce_range in (False, True):
-                path = bundle / f"bench.ort-{method}{'-reduce' if reduce_range else ''}.onnx"
-                ort_quantize(source, path, calibration_images, method, reduce_range)
-                files.append((f"ORT quantize_static {method}{' reduce_range' if reduce_range else ''}", path,
-                              ("onnxruntime",)))
-                bar.advance(task)
-        defaults = default_weight_range(this_cpu().int8_saturates)
-        files += [(label, path, STOCK) for label, path, _ in list(files) if label in (
-            "onebyone FP32", "onebyone FP16", f"onebyone INT8 trt {defaults} {DEFAULT_METHOD}",
-            f"onebyone INT8 ort {defaults} {DEFAULT_METHOD}")]
+        files = [(label, path, ("onnxruntime",) if stock_only else ENGINES) for label, path in written]
+        if not stock_only:
+            files += peer_and_ablation_files(source, bundle, calibration, calibration_images, bar, task)
+        defaults_written = ("onebyone FP32", "onebyone FP16", f"onebyone INT8 trt {defaults} {DEFAULT_METHOD}",
+                            f"onebyone INT8 ort {defaults} {DEFAULT_METHOD}")
+        files += [(label, path, STOCK) for label, path in written if label in defaults_written]
         task = bar.add_task(f"{name}: evaluating", total=sum(len(engines) for *_, engines in files))
         for label, path, engines in files:
             for engine in engines:
@@ -198,13 +186,42 @@ def model_rows(name: str, build: Path, evaluation_count: int | None) -> tuple[li
     return rows, torch_accuracy.top1
 
 
-def markdown(record: dict) -> str:
+def peer_and_ablation_files(source: Path, bundle: Path, calibration: Calibration, calibration_images: np.ndarray,
+                            bar: Progress, task: TaskID) -> list[tuple[str, Path, tuple[str, ...]]]:
+    """onnxconverter-common's FP16, the default INT8 options without bias correction, the accuracy-budget fallback, and
+    ORT's quantize_static (each method, with and without reduce_range)."""
+    converted = bundle / "bench.onnxconverter-fp16.onnx"
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(converted))
+    files = [("onnxconverter-common FP16", converted, ("onnxruntime",))]
+    for flavour in ("trt", "ort"):  # the default options without bias correction: what it buys
+        path = bundle / f"bench.int8-{flavour}-full-percentile-uncorrected.onnx"
+        onebyone_int8(source, path, calibration, flavour, "full", "percentile", bias_correction=False)
+        files.append((f"onebyone INT8 {flavour} full percentile, no bias correction", path, ENGINES))
+        bar.advance(task)
+    path = bundle / "bench.int8-ort-fallback.onnx"
+    kept = fallback_int8(source, path, calibration, calibration_images)
+    files.append((f"onebyone INT8 ort, no bias correction, budget {FALLBACK_BUDGET} pt ({kept} layers float)",
+                  path, ENGINES))
+    bar.advance(task)
+    for method in ORT_METHODS:
+        for reduce_range in (False, True):
+            path = bundle / f"bench.ort-{method}{'-reduce' if reduce_range else ''}.onnx"
+            ort_quantize(source, path, calibration_images, method, reduce_range)
+            files.append((f"ORT quantize_static {method}{' reduce_range' if reduce_range else ''}", path,
+                          ("onnxruntime",)))
+            bar.advance(task)
+    return files
+
+
+def markdown(record: dict, stock_only: bool = False) -> str:
     cpu = record["machine"]["cpu"]
-    lines = [f"# Accuracy on real ImageNet images — {cpu['model']} ({cpu['class']})", "",
+    title = "Where the files go: stock runtimes" if stock_only else "Accuracy on real ImageNet images"
+    lines = [f"# {title} — {cpu['model']} ({cpu['class']})", "",
              f"{record['evaluation']} evaluation images, calibration on {record['calibration']} images "
              f"(../shared/data/imagenet-1k-sample's fixed split). Top-1/top-5 against the labels with the 95% Wilson "
              "interval; agreement = top-1 equal to torch FP32's; share = top-1 ÷ torch FP32 top-1. "
-             "`python -m bench.accuracy --build build/bench --out bench` reproduces it.", ""]
+             f"`python -m bench.accuracy --build build/bench --out bench{' --stock-only' if stock_only else ''}` "
+             "reproduces it.", ""]
     for model in record["models"]:
         lines += [f"## {model}", "", "| artifact | engine | top-1 | 95% interval | top-5 | agreement | share of FP32 | "
                   "logits rel-L2 | cosine |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
@@ -223,17 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = part_arguments(__doc__)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--eval", type=int, help="evaluation images (default: all 900)")
+    parser.add_argument("--stock-only", action="store_true",
+                        help="only the default files, in onebyone's ONNX Runtime session and where they go: the "
+                             "accuracy-stock part")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rows: list[dict] = []
     for name in args.models.split(","):
-        found, fp32_top1 = model_rows(name, args.build, args.eval)
+        found, fp32_top1 = model_rows(name, args.build, args.eval, args.stock_only)
         rows += [row.as_record(fp32_top1) for row in found]
         for row in found:
             stdout.print(f"{name}  {row.artifact:<72} {row.engine:<11} top-1 {row.accuracy.top1:.2%}")
     record = {"machine": machine(), "models": args.models.split(","), "evaluation": args.eval or 900,
               "calibration": 100, "seconds": time.perf_counter() - started, "rows": rows}
-    write_part(args.out, "accuracy", record, markdown(record))
+    write_part(args.out, "accuracy-stock" if args.stock_only else "accuracy", record, markdown(record, args.stock_only))
     return 0
 
 
