@@ -21,7 +21,7 @@ README = REPO / "README.md"
 START, END = "<!-- demo -->\n```\n", "```\n<!-- /demo -->"
 BUNDLE = "build/efficientnet_lite0"
 FIRST = "labelled data: "  # the block starts at verify's first line
-DEMO_IMAGES = 100  # the tests' demo run scores this many evaluation images in parity (the Makefile's default: 300)
+DEMO_IMAGES = 64  # the tests' demo run scores this many evaluation images in parity (the Makefile's default: 300)
 
 
 def readme_block() -> list[str]:

@@ -39,6 +39,9 @@ class RecordingDriver:
     def compute_capability(self, device: int) -> tuple[int, int]:
         return 9, 0
 
+    def version(self) -> int:
+        return 12080
+
     def retain_context(self, device: int) -> str:
         self._record("retain context")
         return "context"
@@ -70,6 +73,7 @@ def test_close_frees_everything_newest_first_on_the_context_before_releasing_it(
     driver = RecordingDriver()
     monkeypatch.setattr(cuda_memory, "load_driver", lambda: driver)
     device = CudaDevice()
+    assert (device.compute_capability, device.cuda) == ("9.0", "12.8"), "what plan.json records of the GPU"
     with device.active():
         device.device_buffer(256)
         device.host_buffer(64, np.dtype(np.float32))

@@ -21,6 +21,7 @@ from onebyone.runtime.bundle.plan import (
     PlanInfo,
     buffer_bytes,
     check_compatible,
+    compatibility_problems,
     numpy_dtype,
     parse_shapes,
     plan_info_path,
@@ -29,6 +30,7 @@ from onebyone.runtime.bundle.plan import (
     profile_text,
     profiles_record,
     read_plan_info,
+    where_it_runs,
 )
 from onebyone.runtime.bundle.tensors import TensorSpec
 from onebyone.runtime.bundle.tolerances import TOLERANCES
@@ -148,7 +150,8 @@ def test_plan_info_round_trips_and_matching_environment_passes(tmp_path):
 
 @pytest.mark.parametrize(("version", "capability", "messages"), [
     ("11.0.0.1", "9.0", ["was built for TensorRT 10.13.0.35, this machine has 11.0.0.1"]),
-    ("10.13.0.35", "8.9", ["compute capability 9.0 (NVIDIA H200), this GPU is 8.9 (NVIDIA L4)"]),
+    ("10.13.0.35", "8.9", ["compute capability 9.0 (NVIDIA H200, hardware compatibility none), this GPU is 8.9 "
+                           "(NVIDIA L4)"]),
     ("10.8.0.43", "8.0", ["TensorRT 10.13.0.35, this machine has 10.8.0.43; and for compute capability 9.0"]),
 ])
 def test_a_plan_from_another_tensorrt_or_gpu_is_refused(tmp_path, version, capability, messages):
@@ -279,3 +282,47 @@ def test_inspect_errors_exit_2(cli, tmp_path, name, message):
     target = write_plan(tmp_path) if name.endswith(".plan") else tmp_path / name
     code, _, err = cli("inspect", target)
     assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("options", "version", "capability", "runs"), [
+    ({"version_compatible": True}, "10.16.1.11", "9.0", True),
+    ({"version_compatible": True}, "10.8.0.43", "9.0", False),
+    ({"version_compatible": True}, "11.1.0.1", "9.0", False),
+    ({}, "10.16.1.11", "9.0", False),
+    ({"hardware_compatibility": "ampere+"}, "10.13.0.35", "8.0", True),
+    ({"hardware_compatibility": "ampere+"}, "10.13.0.35", "12.0", True),
+    ({"hardware_compatibility": "ampere+"}, "10.13.0.35", "7.5", False),
+    ({"hardware_compatibility": "same-compute-capability"}, "10.13.0.35", "8.9", False),
+], ids=["vc-later", "vc-earlier", "vc-other-major", "exact-only", "ampere-8.0", "ampere-12.0", "ampere-7.5",
+        "same-cc"])
+def test_version_and_hardware_compatible_plans_run_where_tensorrt_says(tmp_path, options, version, capability,
+                                                                       runs):
+    """TensorRT's developer guide: a version-compatible plan runs on later releases of its major version; AMPERE_PLUS
+    on compute capability 8.0 and later; otherwise the builder's TensorRT and compute capability."""
+    plan = write_plan(tmp_path, options={"opt_level": 3, **options})
+    info = read_plan_info(plan)
+    assert (compatibility_problems(info, version, capability, "GPU") == []) is runs
+    if not runs:
+        with pytest.raises(UserError, match=r"it runs on TensorRT 10\.13\.0\.35"):
+            check_compatible(info, plan, version, capability, "GPU")
+
+
+def test_where_a_plan_runs_is_said_in_words(tmp_path):
+    options = {"version_compatible": True, "hardware_compatibility": "ampere+"}
+    both = read_plan_info(write_plan(tmp_path, options=options))
+    assert where_it_runs(both) == ("TensorRT 10.13.0.35 or a later 10.x (version-compatible), on any GPU of compute "
+                                   "capability 8.0 or later (Ampere+)")
+    assert where_it_runs(read_plan_info(write_plan(tmp_path))) == (
+        "TensorRT 10.13.0.35 only, on GPUs of compute capability 9.0 like the NVIDIA H200 it was built on")
+    with pytest.raises(UserError, match=r"hardware_compatibility=sm86 is not one of none, ampere\+"):
+        build_options_error = BuildOptions(hardware_compatibility="sm86")
+        build_options_error.batches()
+
+
+def test_triton_repo_names_where_a_plan_runs_and_the_flag_a_version_compatible_one_needs(tmp_path, cli):
+    plan = write_plan(tmp_path, options={"version_compatible": True})
+    code, out, err = cli("triton-repo", plan, "-o", tmp_path / "repo")
+    assert code == 0, err + out
+    text = " ".join(out.split())
+    assert "the plan runs with TensorRT 10.13.0.35 or a later 10.x (version-compatible)" in text
+    assert "--backend-config=tensorrt,version-compatible=true" in text

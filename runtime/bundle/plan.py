@@ -43,6 +43,10 @@ class BuildOptions:
     # optimization profiles: "NAME:MIN..OPT..MAX[,...]" each (`parse_shapes`), or input → (min, opt, max) shapes;
     # empty: one profile from the batch options
     shapes: tuple[str | dict[str, tuple[tuple[int, ...], ...]], ...] = ()
+    # where the plan may run beyond the GPU and TensorRT it is built with (`where_it_runs`): "ampere+" (any GPU of
+    # compute capability 8.0 or later) or "same-compute-capability" (any GPU of the builder's compute capability)
+    hardware_compatibility: str = "none"
+    version_compatible: bool = False  # later TensorRT releases of the same major version may run it (lean runtime)
 
     def batches(self) -> tuple[int, int, int]:
         opt = self.opt_batch if self.opt_batch is not None else max(self.min_batch, min(DEFAULT_OPT_BATCH,
@@ -50,12 +54,16 @@ class BuildOptions:
         if not 1 <= self.min_batch <= opt <= self.max_batch:
             raise UserError(f"batch sizes must satisfy 1 <= {option('min_batch', self.min_batch)} <= "
                             f"{option('opt_batch', opt)} <= {option('max_batch', self.max_batch)}")
+        if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
+            raise UserError(f"{option('hardware_compatibility', self.hardware_compatibility)} is not one of "
+                            f"{', '.join(HARDWARE_COMPATIBILITY)}")
         if not 0 <= self.opt_level <= 5:
             raise UserError(f"{option('opt_level', self.opt_level)} is outside TensorRT's 0..5")
         return self.min_batch, opt, self.max_batch
 
 
 Profile = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")  # TensorRT's HardwareCompatibilityLevel
 
 
 def parse_shapes(text: str) -> dict[str, Profile]:
@@ -181,6 +189,7 @@ class PlanInfo:
     options: dict[str, Any]
     metadata: dict[str, str]  # the ONNX file's onebyone.* metadata (preprocessing, task)
     io: dict[str, list[dict[str, Any]]]  # {"inputs": [...], "outputs": [...]}: runtime.tensors.spec_records
+    cuda: str = ""  # the CUDA version the build machine's driver supports ("" in records written before it)
     format: str = PLAN_FORMAT
 
     def to_json(self) -> str:
@@ -225,14 +234,44 @@ def read_plan_info(plan: Path) -> PlanInfo:
     return info
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def where_it_runs(info: PlanInfo) -> str:
+    """Where a plan may run, in words, from how it was built (TensorRT developer guide: version compatibility — a
+    version-compatible plan runs on later TensorRT releases of its major version, with the lean runtime it carries;
+    hardware compatibility — AMPERE_PLUS on every GPU of compute capability 8.0 or later, SAME_COMPUTE_CAPABILITY on
+    every GPU of the builder's; otherwise the builder's TensorRT and GPU architecture)."""
+    major = info.tensorrt.split(".")[0]
+    versions = (f"TensorRT {info.tensorrt} or a later {major}.x (version-compatible)"
+                if info.options.get("version_compatible") else f"TensorRT {info.tensorrt} only")
+    level = info.options.get("hardware_compatibility", "none")
+    gpus = {"ampere+": "any GPU of compute capability 8.0 or later (Ampere+)",
+            "same-compute-capability": f"any GPU of compute capability {info.compute_capability}"}.get(
+        level, f"GPUs of compute capability {info.compute_capability} like the {info.gpu} it was built on")
+    return f"{versions}, on {gpus}"
+
+
+def compatibility_problems(info: PlanInfo, tensorrt_version: str, compute_capability: str, gpu: str) -> list[str]:
+    """Why a plan cannot run with this TensorRT and GPU (`where_it_runs`); empty when it can."""
+    problems = []
+    built, here = _version(info.tensorrt), _version(tensorrt_version)
+    later_same_major = here[:1] == built[:1] and here >= built
+    if not (here == built or (info.options.get("version_compatible") and later_same_major)):
+        problems.append(f"TensorRT {info.tensorrt}, this machine has {tensorrt_version}")
+    level = info.options.get("hardware_compatibility", "none")
+    fits = (_version(compute_capability) >= (8, 0) if level == "ampere+"
+            else compute_capability == info.compute_capability)
+    if not fits:
+        problems.append(f"compute capability {info.compute_capability} ({info.gpu}, hardware compatibility {level}), "
+                        f"this GPU is {compute_capability} ({gpu})")
+    return problems
+
+
 def check_compatible(info: PlanInfo, plan: Path, tensorrt_version: str, compute_capability: str, gpu: str) -> None:
     """Refuse a plan built for another TensorRT version or GPU architecture, naming both and the fix."""
-    problems = []
-    if info.tensorrt != tensorrt_version:
-        problems.append(f"TensorRT {info.tensorrt}, this machine has {tensorrt_version}")
-    if info.compute_capability != compute_capability:
-        problems.append(f"compute capability {info.compute_capability} ({info.gpu}), this GPU is "
-                        f"{compute_capability} ({gpu})")
+    problems = compatibility_problems(info, tensorrt_version, compute_capability, gpu)
     if problems:
-        raise UserError(f"{plan} was built for {'; and for '.join(problems)}; a TensorRT plan runs only where it "
-                        f"was built — rebuild it here with `onebyone build {info.onnx['name']} -o {plan}`")
+        raise UserError(f"{plan} was built for {'; and for '.join(problems)}; it runs on {where_it_runs(info)} — "
+                        f"rebuild it here with `onebyone build {info.onnx['name']} -o {plan}`")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from onebyone.runtime.bundle.plan import DEFAULT_MAX_BATCH, DEFAULT_MIN_BATCH, BuildOptions
+from onebyone.runtime.bundle.plan import DEFAULT_MAX_BATCH, DEFAULT_MIN_BATCH, HARDWARE_COMPATIBILITY, BuildOptions
 from onebyone.runtime.commands.arguments import options_from, positive_int
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -33,6 +33,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timing-cache", type=Path, help="timing cache file, read if present and updated")
     parser.add_argument("--opt-level", type=int, default=3, choices=range(6), metavar="0-5",
                         help="builder optimization level (default 3)")
+    parser.add_argument("--hardware-compatibility", default="none", choices=HARDWARE_COMPATIBILITY,
+                        help="GPUs the plan may run on beyond the builder's architecture: ampere+ (compute capability "
+                             "8.0 or later) or same-compute-capability; recorded in plan.json (default none)")
+    parser.add_argument("--version-compatible", action="store_true",
+                        help="later TensorRT releases of the same major version may run the plan (it carries the "
+                             "lean runtime; Triton's tensorrt backend needs --backend-config=tensorrt,"
+                             "version-compatible=true)")
     parser.set_defaults(run=run)
 
 

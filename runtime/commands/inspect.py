@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from onebyone.runtime.bundle.plan import profile_text, profiles_record
+from onebyone.runtime.bundle.plan import profile_text, profiles_record, read_plan_info, where_it_runs
 from onebyone.runtime.core.errors import UserError
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -29,12 +29,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plan.suffix != ".plan":
         raise UserError(f"{args.plan} is not a TensorRT plan (.plan); make one with `onebyone build`")
+    info = read_plan_info(args.plan)
+    if not args.json:
+        stdout.print(f"built with TensorRT {info.tensorrt} on {info.gpu} (compute {info.compute_capability}); runs "
+                     f"with {where_it_runs(info)}")
     with open_session(args.plan, backend="tensorrt", self_check=False) as session:
         layers = session.layers()
         device = session.device
         profiles = session.profiles()
     if args.json:
-        print(json.dumps({"plan": str(args.plan), "device": device, "profiles": profiles_record(profiles),
+        print(json.dumps({"plan": str(args.plan), "device": device, "runs_on": where_it_runs(info),
+                          "profiles": profiles_record(profiles),
                           "layers": layers}, indent=2))
         return 0
     for index, profile in enumerate(profiles):

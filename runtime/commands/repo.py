@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from onebyone.runtime.bundle.plan import PlanInfo, read_plan_info, where_it_runs
 from onebyone.runtime.commands.arguments import add_batching_options, max_delay_us, options_from, positive_int
 from onebyone.runtime.serve.triton_repo import ACCELERATOR_PRECISIONS
 
@@ -52,4 +53,13 @@ def run(args: argparse.Namespace) -> int:
                            instance_kind=args.instance_kind or ("cpu" if cpu_only else "gpu"))
     for written in write_repository(args.targets, args.output, options):
         stdout.print(f"{written.path}/config.pbtxt  ({written.source.name}, backend {written.backend})")
+        if written.backend == "tensorrt":
+            print_where_it_runs(read_plan_info(written.source))
     return 0
+
+
+def print_where_it_runs(info: PlanInfo) -> None:
+    """A plan's reach, and the tritonserver flag a version-compatible one needs (tensorrt_backend PR #74)."""
+    stdout.print(f"  the plan runs with {where_it_runs(info)}")
+    if info.options.get("version_compatible"):
+        stdout.print("  start tritonserver with --backend-config=tensorrt,version-compatible=true")

@@ -59,6 +59,10 @@ class CudaPythonDriver:
     def device(self, ordinal: int) -> Any:
         return self._checked(self._cu.cuDeviceGet(ordinal))
 
+    def version(self) -> int:
+        """The CUDA version the driver supports, e.g. 12040 for 12.4."""
+        return int(self._checked(self._cu.cuDriverGetVersion()))
+
     def name(self, device: Any) -> str:
         return bytes(self._checked(self._cu.cuDeviceGetName(256, device))).split(b"\0")[0].decode()
 
@@ -119,6 +123,9 @@ class PyCudaDriver:
 
     def device(self, ordinal: int) -> Any:
         return self._cuda.Device(ordinal)
+
+    def version(self) -> int:
+        return int(self._cuda.get_driver_version())
 
     def name(self, device: Any) -> str:
         return str(device.name())
@@ -196,6 +203,8 @@ class CudaDevice:
         self.name = driver.name(self._device)
         major, minor = driver.compute_capability(self._device)
         self.compute_capability = f"{major}.{minor}"
+        version = driver.version()
+        self.cuda = f"{version // 1000}.{version % 1000 // 10}"  # the CUDA version the driver supports
         self._context = driver.retain_context(self._device)
         self._releases: list[Callable[[], None]] = []
 

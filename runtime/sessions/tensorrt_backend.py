@@ -89,7 +89,7 @@ class TensorRTSession(Session):
         try:
             check_compatible(info, plan, trt.__version__, self._device.compute_capability, self._device.name)
             with self._device.active():
-                self._open_engine(trt, plan)
+                self._open_engine(trt, plan, bool(info.options.get("version_compatible")))
         except BaseException:
             self._device.close()
             raise
@@ -99,9 +99,11 @@ class TensorRTSession(Session):
         device = f"{self._device.name}, compute {self._device.compute_capability}, TensorRT {trt.__version__}"
         super().__init__(target, self._inputs, self._outputs, description, device, self._batch_range)
 
-    def _open_engine(self, trt: Any, plan: Path) -> None:
+    def _open_engine(self, trt: Any, plan: Path, version_compatible: bool) -> None:
         self._trt = trt
         self._runtime = trt.Runtime(logger(trt))
+        if version_compatible:  # the plan carries the lean runtime it runs on: host code TensorRT must allow
+            self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
         if self._engine is None:
             raise UserError(f"TensorRT cannot deserialize {plan} (corrupted, or built by another TensorRT); "

@@ -40,10 +40,22 @@ def _use_timing_cache(config: Any, cache_bytes: bytes, cache_path: Path | None) 
         config.set_timing_cache(config.create_timing_cache(b""), False)
 
 
+def _set_compatibility(trt: Any, config: Any, options: BuildOptions) -> None:
+    """Where the plan may run (runtime/bundle/plan.py `where_it_runs`): the hardware compatibility level, and the
+    version-compatible flag (the plan then carries the lean runtime)."""
+    levels = {"ampere+": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
+              "same-compute-capability": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY}
+    if options.hardware_compatibility in levels:
+        config.hardware_compatibility_level = levels[options.hardware_compatibility]
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+
+
 def build_plan(onnx_path: Path, staged_plan: Path, profiles: list[dict[str, Profile]],
                options: BuildOptions) -> dict[str, Any]:
     """Parse, build and serialize an engine to `staged_plan`; update the timing cache file when one is given.
-    Returns what plan.json records about the build environment: tensorrt, gpu, compute_capability, build_seconds."""
+    Returns what plan.json records about the build environment: tensorrt, gpu, compute_capability, cuda,
+    build_seconds."""
     trt = import_tensorrt()
     device = CudaDevice()
     try:
@@ -61,6 +73,7 @@ def build_plan(onnx_path: Path, staged_plan: Path, profiles: list[dict[str, Prof
             config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precision for `onebyone inspect`
             if hasattr(trt.BuilderFlag, "TF32"):
                 config.clear_flag(trt.BuilderFlag.TF32)
+            _set_compatibility(trt, config, options)
             cache_path = options.timing_cache
             cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
             _use_timing_cache(config, cache_bytes, cache_path)
@@ -83,6 +96,6 @@ def build_plan(onnx_path: Path, staged_plan: Path, profiles: list[dict[str, Prof
                 with atomic_write(cache_path) as tmp:
                     tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
         return {"tensorrt": trt.__version__, "gpu": device.name, "compute_capability": device.compute_capability,
-                "build_seconds": seconds}
+                "cuda": device.cuda, "build_seconds": seconds}
     finally:
         device.close()
