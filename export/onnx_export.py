@@ -87,8 +87,8 @@ def _torch_export(model: nn.Module, example: torch.Tensor, path: Path, spec: Mod
     program.save(str(path))
 
 
-def export_onnx(model: nn.Module, spec: ModelSpec, path: Path, options: ExportOptions) -> None:
-    """Export `model` to `path` (plus `path.data` when over 2 GB), annotated, shape-inferred and checker-clean."""
+def check_export_options(options: ExportOptions) -> None:
+    """The exporter and dynamic-axis options' mistakes, named before any model is built or trained."""
     if options.exporter not in EXPORTERS:
         raise UserError(f"{option('exporter', repr(options.exporter))} is not one of {', '.join(EXPORTERS)}")
     asked = option("dynamic", ",".join(options.dynamic))
@@ -96,6 +96,11 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: Path, options: ExportOp
         raise UserError(f"{asked}: {', '.join(unknown)} is not an input axis; dynamic axes are {', '.join(AXES)}")
     if options.batch is not None and "batch" in options.dynamic:
         raise UserError(f"{asked} conflicts with {option('batch', options.batch)}: leave the batch out of one")
+
+
+def export_onnx(model: nn.Module, spec: ModelSpec, path: Path, options: ExportOptions) -> None:
+    """Export `model` to `path` (plus `path.data` when over 2 GB), annotated, shape-inferred and checker-clean."""
+    check_export_options(options)
     example = torch.randn(options.batch or 1, *spec.input_shape)
     try:
         with _quiet_exporter(), torch.no_grad():

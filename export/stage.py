@@ -12,7 +12,7 @@ import onnx
 import onnxruntime
 import torch
 
-from onebyone.export.onnx_export import export_onnx
+from onebyone.export.onnx_export import check_export_options, export_onnx
 from onebyone.export.options import ExportOptions
 from onebyone.export.shapes import golden_sizes
 from onebyone.export.weights import load_weights, pretrained_weights
@@ -95,7 +95,8 @@ def export_bundle(spec: ModelSpec, output: Path, options: ExportOptions, weights
     Files are built in a staging directory and renamed into place only after the check passes, manifest last.
     """
     bundle, onnx_name = split_destination(output)
-    golden_sizes(spec, options)  # the options' mistakes before any work
+    check_export_options(options)  # the options' mistakes before any work (digits_resnet trains for minutes)
+    golden_sizes(spec, options)
     with staging_dir(bundle) as stage:
         model = instantiate(spec)  # before the bar: building may show its own progress (digits_resnet trains)
         if weights is not None:

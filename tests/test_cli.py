@@ -110,6 +110,19 @@ def test_exporting_to_a_file_name(tmp_path, cli):
     assert files_under(tmp_path / "nets") == sorted([GOLDEN_NAME, "block.onnx", MANIFEST_NAME])
 
 
+def test_usage_errors_are_one_line(cli):
+    """argparse's usage block is replaced by one `error:` line naming where the options are listed; a shape list
+    with a negative number is a value, not an unknown option."""
+    for argv, message in ((["bench", "x", "--batch", "-4"], "argument --batch: '-4' is not a comma-separated list"),
+                          (["export", "digits_resnet", "--input-shape", "-1,8,8", "-o", "/nonexistent/b"],
+                           "--input-shape '-1,8,8' is not C,H,W"),
+                          (["frobnicate"], "invalid choice: 'frobnicate'")):
+        code, out, err = cli(*argv)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert "usage:" not in err + out
+        assert ("--help` lists the options" in err) is (argv[0] != "export"), "argparse's errors name --help"
+
+
 def test_usage_errors_exit_2(cli):
     assert cli("export")[0] == 2
     assert cli("export", "digits_resnet", "--batch", "0")[0] == 2

@@ -139,14 +139,24 @@ def test_calibration_batches_take_each_size_in_turn():
     assert [b.shape[2:] for b in data.batches(3)] == [(8, 8), (16, 4), (8, 8), (16, 4)]
 
 
-def test_dynamic_options_are_checked_before_any_work(cli, tmp_path):
+def test_dynamic_options_are_checked_before_any_work(cli, tmp_path, monkeypatch):
+    """Within a second, before a model is built (digits_resnet and the segmenter train for minutes), nothing left."""
+    import time
+
+    import onebyone.export.stage
+
+    def no_work(*args: object) -> None:
+        raise AssertionError("a model was built before the options were checked")
+
+    monkeypatch.setattr(onebyone.export.stage, "instantiate", no_work)
+    started = time.perf_counter()
     for args, message in ((["--dynamic", "depth"], "depth is not an input axis"),
                           (["--dynamic", "batch", "--batch", "2"], "conflicts with --batch 2"),
                           (["--check-shapes", "40x40"], "needs a dynamic height or width"),
                           (["--dynamic", "height", "--check-shapes", "40x48"], "changes an axis that is not dynamic")):
         code, _, err = cli("export", "digits_segmenter", "-o", tmp_path / "b", *args)
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
-    assert files_under(tmp_path) == []
+    assert files_under(tmp_path) == [] and time.perf_counter() - started < 4, "four commands, under a second each"
 
 
 def test_fpn_exports_five_named_outputs_with_their_own_dims_and_serves_them(tmp_path):

@@ -181,3 +181,15 @@ def test_files_onnx_runtime_optimized_offline_are_valid_inputs(level, exported, 
                              tmp_path / "calib.npy", "-o", tmp_path / "ort-basic.int8.onnx")
         assert code == 0, err + out
         onnx.checker.check_model(str(tmp_path / "ort-basic.int8.onnx"), full_check=True)
+
+
+def test_refusals_are_summarised_per_kind_and_listed_with_verbose(exported, cli, tmp_path):
+    """Lite0's 23 refused rewrites print as one line per kind with a count; `--verbose` lists each."""
+    source = exported("efficientnet_lite0", keep_batchnorm=True).onnx_path
+    code, out, err = cli("optimize", source, "-o", tmp_path / "a.onnx")
+    assert code == 0, err + out
+    lines = [line for line in out.splitlines() if line.strip().startswith("refused")]
+    assert "refused 16×: grouped Conv: concatenating output channels would break its groups" in out
+    assert len(lines) == len(set(lines)) <= 4, out
+    code, out, err = cli("optimize", source, "-o", tmp_path / "b.onnx", "--verbose")
+    assert code == 0 and sum(line.strip().startswith("refused at") for line in out.splitlines()) >= 23, out

@@ -91,11 +91,13 @@ def test_parity_from_python_reports_what_the_cli_prints(bundle_copy, cli, capsys
 
 
 def test_the_python_api_doc_runs_as_written(tmp_path, monkeypatch, capsys):
-    """docs/python-api.md's example, executed in a scratch folder (the trained-weights cache kept): no subprocess."""
+    """docs/python-api.md's example, executed in a scratch folder, no subprocess: run from another working directory,
+    it finds the weights trained earlier in the user's cache (none of it is under the scratch folder)."""
     text = (REPO / "docs" / "python-api.md").read_text()
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
-    monkeypatch.setenv("ONEBYONE_CACHE", str(cache_dir().resolve()))
+    before = cache_dir()
     monkeypatch.chdir(tmp_path)
+    assert cache_dir() == before and before.is_absolute()
     exec(compile(code, "docs/python-api.md", "exec"), {})
     printed = capsys.readouterr().out
     assert printed.count("parity: ") == 2 and "open: " in printed and "(auto)" in printed

@@ -9,10 +9,12 @@ stay fast (docs/cli.md; tests/test_cli_startup.py).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Callable
 from importlib import import_module
+from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -41,9 +43,33 @@ STAGES: dict[str, tuple[str, str]] = {  # stage → (module under onebyone.runti
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one `error:` line naming where the options are listed (exit 2), not its
+    usage block; every stage's parser is one (add_subparsers makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        stderr.print(f"[bold red]error:[/] {escape(message)} (`{self.prog} --help` lists the options)", soft_wrap=True)
+        raise SystemExit(2)
+
+
+NUMBER_LIST = re.compile(r"-\d[\d,x.]*")  # -1,8,8 or -4: a value, where argparse would read an option
+
+
+def values_kept(argv: list[str]) -> list[str]:
+    """`--opt -1,8,8` as `--opt=-1,8,8`: argparse takes a token starting with '-' for an option unless it is one plain
+    negative number, so a shape list with a -1 needs the `=` spelling; this gives it."""
+    kept: list[str] = []
+    for token in argv:
+        if kept and kept[-1].startswith("--") and "=" not in kept[-1] and NUMBER_LIST.fullmatch(token):
+            kept[-1] = f"{kept[-1]}={token}"
+        else:
+            kept.append(token)
+    return kept
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """The parser for `argv`: every stage is listed, and the one `argv` names gets its arguments."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="onebyone",
         description="Bottleneck CNNs from PyTorch to verified ONNX, FP16/INT8 and TensorRT.",
     )
@@ -96,7 +122,7 @@ def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one stage. Exit codes: 0 ok, 1 a check failed, 2 a user error (message, no traceback), 130 interrupted."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = values_kept(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     try:
         with warnings.catch_warnings():

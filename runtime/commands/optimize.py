@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from onebyone.optimize.targets import DEFAULT_TARGET, PASSES, TARGETS
+
+if TYPE_CHECKING:
+    from onebyone.optimize.passes.base import Refusal
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -23,6 +28,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="run ONNX Runtime before/after every pass on fresh random inputs; fail on a mismatch")
     parser.add_argument("--report", type=Path, help="write the per-pass report as JSON")
+    parser.add_argument("--verbose", action="store_true",
+                        help="list every refused rewrite (default: one line per kind of refusal, with a count)")
     parser.set_defaults(run=run)
 
 
@@ -38,7 +45,20 @@ def run(args: argparse.Namespace) -> int:
         stdout.print(f"{report.name:<16} {'changed' if report.changed else 'no change':<9} "
                      f"{sum(report.ops_before.values())} → {sum(report.ops_after.values())} ops  "
                      f"{report.seconds:.2f}s{note}")
-        for refusal in report.refusals:
-            stdout.print(f"  refused at {refusal.node}: {refusal.reason}")
+        for line in refusal_lines(report.refusals, args.verbose):
+            stdout.print(line)
     stdout.print(result.summary)
     return 0
+
+
+def refusal_lines(refusals: list[Refusal], verbose: bool) -> list[str]:
+    """A pass's refused rewrites: one line each with `verbose`, else one line per kind of reason (the reason with its
+    node names and numbers left out), with a count and the first node."""
+    if verbose:
+        return [f"  refused at {refusal.node}: {refusal.reason}" for refusal in refusals]
+    kinds: dict[str, list[Refusal]] = {}
+    for refusal in refusals:
+        kinds.setdefault(re.sub(r"\d+", "N", re.sub(r"'[^']*'", "'…'", refusal.reason)), []).append(refusal)
+    return [f"  refused at {found[0].node}: {found[0].reason}" if len(found) == 1 else
+            f"  refused {len(found)}×: {kind} (first at {found[0].node}; --verbose lists them)"
+            for kind, found in kinds.items()]
