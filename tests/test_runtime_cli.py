@@ -83,8 +83,9 @@ def test_infer_user_errors_exit_2_without_output(bundle, cli, tmp_path, args, me
     (tmp_path / "notes.txt").write_text("hello")
     np.save(tmp_path / "wrong.npy", np.zeros((1, 4, 4), np.float32))
     before = files_under(tmp_path)
-    code, _, err = cli("infer", bundle / "model.onnx", *[a.format(tmp=tmp_path) for a in args])
+    code, out, err = cli("infer", bundle / "model.onnx", *[a.format(tmp=tmp_path) for a in args])
     assert code == 2 and "Traceback" not in err
+    assert "missing" not in args[1] or out == "", "a missing input is named before the model is opened and checked"
     assert message.format(tmp=tmp_path) in " ".join(err.split())
     assert files_under(tmp_path) == before
 

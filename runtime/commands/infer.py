@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output is not None and args.output.suffix not in (".npy", ".npz"):
         raise UserError(f"-o {args.output}: use a .npy (one output) or .npz file")
+    if missing := [str(path) for path in args.inputs if not Path(path).exists()]:  # before the model is opened
+        raise UserError("; ".join(f"input {path} does not exist" for path in missing))
     with open_session(args.artifact, args.backend, providers=args.providers, self_check=args.self_check) as session:
         if len(session.inputs) != 1:
             raise UserError(f"{session.target.label} has {len(session.inputs)} inputs; infer feeds one-input models")
