@@ -70,6 +70,10 @@ def test_infer_takes_npy_batches_and_single_samples(bundle, cli, tmp_path, rng):
         expected = session.run(np.concatenate([x, x[:1]]))["logits"]
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
     assert "batch.npy[2]:" in stdout and "one.npy:" in stdout
+    code, stdout, err = cli("infer", bundle, "-i", tmp_path / "one.npy", "-o", tmp_path / "out.npz")
+    assert code == 0, err
+    with np.load(tmp_path / "out.npz") as archive:  # the suffix's format, with one output too
+        np.testing.assert_array_equal(archive["logits"], expected[-1:])
 
 
 @pytest.mark.parametrize(("args", "message"), [

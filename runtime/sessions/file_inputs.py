@@ -75,8 +75,10 @@ def top_classes(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
 
 
 def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """The outputs in the format `path`'s suffix names: .npy (one output, the array) or .npz (every output by name,
+    one output included)."""
     buffer = io.BytesIO()
-    if len(outputs) == 1:
+    if path.suffix == ".npy":
         np.save(buffer, next(iter(outputs.values())))
     else:
         np.savez(buffer, **outputs)
