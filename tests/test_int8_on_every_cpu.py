@@ -207,7 +207,7 @@ def test_quantize_writes_full_weights_unless_this_cpu_saturates(bundle_copy, cli
     assert code == 0 and "can overflow the int8 dot products" not in out
     code, out, _ = cli("quantize", source, "--precision", "int8", "--calib", calib, "--flavour", "ort",
                        "--weight-range", "full", "-o", bundle / "model.full.int8-ort.onnx")
-    assert code == 0 and "can overflow the int8 dot products" in out
+    assert code == 0 and ("can overflow the int8 dot products" in out) is this_cpu().int8_saturates, out
     manifest = read_manifest(bundle)
     default = "safe" if this_cpu().int8_saturates else "full"
     for name, weight_range in (("model.int8-trt.onnx", default), ("model.int8-ort.onnx", default),
@@ -267,3 +267,19 @@ def test_the_default_weight_range_per_cpu_class():
 
     assert default_weight_range(parse_cpuinfo(EPYC, "x86_64").int8_saturates) == "safe"
     assert default_weight_range(parse_cpuinfo(SAPPHIRE_RAPIDS, "x86_64").int8_saturates) == "full"
+
+
+@pytest.mark.parametrize(("cpuinfo", "advised"), [(EPYC, True), (SAPPHIRE_RAPIDS, False)], ids=["avx2", "vnni"])
+def test_overflow_advice_is_printed_only_where_it_applies(cpuinfo, advised, bundle_copy, cli, monkeypatch):
+    """A full-range file's overflow advice is for CPUs whose int8 dot products saturate (injected CPU); the manifest
+    counts the overflow-prone tensors on every CPU."""
+    import onebyone.runtime.core.cpu as cpu_module
+
+    monkeypatch.setattr(cpu_module, "this_cpu", lambda: parse_cpuinfo(cpuinfo, "x86_64"))
+    bundle = bundle_copy("digits_resnet")
+    code, out, err = cli("quantize", bundle / "model.onnx", "--precision", "int8", "--calib", "digits",
+                         "--flavour", "ort", "--weight-range", "full")
+    assert code == 0, err + out
+    assert ("can overflow the int8 dot products" in out) is advised
+    record = read_manifest(bundle).artifacts["model.int8-ort.onnx"]
+    assert record.made_by["overflow_prone_tensors"] > 0

@@ -413,7 +413,7 @@ def _to_int8(model: ir.Model, calibration: Calibration, options: QuantizeOptions
     float_parts = _to_fp16(model, calibration, keep, options.fp16_io, messages) if options.float_dtype == "fp16" \
         else {}
     prone = overflow_prone(model)  # none with safe weights, by construction (optimize/precision/qdq.py)
-    if prone:
+    if prone and cpu.this_cpu().int8_saturates:  # advice for this CPU only; the manifest records the count anyway
         messages.append(f"  {len(prone)} weight tensors can overflow the int8 dot products of x86 CPUs without VNNI "
                         "(--weight-range full): the kernel check tells where it runs right; --weight-range safe "
                         "for such CPUs")
