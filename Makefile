@@ -118,6 +118,7 @@ bench: $(BENCH_EXPORTS) $(DENSE)/model.opt.int8-ort.onnx
 	$(PY) -m bench.serve --build build/bench --out bench
 	$(PY) -m bench.serve_triton --build build/bench --out bench
 	$(PY) -m bench.accuracy --build build/bench --out bench
+	$(PY) -m bench.accuracy --build build/bench --out bench --stock-only
 	$(PY) -m bench.kernels --build build/bench/kernels --out bench
 	$(PY) -m bench.report bench
 
