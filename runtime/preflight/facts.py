@@ -23,16 +23,17 @@ class Facts:
     def input(self, node: ir.Node, name: str) -> ir.Value | None:
         """The node's input the ONNX schema calls `name` (None when the schema has none of that name or it is
         left out)."""
-        schema = self.schema(node)
-        names = [formal.name for formal in schema.inputs] if schema is not None else []
-        index = names.index(name) if name in names else None
-        return node.inputs[index] if index is not None and index < len(node.inputs) else None
+        return self._named(node, name, "inputs")
 
     def output(self, node: ir.Node, name: str) -> ir.Value | None:
+        return self._named(node, name, "outputs")
+
+    def _named(self, node: ir.Node, name: str, side: str) -> ir.Value | None:
         schema = self.schema(node)
-        names = [formal.name for formal in schema.outputs] if schema is not None else []
+        names = [formal.name for formal in getattr(schema, side)] if schema is not None else []
+        values = getattr(node, side)
         index = names.index(name) if name in names else None
-        return node.outputs[index] if index is not None and index < len(node.outputs) else None
+        return values[index] if index is not None and index < len(values) else None
 
     def has_attribute(self, node: ir.Node, name: str) -> bool:
         schema = self.schema(node)
